@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+# Versions are pinned so that an install next month behaves like today's.
+# torch is deliberately a range that admits the CPU build 2.13.0 (installed first by the
+# Makefile): an unpinned torch would pull several GB of CUDA wheels on a CPU machine.
+install_requires = [
+    "torch>=2.6,<2.14",
+    "transformers==5.23.0",
+    "accelerate==1.15.0",
+    "datasets==5.2.0",
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
+    "huggingface-hub==2.4.0",
+    "deepspeed==0.19.8",
+    "pyyaml==6.0.3",
+    "tqdm==4.70.1",
+]
+
+setup(
+    name="alignment-unidpo",
+    version="0.1.0",
+    description="Uni-DPO preference optimisation with DPO and SimPO baselines, from YAML recipes",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require={
+        "dev": ["pytest==9.2.0", "peft==0.21.2"],
+        "peft": ["peft==0.21.2"],
+        "wandb": ["wandb==0.31.0"],
+        "flash-attn": ["flash-attn"],  # GPU machines with nvcc only
+    },
+)

@@ -1,0 +1,165 @@
+"""Configuration dataclasses.
+
+A run is described by four dataclasses whose fields share one flat namespace, so that
+a recipe YAML or a ``--key=value`` override never needs to say which class a key
+belongs to (see :mod:`alignment_unidpo.recipes`):
+
+* :class:`ModelArguments`: policy, reference model, tokenizer, LoRA;
+* :class:`DataArguments`: the dataset mixture and the eval split;
+* :class:`UniDPOConfig`: ``transformers.TrainingArguments`` plus the loss and
+  tokenisation hyper-parameters (paper Tables C.1 and C.3);
+* :class:`LaunchArguments`: how ``accelerate launch`` starts the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import TrainingArguments
+
+from .losses import PERF_WEIGHTS
+
+LOSS_TYPES = ("uni_dpo", "dpo", "simpo")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="toy:tiny-llama",
+        metadata={"help": "Hub id or local path of the policy; 'toy:<name>' builds a tiny model offline."},
+    )
+    ref_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Frozen reference model; defaults to model_name_or_path."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Defaults to the model's."})
+    chat_template: str | None = field(
+        default=None, metadata={"help": "Jinja chat template replacing the tokenizer's own."}
+    )
+    torch_dtype: str = field(default="bfloat16", metadata={"help": "bfloat16, float16, float32 or auto."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "flash_attention_2, sdpa or eager (Gemma-2 needs eager)."}
+    )
+    trust_remote_code: bool = False
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters; the reference is the base model."})
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Module names for LoRA; default: all linear layers."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset_mixture: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"path": "data/toy_preferences_text.jsonl"}, {"path": "data/toy_preferences_chat.jsonl"}],
+        metadata={
+            "help": "Sources to mix. Each entry: path (hub id, local json/jsonl/parquet file or folder), "
+            "optional data_files, name (hub config), split (default 'train'), fraction (default 1.0)."
+        },
+    )
+    eval_dataset_mixture: list[dict[str, Any]] | None = field(
+        default=None, metadata={"help": "Eval sources, same format; else test_split_size carves one."}
+    )
+    test_split_size: float | int = field(
+        default=0, metadata={"help": "Fraction (<1) or number of rows held out for eval when no eval data is given."}
+    )
+    apply_chat_template: bool = field(
+        default=True,
+        metadata={"help": "False: prompts are already templated strings and answers are used as written "
+                          "(EOS appended), as in the authors' math data."},
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System message put before every prompt that has none."}
+    )
+    preprocessing_num_workers: int = 1
+
+
+@dataclass
+class LaunchArguments:
+    accelerate_config: str = field(
+        default="zero3", metadata={"help": "Name in accelerate_configs/ or a path to an accelerate YAML."}
+    )
+    num_processes: int = field(default=8, metadata={"help": "Processes (GPUs) in total."})
+
+
+@dataclass
+class UniDPOConfig(TrainingArguments):
+    """TrainingArguments plus the preference-optimisation hyper-parameters.
+
+    Defaults are the paper's textual setting (Table C.1) where one exists.
+    """
+
+    loss_type: str = field(default="uni_dpo", metadata={"help": "uni_dpo, dpo or simpo."})
+    beta: float = field(default=2.0, metadata={"help": "Reward scale beta (Eq. 1, 10, 20)."})
+    qual_eta: float = field(default=0.7, metadata={"help": "eta of the quality weight, Eq. (5)."})
+    perf_gamma: float = field(default=3.0, metadata={"help": "gamma of the performance weight, Eq. (10)."})
+    tau_ref: float = field(default=0.8, metadata={"help": "Margin tau_ref of the performance weight, Eq. (10)."})
+    nll_lambda: float = field(default=0.001, metadata={"help": "lambda of the calibrated NLL, Eq. (4)."})
+    tau_good: float = field(default=3.2, metadata={"help": "Score threshold of the calibrated NLL, Eq. (11)."})
+    length_normalize: bool = field(
+        default=True, metadata={"help": "Uni-DPO on per-token averaged log-probs (off: the 'w/o LN' ablation)."}
+    )
+    use_quality_weight: bool = field(default=True, metadata={"help": "Off: the 'w/o w_qual' ablation."})
+    perf_weight: str = field(
+        default="stabilized", metadata={"help": "stabilized (Eq. 10), focal (Eq. 7) or none ('w/o w_perf')."}
+    )
+    nll_require_ref_gap: bool = field(default=True, metadata={"help": "Indicator I of Eq. (11)."})
+    nll_require_good_score: bool = field(default=True, metadata={"help": "Indicator II of Eq. (11)."})
+    simpo_gamma_beta_ratio: float = field(default=0.5, metadata={"help": "SimPO margin / beta."})
+    label_smoothing: float = field(default=0.0, metadata={"help": "Conservative DPO / SimPO smoothing."})
+    max_length: int = field(default=2048, metadata={"help": "Longest prompt + completion, in tokens."})
+    max_prompt_length: int = field(default=1800, metadata={"help": "Prompts are cut from the left to this."})
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Pairs per optimizer step over all processes; sets gradient_accumulation_steps."},
+    )
+    warmup_ratio: float | None = field(
+        default=None, metadata={"help": "Warm-up as a fraction of all steps (sets warmup_steps)."}
+    )
+    remove_unused_columns: bool = False
+
+    def __post_init__(self):
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio < 1:
+                raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            self.warmup_steps = float(self.warmup_ratio)
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.perf_weight not in PERF_WEIGHTS:
+            raise ValueError(f"perf_weight must be one of {PERF_WEIGHTS}, got {self.perf_weight!r}")
+        if self.loss_type == "uni_dpo" and self.label_smoothing:
+            raise ValueError("label_smoothing is defined for dpo and simpo only; Uni-DPO (Eq. 4) has none.")
+        if not 0 < self.max_prompt_length < self.max_length:
+            raise ValueError(
+                f"need 0 < max_prompt_length < max_length, got {self.max_prompt_length} and {self.max_length}"
+            )
+        super().__post_init__()
+
+
+def derive_gradient_accumulation(
+    global_batch_size: int | None, per_device_batch_size: int, num_processes: int, explicit_steps: int | None
+) -> int:
+    """Gradient accumulation steps that make ``per_device * processes * steps == global``.
+
+    ``explicit_steps`` is the value the recipe set itself (None when unset); it must agree.
+    """
+    if global_batch_size is None:
+        return explicit_steps or 1
+    per_step = per_device_batch_size * num_processes
+    if global_batch_size <= 0 or global_batch_size % per_step:
+        raise ValueError(
+            f"global_batch_size={global_batch_size} is not a positive multiple of "
+            f"per_device_train_batch_size ({per_device_batch_size}) x num_processes ({num_processes}) = {per_step}; "
+            "change per_device_train_batch_size or the number of processes."
+        )
+    steps = global_batch_size // per_step
+    if explicit_steps is not None and explicit_steps != steps:
+        raise ValueError(
+            f"gradient_accumulation_steps={explicit_steps} contradicts global_batch_size={global_batch_size} "
+            f"(which needs {steps} with {num_processes} processes x {per_device_batch_size} per device); "
+            "set only one of them."
+        )
+    return steps

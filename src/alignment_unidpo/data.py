@@ -1,0 +1,230 @@
+"""Preference data: load sources, validate every row, normalise, mix, split.
+
+A record has ``prompt``, ``chosen``, ``rejected``, ``score_chosen``, ``score_rejected``.
+``prompt`` is a string or a chat message list; ``chosen``/``rejected`` are strings or
+message lists whose last turn is the assistant's answer (earlier turns, when present,
+are the conversation and replace ``prompt``, as in ``ultrafeedback_binarized``).
+
+Rows are normalised to ``messages`` (the conversation up to the answer), ``chosen`` and
+``rejected`` (answer strings) and float scores. Rule violations that make the data
+unusable raise :class:`DataValidationError` naming source, row and field; rows that are
+merely useless (chosen identical to rejected) are dropped with a warning and a count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_TEXT_FIELDS = ("prompt", "chosen", "rejected")
+SCORE_FIELDS = ("score_chosen", "score_rejected")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+MAX_REPORTED_ERRORS = 10
+
+
+class DataValidationError(ValueError):
+    """Bad preference data; the message names the source, row and field of each problem."""
+
+
+@dataclass
+class DropReport:
+    """How many rows each rule dropped, per source."""
+
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, rule: str, n: int = 1) -> None:
+        self.counts[rule] += n
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no rows dropped"
+        return ", ".join(f"{rule}: {n}" for rule, n in sorted(self.counts.items()))
+
+
+def read_json_records(path: Path) -> list[dict[str, Any]]:
+    """Rows of a local .jsonl (one object a line) or .json (a list of objects) file.
+
+    Read with the json module rather than ``datasets``: a column mixing strings and
+    message lists would otherwise get a JSON feature type that re-parses the string
+    "150" as the number 150.
+    """
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataValidationError(f"{path}: not valid JSON: {err}") from None
+        if not isinstance(rows, list):
+            raise DataValidationError(f"{path}: expected a JSON list of records")
+    else:
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataValidationError(f"{path}, line {number}: not valid JSON: {err}") from None
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataValidationError(f"{path}, row {i}: expected a JSON object, got {type(row).__name__}")
+    return rows
+
+
+def load_source(spec: dict[str, Any]) -> datasets.Dataset | list[dict[str, Any]]:
+    """One mixture entry: a hub id, a local file or a local folder of data files."""
+    spec = dict(spec)
+    path = spec.pop("path", None)
+    if not path:
+        raise DataValidationError(f"dataset entry {spec} has no 'path'")
+    split = spec.pop("split", "train")
+    spec.pop("fraction", None)
+    local = Path(path)
+    if not local.exists() and not local.is_absolute() and (REPO_ROOT / local).exists():
+        local = REPO_ROOT / local
+    if local.is_file() and local.suffix in (".json", ".jsonl"):
+        return read_json_records(local)
+    if local.is_file():
+        fmt = LOCAL_FORMATS.get(local.suffix)
+        if fmt is None:
+            raise DataValidationError(f"{path}: unsupported file type {local.suffix!r}; use json, jsonl, parquet or csv")
+        return datasets.load_dataset(fmt, data_files=str(local), split="train")
+    if local.is_dir():
+        return datasets.load_dataset(str(local), split=split, **spec)
+    if path.startswith((".", "/")) or local.suffix in LOCAL_FORMATS:
+        raise DataValidationError(f"{path}: no such file or folder")
+    return datasets.load_dataset(path, split=split, **spec)
+
+
+def _as_messages(value: Any, where: str, role: str) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, list) and value and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    ):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise DataValidationError(f"{where}: expected a string or a list of {{role, content}} messages, got {value!r:.80}")
+
+
+def _score(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataValidationError(f"{where}: score must be a number, got {value!r:.40}")
+    if not math.isfinite(value):
+        raise DataValidationError(f"{where}: score must be finite, got {value}")
+    return float(value)
+
+
+def normalize_row(row: dict[str, Any], where: str, system_prompt: str | None, require_scores: bool) -> dict[str, Any]:
+    """Validate one record and bring it to the canonical form (see module docstring)."""
+    for name in REQUIRED_TEXT_FIELDS + (SCORE_FIELDS if require_scores else ()):
+        if row.get(name) is None:
+            raise DataValidationError(f"{where}, field '{name}': missing")
+    answers = {}
+    context = None
+    for name in ("chosen", "rejected"):
+        msgs = _as_messages(row[name], f"{where}, field '{name}'", "assistant")
+        if msgs[-1]["role"] != "assistant":
+            raise DataValidationError(
+                f"{where}, field '{name}': the last message must be the assistant's answer, got role {msgs[-1]['role']!r}"
+            )
+        if not msgs[-1]["content"].strip():
+            raise DataValidationError(f"{where}, field '{name}': empty completion")
+        if len(msgs) > 1:
+            if context is not None and context != msgs[:-1]:
+                raise DataValidationError(f"{where}, field '{name}': its conversation differs from the chosen one's")
+            context = msgs[:-1]
+        answers[name] = msgs[-1]["content"]
+    if context is None:
+        context = _as_messages(row["prompt"], f"{where}, field 'prompt'", "user")
+        if not any(m["content"].strip() for m in context):
+            raise DataValidationError(f"{where}, field 'prompt': empty prompt")
+    if system_prompt and context[0]["role"] != "system":
+        context = [{"role": "system", "content": system_prompt}] + context
+    scores = {
+        name: _score(row[name], f"{where}, field '{name}'") if row.get(name) is not None else 0.0
+        for name in SCORE_FIELDS
+    }
+    return {"messages": context, "chosen": answers["chosen"], "rejected": answers["rejected"], **scores}
+
+
+def validate_and_normalize(
+    ds: datasets.Dataset | list[dict[str, Any]], source: str, system_prompt: str | None, require_scores: bool, report: DropReport
+) -> datasets.Dataset:
+    """Check every row of one source; raise on the first ``MAX_REPORTED_ERRORS`` problems."""
+    if isinstance(ds, datasets.Dataset):
+        columns = ds.column_names
+        missing = [c for c in REQUIRED_TEXT_FIELDS + (SCORE_FIELDS if require_scores else ()) if c not in columns]
+        if missing:
+            raise DataValidationError(
+                f"{source}: missing field(s) {', '.join(missing)} (columns present: {', '.join(columns)})"
+            )
+    rows, errors = [], []
+    for i, row in enumerate(ds):
+        where = f"{source}, row {i}"
+        try:
+            norm = normalize_row(row, where, system_prompt, require_scores)
+        except DataValidationError as err:
+            errors.append(str(err))
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                break
+            continue
+        if norm["chosen"].strip() == norm["rejected"].strip():
+            logger.warning("%s: chosen is identical to rejected; dropping the pair", where)
+            report.add("chosen identical to rejected")
+            continue
+        rows.append({**norm, "source": source, "row": i})
+    if errors:
+        more = " (stopped at the first %d)" % MAX_REPORTED_ERRORS if len(errors) >= MAX_REPORTED_ERRORS else ""
+        raise DataValidationError(f"{len(errors)} bad row(s){more}:\n  " + "\n  ".join(errors))
+    if not rows:
+        raise DataValidationError(f"{source}: no usable rows")
+    return datasets.Dataset.from_list(rows)
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    extra = spec.get("data_files") or spec.get("name")
+    return f"{spec.get('path')}" + (f" [{extra}]" if extra else "") + f" ({spec.get('split', 'train')})"
+
+
+def load_mixture(
+    mixture: list[dict[str, Any]], *, seed: int, system_prompt: str | None = None, require_scores: bool = True,
+    report: DropReport | None = None,
+) -> datasets.Dataset:
+    """Load, validate and concatenate the sources, keeping ``fraction`` of each (shuffled with ``seed``)."""
+    if not mixture:
+        raise DataValidationError("dataset_mixture is empty")
+    report = report if report is not None else DropReport()
+    parts = []
+    for spec in mixture:
+        if not isinstance(spec, dict):
+            raise DataValidationError(f"dataset_mixture entries must be mappings with a 'path', got {spec!r}")
+        fraction = float(spec.get("fraction", 1.0))
+        if not 0 < fraction <= 1:
+            raise DataValidationError(f"{_describe(spec)}: fraction must be in (0, 1], got {fraction}")
+        source = _describe(spec)
+        ds = validate_and_normalize(load_source(spec), source, system_prompt, require_scores, report)
+        if fraction < 1:
+            ds = ds.shuffle(seed=seed).select(range(max(1, int(fraction * len(ds)))))
+        logger.info("%s: %d pairs", source, len(ds))
+        parts.append(ds)
+    return datasets.concatenate_datasets(parts).shuffle(seed=seed)
+
+
+def split_eval(ds: datasets.Dataset, test_split_size: float | int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """Carve an eval split when the data has none (``test_split_size`` 0 means no eval)."""
+    if not test_split_size:
+        return ds, None
+    if test_split_size >= len(ds):
+        raise DataValidationError(f"test_split_size={test_split_size} leaves no training rows out of {len(ds)}")
+    parts = ds.train_test_split(test_size=test_split_size, seed=seed)
+    return parts["train"], parts["test"]

@@ -1,0 +1,79 @@
+"""Loading the tokenizer, the policy and the frozen reference model."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .configs import ModelArguments
+from .toy import build_toy_model, build_toy_tokenizer, is_toy
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
+
+
+def load_tokenizer(args: ModelArguments):
+    name = args.tokenizer_name_or_path or args.model_name_or_path
+    if is_toy(name):
+        tokenizer = build_toy_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, revision=args.model_revision, trust_remote_code=args.trust_remote_code
+        )
+    if args.chat_template:
+        tokenizer.chat_template = args.chat_template
+    if tokenizer.chat_template is None:
+        raise ValueError(f"tokenizer {name!r} has no chat template; set `chat_template` in the recipe")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str, args: ModelArguments, tokenizer, *, gradient_checkpointing: bool = False):
+    """A causal LM from the hub, a local folder or the toy builder."""
+    if args.torch_dtype not in DTYPES:
+        raise ValueError(f"torch_dtype must be one of {', '.join(DTYPES)}, got {args.torch_dtype!r}")
+    dtype = DTYPES[args.torch_dtype]
+    if is_toy(name):
+        model = build_toy_model(name, tokenizer, dtype=torch.float32 if dtype == "auto" else dtype)
+    else:
+        kwargs = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(
+            name, revision=args.model_revision, dtype=dtype, trust_remote_code=args.trust_remote_code, **kwargs
+        )
+    model.config.use_cache = not gradient_checkpointing
+    return model
+
+
+def apply_lora(model, args: ModelArguments):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as err:
+        raise ImportError("use_peft: true needs peft; `pip install -e .[peft]`") from err
+    config = LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        target_modules=args.lora_target_modules or "all-linear", task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, config)
+    model.print_trainable_parameters()
+    return model
+
+
+def load_policy_and_reference(args: ModelArguments, tokenizer, *, gradient_checkpointing: bool, need_reference: bool):
+    """The policy (with LoRA when asked) and the reference model.
+
+    The reference is ``None`` when the loss needs none (SimPO) or with LoRA, where the
+    trainer uses the policy with its adapters disabled.
+    """
+    policy = load_model(args.model_name_or_path, args, tokenizer, gradient_checkpointing=gradient_checkpointing)
+    if args.use_peft:
+        return apply_lora(policy, args), None
+    if not need_reference:
+        return policy, None
+    ref_name = args.ref_model_name_or_path or args.model_name_or_path
+    reference = load_model(ref_name, args, tokenizer)
+    reference.eval().requires_grad_(False)
+    return policy, reference

@@ -1,0 +1,263 @@
+"""Recipes: YAML files resolved into the configuration dataclasses.
+
+Resolution order, later wins:
+
+1. the file named by the recipe's ``base:`` key: another recipe in ``recipes/`` or a
+   shared config in ``training_configs/`` (a base may name a base of its own);
+2. the recipe YAML itself;
+3. command-line overrides ``--key=value`` (or ``--key value``), whose values are parsed
+   as YAML, so ``--beta=3``, ``--use_peft=true`` and ``--lora_target_modules=[q_proj]``
+   all work.
+
+Every key must be a field of one of the dataclasses in :mod:`alignment_unidpo.configs`;
+an unknown key fails with the closest known key suggested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import shlex
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .configs import DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, derive_gradient_accumulation
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
+DEFAULT_RECIPE = "default"
+
+
+class RecipeError(ValueError):
+    """A recipe, base config or override that cannot be resolved."""
+
+
+def _field_owner() -> dict[str, type]:
+    owner = {}
+    for cls in CONFIG_CLASSES:
+        for f in dataclasses.fields(cls):
+            if f.init:
+                owner.setdefault(f.name, cls)
+    return owner
+
+
+def find_file(name: str, folder: str) -> Path:
+    """A recipe/config given as a path, or as a bare name looked up in ``folder``."""
+    candidates = [Path(name)]
+    if not name.endswith((".yaml", ".yml")):
+        candidates += [Path(folder) / f"{name}.yaml", REPO_ROOT / folder / f"{name}.yaml"]
+    else:
+        candidates += [REPO_ROOT / folder / name]
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = sorted(p.stem for p in (REPO_ROOT / folder).glob("*.yaml"))
+    hint = difflib.get_close_matches(Path(name).stem, known, n=3)
+    raise RecipeError(
+        f"no {folder[:-1]} named {name!r} (looked for {', '.join(str(c) for c in candidates)})"
+        + (f"; did you mean {', '.join(hint)}?" if hint else f"; known: {', '.join(known)}")
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def load_recipe_dict(recipe: str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The merged key/value mapping of a recipe and its chain of ``base:`` files.
+
+    A ``base:`` names another recipe (e.g. an ablation on top of a paper run) or a
+    shared file in ``training_configs/``.
+    """
+    if not _seen:
+        path = find_file(recipe, "recipes")
+    else:
+        try:
+            path = find_file(recipe, "recipes")
+        except RecipeError:
+            path = find_file(recipe, "training_configs")
+    if path.resolve() in _seen:
+        raise RecipeError(f"{path}: circular 'base:' chain")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = load_recipe_dict(base, _seen + (path.resolve(),))
+    merged.update(data)
+    return merged
+
+
+def _split_overrides(args: list[str]) -> list[tuple[str, str]]:
+    """``['--beta=3', '--output_dir', 'x', '--use_peft']`` -> ``[('beta', '3'), ('output_dir', 'x'), ('use_peft', 'true')]``."""
+    pairs, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or arg == "--":
+            raise RecipeError(f"expected an override like --key=value, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+            else:
+                value = "true"  # a bare flag
+        pairs.append((key.replace("-", "_"), value))
+        i += 1
+    return pairs
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Command-line overrides as a mapping, each value parsed as YAML."""
+    return {key: (yaml.safe_load(value) if value != "" else "") for key, value in _split_overrides(args)}
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Bring a YAML/CLI value to the field's simple type (YAML reads ``1e-6`` as a string)."""
+    if value is None:
+        return None
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    args = tuple(a for a in args if a is not type(None))
+    if bool in args and not isinstance(value, bool):
+        raise RecipeError(f"{name} must be true or false, got {value!r}")
+    if float in args and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return value if int in args and isinstance(value, int) else float(value)
+        except ValueError:
+            raise RecipeError(f"{name} must be a number, got {value!r}") from None
+    if int in args and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise RecipeError(f"{name} must be an integer, got {value!r}") from None
+    if args == (str,) and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+@dataclasses.dataclass
+class ResolvedRecipe:
+    name: str
+    model: ModelArguments
+    data: DataArguments
+    launch: LaunchArguments
+    training: UniDPOConfig
+    values: dict[str, Any]  # the merged keys as written (before defaults)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        training = json.loads(self.training.to_json_string())
+        return {
+            "recipe": self.name,
+            "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "launch": {**dataclasses.asdict(self.launch), "command": launch_command(self)},
+            "training": training,
+        }
+
+
+def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = None,
+            num_processes: int | None = None) -> ResolvedRecipe:
+    """Merge base config, recipe and overrides and build the dataclasses.
+
+    ``num_processes`` is the real process count when known (inside a launched run);
+    otherwise the recipe's ``num_processes`` is used to derive gradient accumulation.
+    """
+    name = recipe or DEFAULT_RECIPE
+    values = load_recipe_dict(name)
+    values.update(parse_overrides(overrides) if isinstance(overrides, list) else (overrides or {}))
+
+    owner = _field_owner()
+    per_class: dict[type, dict[str, Any]] = {cls: {} for cls in CONFIG_CLASSES}
+    unknown = [k for k in values if k not in owner]
+    if unknown:
+        msgs = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, owner, n=1, cutoff=0.6)
+            msgs.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise RecipeError(f"recipe {name!r}: unknown key(s) {', '.join(msgs)}")
+    for key, value in values.items():
+        cls = owner[key]
+        hints = typing.get_type_hints(cls)
+        per_class[cls][key] = _coerce(key, value, hints.get(key))
+
+    launch = LaunchArguments(**per_class[LaunchArguments])
+    if num_processes is not None:
+        launch.num_processes = num_processes
+    train_kw = per_class[UniDPOConfig]
+    train_kw.setdefault("output_dir", f"outputs/{Path(name).stem}")
+    train_kw["gradient_accumulation_steps"] = derive_gradient_accumulation(
+        train_kw.get("global_batch_size"),
+        train_kw.get("per_device_train_batch_size", 8),
+        launch.num_processes,
+        train_kw.get("gradient_accumulation_steps"),
+    )
+    try:
+        training = UniDPOConfig(**train_kw)
+        model = ModelArguments(**per_class[ModelArguments])
+        data = DataArguments(**per_class[DataArguments])
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"recipe {name!r}: {err}") from err
+    return ResolvedRecipe(name=name, model=model, data=data, launch=launch, training=training, values=values)
+
+
+def accelerate_config_path(name: str) -> Path:
+    return find_file(name, "accelerate_configs")
+
+
+def launch_command(resolved: ResolvedRecipe, overrides: list[str] | None = None) -> list[str]:
+    """The ``accelerate launch`` command line that runs this recipe."""
+    recipe_path = find_file(resolved.name, "recipes")
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(accelerate_config_path(resolved.launch.accelerate_config)),
+        "--num_processes", str(resolved.launch.num_processes),
+        str(REPO_ROOT / "scripts" / "run_unidpo.py"), str(recipe_path),
+    ]
+    return cmd + list(overrides or [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m alignment_unidpo.recipes [RECIPE] [--dry_run] [--key=value ...]``.
+
+    Resolves the recipe and either prints it as one JSON object (``--dry_run``, nothing
+    loaded) or replaces this process with ``accelerate launch``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    dry_run = False
+    for flag in ("--dry_run", "--dry_run=true", "--dry_run=1"):
+        if flag in argv:
+            argv.remove(flag)
+            dry_run = True
+    try:
+        resolved = resolve(recipe, argv)
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    # Pass launch keys to accelerate, everything else to the training script.
+    launch_keys = {f.name for f in dataclasses.fields(LaunchArguments)}
+    script_args = [f"--{key}={value}" for key, value in _split_overrides(argv) if key not in launch_keys]
+    cmd = launch_command(resolved, script_args)
+    if dry_run:
+        out = resolved.to_json_dict()
+        out["launch"]["command"] = shlex.join(cmd)
+        print(json.dumps(out, indent=2, sort_keys=False))
+        return 0
+    print("launching:", shlex.join(cmd), file=sys.stderr, flush=True)
+    os.execvp(cmd[0], cmd)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

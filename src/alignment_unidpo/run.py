@@ -1,0 +1,120 @@
+"""The training recipe, top to bottom: config -> data -> models -> train -> save.
+
+Run it through ``accelerate launch scripts/run_unidpo.py RECIPE [--key=value ...]``
+(``make train`` builds that command); it also runs as a plain single process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from accelerate import PartialState
+from transformers import set_seed
+
+from .data import DropReport, load_mixture, split_eval
+from .models import load_policy_and_reference, load_tokenizer
+from .recipes import RecipeError, ResolvedRecipe, resolve
+from .tokenization import tokenize_row
+from .trainer import UniDPOTrainer
+
+logger = logging.getLogger("alignment_unidpo")
+
+
+def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, split: str, report: DropReport):
+    """Chat-template, tokenise and truncate; drop prompts longer than max_length (counted)."""
+    args = recipe.training
+    ds = ds.map(
+        tokenize_row,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": args.max_length, "max_prompt_length": args.max_prompt_length,
+                   "apply_chat_template": recipe.data.apply_chat_template},
+        num_proc=recipe.data.preprocessing_num_workers if len(ds) > 1000 else None,
+        desc=f"Tokenizing {split}",
+    )
+    too_long = sum(ds["prompt_too_long"])
+    if too_long:
+        report.add(f"{split}: prompt longer than max_length={args.max_length}", too_long)
+        ds = ds.filter(lambda row: not row["prompt_too_long"], desc="Dropping over-long prompts")
+    truncated = sum(ds["truncated"])
+    if truncated:
+        logger.info("%s: %d of %d pairs truncated to max_length=%d", split, truncated, len(ds), args.max_length)
+    keep = ["prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "score_chosen", "score_rejected"]
+    return ds.remove_columns([c for c in ds.column_names if c not in keep])
+
+
+def build_datasets(recipe: ResolvedRecipe, tokenizer):
+    data, args = recipe.data, recipe.training
+    report = DropReport()
+    load = dict(seed=args.seed, system_prompt=data.system_prompt, require_scores=args.loss_type == "uni_dpo",
+                report=report)
+    train = load_mixture(data.dataset_mixture, **load)
+    if data.eval_dataset_mixture:
+        eval_ = load_mixture(data.eval_dataset_mixture, **load)
+    else:
+        train, eval_ = split_eval(train, data.test_split_size, args.seed)
+    train = tokenize_dataset(train, tokenizer, recipe, "train", report)
+    if eval_ is not None:
+        eval_ = tokenize_dataset(eval_, tokenizer, recipe, "eval", report)
+    logger.info("pairs: train %d, eval %d; dropped rows: %s", len(train), len(eval_ or []), report.summary())
+    return train, eval_
+
+
+def train(recipe: ResolvedRecipe) -> dict:
+    args = recipe.training
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(recipe.model)
+    with PartialState().main_process_first():
+        train_ds, eval_ds = build_datasets(recipe, tokenizer)
+    if eval_ds is None and args.eval_strategy != "no":
+        raise RecipeError(f"eval_strategy={args.eval_strategy} but there is no eval data; set test_split_size")
+
+    policy, reference = load_policy_and_reference(
+        recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing,
+        need_reference=args.loss_type != "simpo",
+    )
+    trainer = UniDPOTrainer(
+        model=policy, ref_model=reference, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+        processing_class=tokenizer,
+    )
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    metrics = {**result.metrics, "train_samples": len(train_ds)}
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    if eval_ds is not None:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+    trainer.save_model(args.output_dir)
+    if trainer.is_world_process_zero():
+        logger.info("model, tokenizer and chat template saved to %s", args.output_dir)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe_name = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        recipe = resolve(recipe_name, argv, num_processes=world_size)
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    state = PartialState()
+    if not state.is_main_process:
+        logging.getLogger().setLevel(logging.WARNING)
+        datasets.disable_progress_bars()
+    transformers.utils.logging.set_verbosity_warning()
+    logger.info("recipe %s: loss_type=%s, %d process(es), gradient_accumulation_steps=%d",
+                recipe.name, recipe.training.loss_type, world_size, recipe.training.gradient_accumulation_steps)
+    train(recipe)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
