@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import shlex
 import sys
 import types
@@ -37,6 +38,27 @@ DEFAULT_RECIPE = "default"
 
 class RecipeError(ValueError):
     """A recipe, base config or override that cannot be resolved."""
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML 1.2 scalars: only true/false are booleans (``eval_strategy: no`` stays the
+    string "no") and ``1e-6`` is a float, not a string as in YAML 1.1."""
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=RecipeLoader)
 
 
 def _field_owner() -> dict[str, type]:
@@ -68,7 +90,7 @@ def find_file(name: str, folder: str) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise RecipeError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):
@@ -120,7 +142,7 @@ def _split_overrides(args: list[str]) -> list[tuple[str, str]]:
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
     """Command-line overrides as a mapping, each value parsed as YAML."""
-    return {key: (yaml.safe_load(value) if value != "" else "") for key, value in _split_overrides(args)}
+    return {key: (yaml_load(value) if value != "" else "") for key, value in _split_overrides(args)}
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

@@ -11,13 +11,14 @@ import os
 import sys
 
 import datasets
+import torch
 import transformers
 from accelerate import PartialState
 from transformers import set_seed
 
 from .data import DropReport, load_mixture, split_eval
 from .models import load_policy_and_reference, load_tokenizer
-from .recipes import RecipeError, ResolvedRecipe, resolve
+from .recipes import RecipeError, ResolvedRecipe, parse_overrides, resolve
 from .tokenization import tokenize_row
 from .trainer import UniDPOTrainer
 
@@ -79,6 +80,11 @@ def train(recipe: ResolvedRecipe) -> dict:
         model=policy, ref_model=reference, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer,
     )
+    if trainer.accelerator.num_processes != recipe.launch.num_processes:
+        raise RuntimeError(
+            f"launched {recipe.launch.num_processes} processes but the trainer sees {trainer.accelerator.num_processes}; "
+            "the global batch size would be wrong"
+        )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     metrics = {**result.metrics, "train_samples": len(train_ds)}
     trainer.log_metrics("train", metrics)
@@ -101,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
-        recipe = resolve(recipe_name, argv, num_processes=world_size)
+        overrides = parse_overrides(argv)
+        if world_size > 1 and not torch.cuda.is_available():
+            # Without this, accelerate treats CPU ranks as independent single-process runs:
+            # every rank would train on the same batches and the global batch would be wrong.
+            overrides["use_cpu"] = True
+        recipe = resolve(recipe_name, overrides, num_processes=world_size)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,35 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def toy_tokenizer():
+    from alignment_unidpo.toy import build_toy_tokenizer
+
+    return build_toy_tokenizer()
+
+
+@pytest.fixture
+def write_jsonl(tmp_path):
+    def write(rows, name="pairs.jsonl"):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    return write
+
+
+def good_row(i=0, **overrides):
+    row = {"prompt": f"Reverse the word: w{i}", "chosen": f"{i}w", "rejected": f"x{i}",
+           "score_chosen": 8.0, "score_rejected": 3.0}
+    row.update(overrides)
+    return row
