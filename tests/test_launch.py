@@ -60,3 +60,41 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=2e-5)
     losses = lambda d: [h["loss"] for h in json.loads((d / "trainer_state.json").read_text())["log_history"] if "loss" in h]  # noqa: E731
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
+
+
+ZERO3_CPU = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  zero_stage: 3
+  zero3_init_flag: true
+  zero3_save_16bit_model: true
+  offload_optimizer_device: none
+  offload_param_device: none
+mixed_precision: 'no'
+num_machines: 1
+machine_rank: 0
+num_processes: 2
+rdzv_backend: static
+same_network: true
+use_cpu: true
+"""
+
+
+def test_zero3_two_processes_match_one_process(tmp_path):
+    """ZeRO-3 on CPU: policy and reference sharded over two ranks; same result as one process."""
+    pytest.importorskip("deepspeed")
+    config = tmp_path / "zero3_cpu.yaml"
+    config.write_text(ZERO3_CPU)
+    common = ["--max_steps=3", "--eval_strategy=no", "--test_split_size=0", "--global_batch_size=16",
+              "--per_device_train_batch_size=8", "--logging_steps=1", "--disable_tqdm=true"]
+    proc = launch("default", f"--accelerate_config={config}", "--num_processes=2",
+                  f"--output_dir={tmp_path / 'zero3'}", *common)
+    assert "reference model wrapped by DeepSpeed for inference (ZeRO stage 3)" in proc.stderr
+    launch("default", "--accelerate_config=single", "--num_processes=1", f"--output_dir={tmp_path / 'one'}", *common)
+    zero3 = load_file(tmp_path / "zero3" / "model.safetensors")
+    one = load_file(tmp_path / "one" / "model.safetensors")
+    assert zero3.keys() == one.keys()
+    for name in one:
+        assert zero3[name].shape == one[name].shape
+        torch.testing.assert_close(zero3[name], one[name], rtol=1e-4, atol=2e-5)

@@ -12,7 +12,7 @@ import string
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 TOY_PREFIX = "toy:"
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|im_start|>", "<|im_end|>", "<unk>"]
@@ -63,7 +63,10 @@ def build_toy_model(name: str, tokenizer: PreTrainedTokenizerFast, dtype: torch.
         tie_word_embeddings=False,
         **TOY_SIZES[size],
     )
+    # Constructed directly rather than with from_config: under ZeRO-3, from_config runs
+    # inside zero.Init, where each shard draws its own random values, so the weights would
+    # depend on the number of processes. DeepSpeed partitions the model at initialize().
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TOY_SEED)
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    return model
+        model = LlamaForCausalLM(config)
+    return model.to(dtype)

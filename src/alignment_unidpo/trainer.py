@@ -11,6 +11,7 @@ averaged over each logging window.
 from __future__ import annotations
 
 import copy
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -21,6 +22,8 @@ from .configs import UniDPOConfig
 from .logprobs import SequenceLogps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
 from .tokenization import PreferenceCollator
+
+logger = logging.getLogger(__name__)
 
 
 def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -72,6 +75,7 @@ def prepare_deepspeed_reference(model: torch.nn.Module, trainer: Trainer):
             config[section]["enabled"] = bool(enabled)
     engine, *_ = deepspeed.initialize(model=model, config=config)
     engine.eval()
+    logger.info("reference model wrapped by DeepSpeed for inference (ZeRO stage %s)", config["zero_optimization"]["stage"])
     return engine
 
 
