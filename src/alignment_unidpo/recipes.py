@@ -27,6 +27,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .configs import DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, derive_gradient_accumulation
@@ -188,12 +189,28 @@ class ResolvedRecipe:
         }
 
 
+def _training_config(train_kw: dict[str, Any], check_devices: bool) -> UniDPOConfig:
+    """Build the TrainingArguments subclass.
+
+    Without ``check_devices`` (resolving a recipe to print or launch it), a bf16 recipe
+    is accepted on a machine without a GPU: TrainingArguments would refuse it, but the
+    run is meant for the machine it is launched on, which checks again.
+    """
+    if check_devices or not train_kw.get("bf16") or train_kw.get("use_cpu") or torch.cuda.is_available():
+        return UniDPOConfig(**train_kw)
+    config = UniDPOConfig(**{**train_kw, "use_cpu": True})
+    config.use_cpu = False
+    config.dataloader_pin_memory = train_kw.get("dataloader_pin_memory", True)
+    return config
+
+
 def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = None,
-            num_processes: int | None = None) -> ResolvedRecipe:
+            num_processes: int | None = None, check_devices: bool = False) -> ResolvedRecipe:
     """Merge base config, recipe and overrides and build the dataclasses.
 
     ``num_processes`` is the real process count when known (inside a launched run);
     otherwise the recipe's ``num_processes`` is used to derive gradient accumulation.
+    ``check_devices`` is set by the training processes (see :func:`_training_config`).
     """
     name = recipe or DEFAULT_RECIPE
     values = load_recipe_dict(name)
@@ -218,14 +235,14 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
         launch.num_processes = num_processes
     train_kw = per_class[UniDPOConfig]
     train_kw.setdefault("output_dir", f"outputs/{Path(name).stem}")
-    train_kw["gradient_accumulation_steps"] = derive_gradient_accumulation(
-        train_kw.get("global_batch_size"),
-        train_kw.get("per_device_train_batch_size", 8),
-        launch.num_processes,
-        train_kw.get("gradient_accumulation_steps"),
-    )
     try:
-        training = UniDPOConfig(**train_kw)
+        train_kw["gradient_accumulation_steps"] = derive_gradient_accumulation(
+            train_kw.get("global_batch_size"),
+            train_kw.get("per_device_train_batch_size", 8),
+            launch.num_processes,
+            train_kw.get("gradient_accumulation_steps"),
+        )
+        training = _training_config(train_kw, check_devices)
         model = ModelArguments(**per_class[ModelArguments])
         data = DataArguments(**per_class[DataArguments])
     except (ValueError, TypeError) as err:

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             # Without this, accelerate treats CPU ranks as independent single-process runs:
             # every rank would train on the same batches and the global batch would be wrong.
             overrides["use_cpu"] = True
-        recipe = resolve(recipe_name, overrides, num_processes=world_size)
+        recipe = resolve(recipe_name, overrides, num_processes=world_size, check_devices=True)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
