@@ -1,6 +1,7 @@
 """Every shipped recipe resolves and carries the paper's values (no model or data loaded)."""
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -77,18 +78,30 @@ def test_textual_uni_dpo_recipes_carry_table_c1(name):
     model, data_file, values = UNI_DPO[name]
     r = resolve(name)
     assert r.model.model_name_or_path == model
-    assert r.data.dataset_mixture == [{"path": "psp-dada/Uni-DPO", "data_files": data_file}]
-    assert r.training.loss_type == "uni_dpo" and r.training.length_normalize
+    assert r.data.dataset_mixture == [{"path": "psp-dada/Uni-DPO", "data_files": data_file, "split": "train",
+                                       "fraction": 1.0}]
+    assert r.data.test_split_size == 0.01 and r.data.eval_dataset_mixture is None
+    assert r.training.loss_type == "uni_dpo" and r.training.length_normalize and r.training.label_smoothing == 0
+    assert (r.training.use_quality_weight, r.training.perf_weight) == (True, "stabilized")
+    assert r.training.nll_require_ref_gap and r.training.nll_require_good_score
     for key, value in {**TEXTUAL, **values}.items():
         assert getattr(r.training, key) == pytest.approx(value), key
     assert (r.training.max_length, r.training.max_prompt_length) == (2048, 1800)
     assert r.model.attn_implementation == ("eager" if "gemma" in name else "flash_attention_2")
+    # per-device batch as in the authors' configs; the global batch is 128 regardless
+    assert r.training.per_device_train_batch_size == (4 if name in ("qwen2.5-0.5b", "qwen2.5-1.5b")
+                                                      else 1 if name in ("gemma2-9b-it", "qwen2.5-14b") else 2)
+    if "gemma" in name:  # the authors' Gemma-2 template: a system message folded into the first user turn
+        assert r.model.chat_template.startswith("{{ bos_token }}") and "<start_of_turn>" in r.model.chat_template
 
 
 @pytest.mark.parametrize("name", sorted(MATH_RECIPES))
 def test_math_recipes_carry_table_c3(name):
     r = resolve(name)
     assert r.model.model_name_or_path == MATH_RECIPES[name]
+    assert r.data.dataset_mixture == [{"path": "psp-dada/Uni-DPO", "data_files": "Math/Train_Qwen_2_5_math_7B.jsonl",
+                                       "split": "train", "fraction": 1.0}]
+    assert r.training.loss_type == "uni_dpo" and r.training.per_device_train_batch_size == 1
     for key, value in MATH.items():
         assert getattr(r.training, key) == pytest.approx(value), key
     assert (r.training.max_length, r.training.max_prompt_length, r.training.num_train_epochs) == (4096, 1000, 2)
@@ -105,7 +118,10 @@ def test_baselines_carry_their_authors_values_on_the_same_data(name):
         assert r.training.simpo_gamma_beta_ratio == ratio
     assert r.data.dataset_mixture == target.data.dataset_mixture
     assert r.model.model_name_or_path == target.model.model_name_or_path
+    assert r.model.attn_implementation == target.model.attn_implementation
     assert (r.training.warmup_steps, r.training.num_train_epochs) == (0.1, 1.0)
+    assert (r.training.max_length, r.training.max_prompt_length, r.training.label_smoothing) == (2048, 1800, 0.0)
+    assert (r.training.global_batch_size, r.training.lr_scheduler_type.value) == (128, "cosine")
 
 
 @pytest.mark.parametrize("suffix", sorted(ABLATIONS))
@@ -143,6 +159,17 @@ def test_unknown_keys_suggest_the_closest_and_overrides_win():
         resolve("llama3-8b-bse-v0.2")
 
 
+def test_accelerate_config_and_process_overrides_change_the_launch_command():
+    from alignment_unidpo.recipes import launch_command
+
+    default = " ".join(launch_command(resolve("llama3-8b-base-v0.2")))
+    assert "zero3.yaml" in default and "zero3_offload" not in default and "--num_processes 8" in default
+    r = resolve("llama3-8b-base-v0.2", ["--accelerate_config=zero3_offload", "--num_processes=4"])
+    offload = " ".join(launch_command(r))
+    assert "zero3_offload.yaml" in offload and "--num_processes 4" in offload
+    assert r.training.gradient_accumulation_steps == 16
+
+
 def dry_run(*make_args):
     proc = subprocess.run(["make", "-s", "train", *make_args, "DRY_RUN=1"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300)
@@ -150,6 +177,7 @@ def dry_run(*make_args):
     return json.loads(proc.stdout[proc.stdout.index("{"):])
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_dry_run_prints_table_c1_and_the_launch_command():
     out = dry_run("RECIPE=llama3-8b-base-v0.2")
     t = out["training"]
@@ -158,6 +186,9 @@ def test_make_dry_run_prints_table_c1_and_the_launch_command():
                     bf16=True, global_batch_size=128, per_device_train_batch_size=2, gradient_accumulation_steps=8,
                     loss_type="uni_dpo", length_normalize=True, max_length=2048, max_prompt_length=1800)
     assert {k: t[k] for k in expected} == expected
+    assert out["model"]["model_name_or_path"] == "princeton-nlp/Llama-3-Base-8B-SFT"
+    assert out["data"]["dataset_mixture"][0]["data_files"] == "Textual/UltraFeedback-Qwen2_5_72B/train.jsonl"
+    assert (out["launch"]["num_processes"], out["launch"]["accelerate_config"]) == (8, "zero3")
     command = out["launch"]["command"]
     assert "accelerate.commands.launch" in command and "zero3.yaml" in command and "--num_processes 8" in command
     assert command.endswith("recipes/llama3-8b-base-v0.2.yaml")
