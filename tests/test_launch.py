@@ -82,14 +82,17 @@ use_cpu: true
 
 
 def test_zero3_two_processes_match_one_process(tmp_path):
-    """ZeRO-3 on CPU: policy and reference sharded over two ranks; same result as one process."""
+    """ZeRO-3 on CPU: policy and reference sharded over two ranks, with gradient accumulation;
+    same weights as one process on the same global batch."""
     pytest.importorskip("deepspeed")
     config = tmp_path / "zero3_cpu.yaml"
     config.write_text(ZERO3_CPU)
     common = ["--max_steps=3", "--eval_strategy=no", "--test_split_size=0", "--global_batch_size=16",
               "--per_device_train_batch_size=8", "--logging_steps=1", "--disable_tqdm=true"]
+    # 4 pairs per device x 2 ranks x 2 accumulated micro-batches vs 8 pairs x 1 process x 2
     proc = launch("default", f"--accelerate_config={config}", "--num_processes=2",
-                  f"--output_dir={tmp_path / 'zero3'}", *common)
+                  f"--output_dir={tmp_path / 'zero3'}", *common, "--per_device_train_batch_size=4")
+    assert "gradient_accumulation_steps=2" in proc.stderr
     assert "reference model wrapped by DeepSpeed for inference (ZeRO stage 3)" in proc.stderr
     launch("default", "--accelerate_config=single", "--num_processes=1", f"--output_dir={tmp_path / 'one'}", *common)
     zero3 = load_file(tmp_path / "zero3" / "model.safetensors")
