@@ -189,13 +189,19 @@ class ResolvedRecipe:
         }
 
 
-def _training_config(train_kw: dict[str, Any], check_devices: bool) -> UniDPOConfig:
-    """Build the TrainingArguments subclass.
+def _training_config(train_kw: dict[str, Any], check_devices: bool, num_processes: int) -> UniDPOConfig:
+    """Build the TrainingArguments subclass, adjusted to the machine's devices.
 
-    Without ``check_devices`` (resolving a recipe to print or launch it), a bf16 recipe
-    is accepted on a machine without a GPU: TrainingArguments would refuse it, but the
-    run is meant for the machine it is launched on, which checks again.
+    With ``check_devices`` (inside the training processes), several processes on a
+    machine without a GPU get ``use_cpu``: without it accelerate treats CPU ranks as
+    independent single-process runs, every rank trains on the same batches and the
+    global batch is wrong. Without ``check_devices`` (resolving a recipe to print or
+    launch it), a bf16 recipe is accepted on a machine without a GPU: TrainingArguments
+    would refuse it, but the run is meant for the machine it is launched on, which
+    checks again.
     """
+    if check_devices and num_processes > 1 and not torch.cuda.is_available():
+        train_kw = {**train_kw, "use_cpu": True}
     if check_devices or not train_kw.get("bf16") or train_kw.get("use_cpu") or torch.cuda.is_available():
         return UniDPOConfig(**train_kw)
     config = UniDPOConfig(**{**train_kw, "use_cpu": True})
@@ -225,10 +231,10 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
             close = difflib.get_close_matches(key, owner, n=1, cutoff=0.6)
             msgs.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise RecipeError(f"recipe {name!r}: unknown key(s) {', '.join(msgs)}")
+    hints = {cls: typing.get_type_hints(cls) for cls in CONFIG_CLASSES}
     for key, value in values.items():
         cls = owner[key]
-        hints = typing.get_type_hints(cls)
-        per_class[cls][key] = _coerce(key, value, hints.get(key))
+        per_class[cls][key] = _coerce(key, value, hints[cls].get(key))
 
     launch = LaunchArguments(**per_class[LaunchArguments])
     if num_processes is not None:
@@ -242,7 +248,7 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
             launch.num_processes,
             train_kw.get("gradient_accumulation_steps"),
         )
-        training = _training_config(train_kw, check_devices)
+        training = _training_config(train_kw, check_devices, launch.num_processes)
         model = ModelArguments(**per_class[ModelArguments])
         data = DataArguments(**per_class[DataArguments])
     except (ValueError, TypeError) as err:

@@ -18,7 +18,7 @@ from transformers import set_seed
 
 from .data import DropReport, load_mixture, split_eval
 from .models import load_policy_and_reference, load_tokenizer
-from .recipes import RecipeError, ResolvedRecipe, parse_overrides, resolve
+from .recipes import RecipeError, ResolvedRecipe, resolve
 from .tokenization import tokenize_row
 from .trainer import UniDPOTrainer
 
@@ -107,12 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     try:
-        overrides = parse_overrides(argv)
-        if world_size > 1 and not torch.cuda.is_available():
-            # Without this, accelerate treats CPU ranks as independent single-process runs:
-            # every rank would train on the same batches and the global batch would be wrong.
-            overrides["use_cpu"] = True
-        recipe = resolve(recipe_name, overrides, num_processes=world_size, check_devices=True)
+        recipe = resolve(recipe_name, argv, num_processes=world_size, check_devices=True)
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

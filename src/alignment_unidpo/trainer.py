@@ -121,15 +121,17 @@ class UniDPOTrainer(Trainer):
         with self.accelerator.unwrap_model(self.model).disable_adapter():
             return self.concatenated_logps(self.model, batch)
 
-    def _length_normalized(self) -> bool:
-        return {"uni_dpo": self.args.length_normalize, "simpo": True, "dpo": False}[self.args.loss_type]
+    def _reduce(self, logps: SequenceLogps) -> torch.Tensor:
+        """Averaged (length-normalised) or summed log-probs, as the loss type needs."""
+        normalize = {"uni_dpo": self.args.length_normalize, "simpo": True, "dpo": False}[self.args.loss_type]
+        return logps.mean if normalize else logps.sum
 
     # --- loss -------------------------------------------------------------------------
     def preference_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
         args = self.args
         n = batch["score_chosen"].shape[0]
         policy = self.concatenated_logps(model, batch)
-        reduced = policy.mean if self._length_normalized() else policy.sum
+        reduced = self._reduce(policy)
         pi_w, pi_l = reduced[:n], reduced[n:]
         if args.loss_type == "simpo":
             losses, metrics = simpo_loss(
@@ -137,8 +139,7 @@ class UniDPOTrainer(Trainer):
                 label_smoothing=args.label_smoothing,
             )
         else:
-            ref = self.reference_logps(batch)
-            ref_reduced = ref.mean if self._length_normalized() else ref.sum
+            ref_reduced = self._reduce(self.reference_logps(batch))
             ref_w, ref_l = ref_reduced[:n], ref_reduced[n:]
             if args.loss_type == "dpo":
                 losses, metrics = dpo_loss(pi_w, pi_l, ref_w, ref_l, beta=args.beta, label_smoothing=args.label_smoothing)
