@@ -5,6 +5,7 @@
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
 #   make train RECIPE=... DRY_RUN=1              print the resolved config as JSON, load nothing
 #   make test                                    the test suite (CPU, offline)
+#   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +23,7 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 # The default run touches no hub: keep every library offline for it.
 OFFLINE := $(if $(RECIPE),,HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1)
 
-.PHONY: install train test clean
+.PHONY: install train test bench clean
 
 install: $(STAMP)
 
@@ -40,6 +41,9 @@ train: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests -q -rs
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench_cpu.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--length-scale", type=float, default=0.25, help="shrinks every length for step timing")
     parser.add_argument("--chunk-size", type=int, default=512, help="logps_chunk_size for the memory comparison")
+    parser.add_argument("--logps-length-scale", type=float, default=1.0,
+                        help="shrinks the pair of the log-prob memory comparison (tests use a small one)")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     opts = parser.parse_args()
     transformers.utils.logging.set_verbosity_error()
@@ -128,7 +130,7 @@ def main() -> None:
             print(f"  {name:13s} step {r['step_seconds']:7.3f} s   peak {r['step_peak_bytes'] / 2**20:8.1f} MiB"
                   + (f"   (precompute {r['precompute_seconds']:.2f} s, once)" if r["precompute_seconds"] else ""))
 
-    full_pair = synthetic_pairs(sample_lengths(1, seed=1), 10, 1000)[0]
+    full_pair = synthetic_pairs(sample_lengths(1, seed=1, scale=opts.logps_length_scale), 10, 1000)[0]
     memory = {}
     for label, vocab in VOCABS.items():
         plain, plain_values = logps_memory(vocab, False, full_pair, opts.chunk_size)
