@@ -100,14 +100,35 @@ def sequence_logps(
     return reduce_per_sequence(picked, mean_logits, tokens.sequence, _num_sequences(labels, sequence_ids, num_sequences))
 
 
+class TargetLogProb(torch.autograd.Function):
+    """``log_softmax(logits)[i, targets[i]]`` with a backward that needs one ``[M, V]`` buffer.
+
+    Autograd's own composition (logsumexp, gather, their sum) keeps about four
+    ``[M, V]`` tensors alive in backward; here the gradient
+    ``grad * (onehot(target) - softmax(logits))`` is built in place in a single one.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        log_z = torch.logsumexp(logits, -1)
+        ctx.save_for_backward(logits, targets, log_z)
+        return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, targets, log_z = ctx.saved_tensors
+        grad_logits = (logits - log_z.unsqueeze(-1)).exp_().mul_(-grad.unsqueeze(-1))
+        grad_logits.scatter_add_(-1, targets.unsqueeze(-1), grad.unsqueeze(-1).to(grad_logits.dtype))
+        return grad_logits, None
+
+
 def _chunk_logps(
     head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = head(hidden).float()
     if softcap:  # Gemma-2's final logit soft-capping, as its forward applies it
         logits = torch.tanh(logits / softcap) * softcap
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
-    return picked, logits.detach().mean(-1)
+    return TargetLogProb.apply(logits, targets), logits.detach().mean(-1)
 
 
 def lean_sequence_logps(

@@ -256,7 +256,8 @@ class UniDPOTrainer(Trainer):
         seen = np.zeros(len(ds), dtype=bool)
         if self.ref_model is not None:
             self.ref_model.eval()
-        for batch in tqdm(loader, desc=f"Reference log-probs ({split})", disable=not self.accelerator.is_local_main_process):
+        quiet = self.args.disable_tqdm or not self.accelerator.is_local_main_process
+        for batch in tqdm(loader, desc=f"Reference log-probs ({split})", disable=quiet):
             n = batch["score_chosen"].shape[0]
             logps = self.reference_logps(batch)
             rows = torch.stack([logps.sum[:n].double(), logps.sum[n:].double(), logps.num_tokens[:n].double(),
