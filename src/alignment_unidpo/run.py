@@ -63,7 +63,8 @@ def build_datasets(recipe: ResolvedRecipe, tokenizer):
     return train, eval_
 
 
-def train(recipe: ResolvedRecipe) -> dict:
+def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
+    """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
@@ -76,7 +77,7 @@ def train(recipe: ResolvedRecipe) -> dict:
         recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing,
         need_reference=args.loss_type != "simpo",
     )
-    trainer = UniDPOTrainer(
+    trainer = trainer_cls(
         model=policy, ref_model=reference, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer,
     )
