@@ -27,7 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .evaluate import METRICS
-from .experiment import WEIGHTS_FILE, prepare, run_in_world, sft_metrics
+from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
 from .plots import margin_scatter, training_curves, weight_distributions
 from .recipes import REPO_ROOT, find_file
 
@@ -122,18 +122,19 @@ def results_table(labels: list[str], stats: dict[str, dict[str, tuple[float, flo
     return lines
 
 
-def demo(out: Path, seeds: list[int], methods: dict[str, str] = METHODS, overrides: dict[str, Any] | None = None) -> Path:
+def demo(out: Path, seeds: list[int], methods: dict[str, str] = METHODS, overrides: dict[str, Any] | None = None,
+         spec: WorldSpec = WorldSpec()) -> Path:
     """Train every method on every seed, then write results.md and the figures into ``out``."""
     start = time.time()
     records: dict[str, list[dict[str, Any]]] = {label: [] for label in ["SFT", *methods]}
     bar = tqdm(total=len(seeds) * len(methods), desc="demo runs")
     for seed in seeds:
-        world_dir, sft_dir = prepare(seed)
+        world_dir, sft_dir = prepare(seed, spec)
         records["SFT"].append(sft_metrics(world_dir, sft_dir, "test"))
         for label, recipe in methods.items():
             bar.set_postfix(method=label, seed=seed)
             record = run_in_world(recipe, seed, {**(overrides or {}), "output_dir": str(run_dir(out, label, seed))},
-                                  progress=False)
+                                  spec=spec, progress=False)
             records[label].append(record["metrics"])
             bar.update(1)
     bar.close()
@@ -141,7 +142,8 @@ def demo(out: Path, seeds: list[int], methods: dict[str, str] = METHODS, overrid
     stats = {label: {k: mean_std([r[k] for r in recs]) for k in METRICS} for label, recs in records.items()}
     (out / "results.json").write_text(json.dumps({"seeds": seeds, "seconds": elapsed, "stats": stats}, indent=1))
     figures = draw_figures(out, seeds[0], methods, records)
-    write_results(out, seeds, elapsed, stats, methods, figures)
+    world = json.loads((prepare(seeds[0], spec, progress=False)[0] / "world.json").read_text())
+    write_results(out, seeds, elapsed, stats, methods, figures, world)
     return out / "results.md"
 
 
@@ -161,10 +163,10 @@ def draw_figures(out: Path, seed: int, methods: dict[str, str], records: dict[st
     return figs
 
 
-def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: dict[str, str], figures: list[Path]) -> None:
+def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: dict[str, str], figures: list[Path],
+                  world: dict[str, Any]) -> None:
     main = ["SFT", *[m for m in BASELINES if m in methods]]
     ablations = [m for m in methods if m not in BASELINES or m == "Uni-DPO"]
-    world = json.loads((prepare(seeds[0], progress=False)[0] / "world.json").read_text())
     lines = [
         "# Preference world: methods and ablations (test split)", "",
         f"Seeds {', '.join(map(str, seeds))} (each seed: its own world data, SFT model and preference training); "

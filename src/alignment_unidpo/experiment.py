@@ -12,6 +12,7 @@ training all derive from it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import PrinterCallback
 
 from .evaluate import METRICS, RewardSpec, evaluate_policy
 from .recipes import REPO_ROOT, RecipeError, parse_overrides, resolve
@@ -40,6 +42,8 @@ class WeightRecordingTrainer(UniDPOTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.disable_tqdm:  # quiet runs (demo, sweeps): no printed log dicts either
+            self.remove_callback(PrinterCallback)
         self.pair_weights: dict[str, list[float]] = {"step": [], "w_qual": [], "w_perf": []}
 
     def _store_metrics(self, metrics: dict[str, torch.Tensor], split: str) -> None:
@@ -58,13 +62,22 @@ class WeightRecordingTrainer(UniDPOTrainer):
         return result
 
 
-def prepare(seed: int, root: Path = WORLD_ROOT, world: WorldConfig | None = None, sft: SFTConfig | None = None,
-            progress: bool = True) -> tuple[Path, Path]:
+@dataclasses.dataclass(frozen=True)
+class WorldSpec:
+    """Where worlds and SFT models are cached, and any non-default world / SFT settings
+    (the seed comes from the run). Tests use a small world; the demo the default one."""
+
+    root: Path = WORLD_ROOT
+    world: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sft: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def prepare(seed: int, spec: WorldSpec = WorldSpec(), progress: bool = True) -> tuple[Path, Path]:
     """(world data folder, SFT model folder) for ``seed``, each generated once and cached by key."""
-    world = world or WorldConfig(seed=seed)
-    sft = sft or SFTConfig(seed=seed)
-    world_dir = write_world(world, Path(root) / f"world-{world.key()}")
-    sft_dir = ensure_sft(world_dir, Path(root) / f"sft-{world.key()}", sft, progress=progress)
+    world = WorldConfig(**{"seed": seed, **spec.world})
+    sft = SFTConfig(**{"seed": seed, **spec.sft})
+    world_dir = write_world(world, Path(spec.root) / f"world-{world.key()}")
+    sft_dir = ensure_sft(world_dir, Path(spec.root) / f"sft-{world.key()}", sft, progress=progress)
     return world_dir, sft_dir
 
 
@@ -79,14 +92,13 @@ def sft_metrics(world_dir: Path, sft_dir: Path, split: str) -> dict[str, Any]:
 
 
 def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrides: dict[str, Any] | None = None,
-                 split: str = "test", root: Path = WORLD_ROOT, world: WorldConfig | None = None,
-                 sft: SFTConfig | None = None, progress: bool = True) -> dict[str, Any]:
+                 split: str = "test", spec: WorldSpec = WorldSpec(), progress: bool = True) -> dict[str, Any]:
     """Train ``recipe_name`` on the world of ``seed`` and return its held-out metrics on ``split``.
 
     The metrics (and the SFT start's) are also written to ``world_metrics.json`` in the run's
     output folder.
     """
-    world_dir, sft_dir = prepare(seed, root, world, sft, progress=progress)
+    world_dir, sft_dir = prepare(seed, spec, progress=progress)
     values = {
         "model_name_or_path": str(sft_dir),
         "dataset_mixture": [{"path": str(world_dir / "train_pairs.jsonl")}],
