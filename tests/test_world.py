@@ -88,7 +88,7 @@ def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
     for label in ["SFT", *methods]:
         assert f"| {label} |" in text
     assert "## Ablations" in text and "**" in text
-    for png in ("training_curves.png", "training_curves_ablations.png", "margin_vs_score.png", "weights.png"):
+    for png in ("training_curves.png", "logps.png", "margin_vs_score.png", "weights.png"):
         assert (tmp_path / "demo" / png).stat().st_size > 5000, png
     stats = json.loads((tmp_path / "demo" / "results.json").read_text())["stats"]
     assert stats["SFT"]["drift_chosen"][0] == 0.0

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
-from .plots import margin_scatter, training_curves, weight_distributions
+from .plots import logp_curves, margin_scatter, training_curves, weight_distributions
 from .recipes import REPO_ROOT, find_file
 
 # label -> recipe; the first three are Table 1's rows, Uni-DPO and the rest Table 3 / D.7 / Fig. 5b.
@@ -150,11 +150,8 @@ def demo(out: Path, seeds: list[int], methods: dict[str, str] = METHODS, overrid
 def draw_figures(out: Path, seed: int, methods: dict[str, str], records: dict[str, list[dict[str, Any]]]) -> list[Path]:
     first = {label: run_dir(out, label, seed) for label in methods}
     main = [m for m in BASELINES if m in methods]
-    figs = [training_curves({m: first[m] for m in main}, out / "training_curves.png",
-                            keys=("loss", "grad_norm", "logps/chosen", "logps/rejected"))]
-    if len(methods) > len(main):
-        figs.append(training_curves(first, out / "training_curves_ablations.png",
-                                    keys=("loss", "grad_norm", "logps/chosen", "logps/rejected")))
+    figs = [training_curves(first, out / "training_curves.png", keys=("loss", "grad_norm", "w_perf", "cnll_active")),
+            logp_curves(first, out / "logps.png", {m: "sum" if m in SUMMED else "avg" for m in methods})]
     figs.append(margin_scatter({m: records[m][0]["pairs"] for m in ["SFT", *main]}, out / "margin_vs_score.png"))
     weights = {m: json.loads((first[m] / WEIGHTS_FILE).read_text()) for m in methods
                if (first[m] / WEIGHTS_FILE).is_file() and m in ("Uni-DPO", "focal w (Eq. 7)", "w/o LN")}

@@ -49,10 +49,30 @@ def training_curves(runs: dict[str, str | Path], path: str | Path, keys: tuple[s
         for label, history in histories.items():
             x, y = curve(history, key)
             if x:
-                ax.plot(x, y, label=label, lw=1.3)
+                ax.plot(x, y, label=label, lw=1.3, marker="." if len(x) < 10 else None)
         ax.set_title(key)
         ax.set_xlabel("step")
     for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def logp_curves(runs: dict[str, str | Path], path: str | Path, reductions: dict[str, str] | None = None) -> Path:
+    """Chosen and rejected log-probs over training, one panel per run (Fig. C.1). Each
+    panel has its own scale: the log-probs are those the run's loss uses (summed for DPO
+    and "w/o LN", per-token averages otherwise), named by ``reductions``."""
+    cols = min(5, len(runs))
+    rows = -(-len(runs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False)
+    for ax, (label, folder) in zip(axes.flat, runs.items()):
+        history = log_history(folder)
+        for key, colour in (("logps/chosen", "tab:green"), ("logps/rejected", "tab:red")):
+            x, y = curve(history, key)
+            ax.plot(x, y, color=colour, label=key.split("/")[1], marker="." if len(x) < 10 else None)
+        ax.set_title(label + (f" ({reductions[label]})" if reductions and label in reductions else ""), fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(runs):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     return _save(fig, path)
