@@ -45,11 +45,12 @@ METHODS = {
     "focal w (Eq. 7)": "toy-world-focal",
 }
 BASELINES = ("DPO", "SimPO", "Uni-DPO")
-# Every method gets 2 learning rates x 2 betas. beta is on the scale of the log-probs the
-# method's reward uses: summed (DPO, w/o LN) or per-token averaged (the others).
-LEARNING_RATES = (2.5e-4, 1.0e-3)
-BETAS_SUMMED = (0.1, 0.3)
-BETAS_AVERAGED = (1.0, 2.5)
+# Every method gets 3 learning rates x 3 betas. beta is on the scale of the log-probs the
+# method's reward uses: summed (DPO, w/o LN) or per-token averaged (the others). (A first
+# 2 x 2 grid put several picks on its edge; the grid was widened for every method alike.)
+LEARNING_RATES = (1.0e-4, 2.5e-4, 1.0e-3)
+BETAS_SUMMED = (0.1, 0.3, 1.0)
+BETAS_AVERAGED = (0.5, 1.0, 2.5)
 SUMMED = {"DPO", "w/o LN"}
 GRIDS = {label: {"learning_rate": LEARNING_RATES, "beta": BETAS_SUMMED if label in SUMMED else BETAS_AVERAGED}
          for label in METHODS}
@@ -75,15 +76,22 @@ def write_picks(recipe: str, picks: dict[str, Any]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def tune(out: Path, seed: int = 0, methods: dict[str, str] = METHODS) -> dict[str, dict[str, Any]]:
-    """The grid on the validation split; writes tuning.md and the picks into the recipes."""
+def tune(out: Path, seed: int = 0, methods: dict[str, str] = METHODS, reuse: bool = True) -> dict[str, dict[str, Any]]:
+    """The grid on the validation split; writes tuning.md and the picks into the recipes.
+
+    With ``reuse``, a point whose run folder already holds its validation metrics is read
+    back instead of retrained (the recipes' other values must not have changed since)."""
     prepare(seed)
     jobs = [(label, point) for label in methods for point in grid_points(GRIDS[label])]
     rows, picks = [], {}
     for label, point in tqdm(jobs, desc="tuning (validation split)"):
         tag = "-" + "-".join(f"{k}{v}" for k, v in point.items())
-        record = run_in_world(methods[label], seed, {**point, "output_dir": str(run_dir(out / "tuning", label, seed, tag))},
-                              split="val", progress=False)
+        folder = run_dir(out / "tuning", label, seed, tag)
+        done = folder / "world_metrics.json"
+        if reuse and done.is_file() and json.loads(done.read_text())["overrides"] == {**point, "output_dir": str(folder)}:
+            record = json.loads(done.read_text())  # the same point of an earlier grid: runs are deterministic
+        else:
+            record = run_in_world(methods[label], seed, {**point, "output_dir": str(folder)}, split="val", progress=False)
         rows.append((label, point, record["metrics"]))
     lines = ["# Hyper-parameter grid on the validation split", "",
              f"World seed {seed}; each point trained once and scored on the validation prompts and pairs "
@@ -203,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # one bar for the whole demo, not one per model load
     datasets.disable_progress_bars()
     methods = METHODS if not args.methods else {m: METHODS[m] for m in args.methods}
     out = Path(args.out)
