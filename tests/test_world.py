@@ -78,7 +78,7 @@ def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monk
 
 
 def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
-    from alignment_unidpo.demo import METHODS, demo
+    from alignment_unidpo.demo import METHODS, demo, replot
     from alignment_unidpo.experiment import WorldSpec
 
     methods = {m: METHODS[m] for m in ("DPO", "SimPO", "Uni-DPO", "w/o w_perf")}
@@ -93,6 +93,8 @@ def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
     stats = json.loads((tmp_path / "demo" / "results.json").read_text())["stats"]
     assert stats["SFT"]["drift_chosen"][0] == 0.0
     assert stats["Uni-DPO"]["drift_chosen"][0] != 0.0  # three steps moved the policy
+    (tmp_path / "demo" / "results.md").unlink()
+    assert replot(tmp_path / "demo", [0], methods).read_text() == text  # tables again from the saved runs
     weights = json.loads((tmp_path / "demo" / "runs" / "uni-dpo-seed0" / "pair_weights.json").read_text())
     assert len(weights["w_perf"]) == 3 * 32 and all(0 < w <= 1 for w in weights["w_qual"])
 

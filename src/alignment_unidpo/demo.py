@@ -146,13 +146,30 @@ def demo(out: Path, seeds: list[int], methods: dict[str, str] = METHODS, overrid
             records[label].append(record["metrics"])
             bar.update(1)
     bar.close()
-    elapsed = time.time() - start
-    stats = {label: {k: mean_std([r[k] for r in recs]) for k in METRICS} for label, recs in records.items()}
-    (out / "results.json").write_text(json.dumps({"seeds": seeds, "seconds": elapsed, "stats": stats}, indent=1))
-    figures = draw_figures(out, seeds[0], methods, records)
     world = json.loads((prepare(seeds[0], spec, progress=False)[0] / "world.json").read_text())
+    return summarize(out, seeds, methods, records, time.time() - start, world)
+
+
+def summarize(out: Path, seeds: list[int], methods: dict[str, str], records: dict[str, list[dict[str, Any]]],
+              elapsed: float, world: dict[str, Any]) -> Path:
+    """results.json, the figures and results.md from every run's metrics."""
+    stats = {label: {k: mean_std([r[k] for r in recs]) for k in METRICS} for label, recs in records.items()}
+    (out / "results.json").write_text(json.dumps({"seeds": seeds, "seconds": elapsed, "stats": stats, "world": world},
+                                                 indent=1))
+    figures = draw_figures(out, seeds[0], methods, records)
     write_results(out, seeds, elapsed, stats, methods, figures, world)
     return out / "results.md"
+
+
+def replot(out: Path, seeds: list[int], methods: dict[str, str] = METHODS) -> Path:
+    """Tables and figures again from the finished runs in ``out/runs`` (no training)."""
+    saved = {label: [json.loads((run_dir(out, label, s) / "world_metrics.json").read_text()) for s in seeds]
+             for label in methods}
+    records = {"SFT": [r["sft"] for r in next(iter(saved.values()))],
+               **{label: [r["metrics"] for r in recs] for label, recs in saved.items()}}
+    previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    world = previous.get("world") or json.loads((prepare(seeds[0], progress=False)[0] / "world.json").read_text())
+    return summarize(out, seeds, methods, records, previous.get("seconds", float("nan")), world)
 
 
 def draw_figures(out: Path, seed: int, methods: dict[str, str], records: dict[str, list[dict[str, Any]]]) -> list[Path]:
@@ -194,6 +211,8 @@ def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: d
             word = "above" if diff > spread else "below" if diff < -spread else "within one std of"
             verdicts.append(f"{word} {m} ({diff:+.2f} points)")
         lines += ["## Reading", "", f"On greedy-answer quality, Uni-DPO is {', and '.join(verdicts)}.", ""]
+    lines += ["What these numbers do and do not show: see the README section "
+              "'Preference world / demo'. Hyper-parameters: demo/tuning.md.", ""]
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
@@ -205,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", help="labels of METHODS to run (default: all)")
     parser.add_argument("--tune", action="store_true", help="run the validation grid and write the picks into the recipes")
     parser.add_argument("--max_steps", type=int, help="cap the preference steps (CI smoke runs)")
+    parser.add_argument("--replot", action="store_true", help="redraw the figures and tables from the runs in OUT/runs")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     import datasets
@@ -219,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         picks = tune(out, args.seeds[0], methods)
         print(json.dumps(picks, indent=1))
         print(out / "tuning.md")
+        return 0
+    if args.replot:
+        path = replot(out, args.seeds, methods)
+        print(path.read_text())
         return 0
     overrides = {"max_steps": args.max_steps} if args.max_steps else None
     path = demo(out, args.seeds, methods, overrides)

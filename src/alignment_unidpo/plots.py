@@ -45,16 +45,18 @@ def training_curves(runs: dict[str, str | Path], path: str | Path, keys: tuple[s
     cols = min(4, len(keys))
     rows = -(-len(keys) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    colours = {label: f"C{i % 10}" for i, label in enumerate(histories)}  # one colour per run in every panel
     for ax, key in zip(axes.flat, keys):
         for label, history in histories.items():
             x, y = curve(history, key)
             if x:
-                ax.plot(x, y, label=label, lw=1.3, marker="." if len(x) < 10 else None)
+                ax.plot(x, y, label=label, color=colours[label], lw=1.3, marker="." if len(x) < 10 else None)
         ax.set_title(key)
         ax.set_xlabel("step")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
+    axes.flat[0].legend([handles[k] for k in histories if k in handles], [k for k in histories if k in handles], fontsize=7)
     return _save(fig, path)
 
 
