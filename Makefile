@@ -6,6 +6,7 @@
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
 #   make train RECIPE=... DRY_RUN=1              print the resolved config as JSON, load nothing
 #   make test                                    the test suite (CPU, offline)
+#   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 #   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
 #   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
 #   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"
@@ -33,7 +34,7 @@ HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
 WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: install train test clean demo demo-tune sweep plot
+.PHONY: install train test bench clean demo demo-tune sweep plot
 
 install: $(STAMP)
 
@@ -67,6 +68,9 @@ plot: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests -q -rs
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench_cpu.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache demo/runs demo/tuning

@@ -5,7 +5,7 @@ import torch
 from alignment_unidpo.logprobs import sequence_logps
 from alignment_unidpo.toy import build_toy_model
 from alignment_unidpo.tokenization import IGNORE_INDEX, PreferenceCollator, tokenize_row, truncate_pair
-from alignment_unidpo.trainer import UniDPOTrainer
+from alignment_unidpo.trainer import model_sequence_logps
 
 
 def rows():
@@ -45,7 +45,7 @@ def test_batched_logps_equal_naive_per_sequence(toy_tokenizer):
     batch = PreferenceCollator(pad_token_id=toy_tokenizer.pad_token_id, pad_to_multiple_of=8)(feats)
     assert (batch["attention_mask"] == 0).any(), "the test must exercise padding"
     with torch.no_grad():
-        got = UniDPOTrainer.concatenated_logps(model, batch)
+        got = model_sequence_logps(model, batch)
     n = len(feats)
     for i, f in enumerate(feats):
         for half, key in ((0, "chosen_input_ids"), (1, "rejected_input_ids")):

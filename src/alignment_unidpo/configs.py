@@ -119,6 +119,29 @@ class UniDPOConfig(TrainingArguments):
     warmup_ratio: float | None = field(
         default=None, metadata={"help": "Warm-up as a fraction of all steps (sets warmup_steps)."}
     )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={"help": "Compute the reference log-probs once before training (cached on disk) and train "
+                          "with no reference model loaded."},
+    )
+    ref_logps_cache_dir: str | None = field(
+        default="~/.cache/alignment_unidpo/ref_logps",
+        metadata={"help": "Where precomputed reference log-probs are kept for later runs; null: memory only."},
+    )
+    precompute_ref_batch_size: int | None = field(
+        default=None, metadata={"help": "Pairs per device when precomputing (default per_device_eval_batch_size)."}
+    )
+    lean_logps: bool = field(
+        default=False,
+        metadata={"help": "Send only completion tokens through the output layer, in checkpointed chunks, "
+                          "instead of materialising [tokens x vocab] float32 logits."},
+    )
+    logps_chunk_size: int = field(default=512, metadata={"help": "Tokens per output-layer chunk with lean_logps."})
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Pack each micro-batch's sequences into one row without padding "
+                          "(needs flash_attention_2/3, sdpa, eager or flex_attention)."},
+    )
     remove_unused_columns: bool = False
 
     def __post_init__(self):
@@ -136,6 +159,10 @@ class UniDPOConfig(TrainingArguments):
             raise ValueError(
                 f"need 0 < max_prompt_length < max_length, got {self.max_prompt_length} and {self.max_length}"
             )
+        if self.logps_chunk_size <= 0:
+            raise ValueError(f"logps_chunk_size must be positive, got {self.logps_chunk_size}")
+        if self.ref_logps_cache_dir in ("", "none", "None"):
+            self.ref_logps_cache_dir = None
         super().__post_init__()
 
 

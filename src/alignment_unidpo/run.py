@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import datasets
 import torch
@@ -19,6 +20,7 @@ from transformers import set_seed
 from .data import DropReport, load_mixture, split_eval
 from .models import load_policy_and_reference, load_tokenizer
 from .recipes import RecipeError, ResolvedRecipe, resolve
+from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
 from .tokenization import tokenize_row
 from .trainer import UniDPOTrainer
 
@@ -63,6 +65,29 @@ def build_datasets(recipe: ResolvedRecipe, tokenizer):
     return train, eval_
 
 
+def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> ReferenceLogpsCache | None:
+    """The on-disk cache for this recipe's reference log-probs (see :mod:`.ref_cache`).
+
+    None when the reference model cannot be pinned before loading it (a hub model not in
+    the local cache yet): then the log-probs are still precomputed, just not looked up.
+    """
+    model, args = recipe.model, recipe.training
+    if not args.ref_logps_cache_dir:
+        return ReferenceLogpsCache(None, {})
+    directory = Path(args.ref_logps_cache_dir).expanduser()
+    name = model.ref_model_name_or_path or model.model_name_or_path
+    identity = reference_identity(name, model.model_revision, model.torch_dtype, directory, reference)
+    if identity is None:
+        return None
+    return ReferenceLogpsCache(directory, {
+        "reference": identity,
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "max_length": args.max_length,
+        "max_prompt_length": args.max_prompt_length,
+        "apply_chat_template": recipe.data.apply_chat_template,
+    })
+
+
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
     """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
@@ -73,14 +98,26 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     if eval_ds is None and args.eval_strategy != "no":
         raise RecipeError(f"eval_strategy={args.eval_strategy} but there is no eval data; set test_split_size")
 
+    need_reference = args.loss_type != "simpo"
+    cache = None
+    if args.precompute_ref_log_probs and need_reference:
+        with PartialState().local_main_process_first():  # the others reuse its folder hash
+            cache = reference_logps_cache(recipe, tokenizer)
+        cached = [cache.load(ds) if cache else None for ds in (train_ds, eval_ds) if ds is not None]
+        if cached and all(v is not None for v in cached):
+            train_ds = attach_reference_logps(train_ds, cached[0])
+            eval_ds = attach_reference_logps(eval_ds, cached[1]) if eval_ds is not None else None
+            need_reference = False  # every split is cached: the reference model is not even loaded
     policy, reference = load_policy_and_reference(
-        recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing,
-        need_reference=args.loss_type != "simpo",
+        recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=need_reference,
     )
+    if args.precompute_ref_log_probs and cache is None and reference is not None:
+        cache = reference_logps_cache(recipe, tokenizer, reference)  # a hub model's revision is known now
     trainer = trainer_cls(
         model=policy, ref_model=reference, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tokenizer,
+        processing_class=tokenizer, ref_logps_cache=cache,
     )
+    del reference  # with precomputed log-probs the trainer has released it; free it here too
     if trainer.accelerator.num_processes != recipe.launch.num_processes:
         raise RuntimeError(
             f"launched {recipe.launch.num_processes} processes but the trainer sees {trainer.accelerator.num_processes}; "

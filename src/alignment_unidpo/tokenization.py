@@ -14,6 +14,7 @@ dropped (and counted) rather than cut to a fragment.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,17 +89,29 @@ def tokenize_row(
     }
 
 
+REFERENCE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
 @dataclass
 class PreferenceCollator:
-    """Pads a list of tokenised pairs into one concatenated batch.
+    """Turns a list of tokenised pairs into one concatenated batch.
 
-    Rows ``0..B-1`` of ``input_ids`` are prompt+chosen, rows ``B..2B-1`` prompt+rejected,
-    right-padded with ``pad_token_id``; ``labels`` are the input ids with prompt and
-    padding positions set to -100.
+    Padded (default): rows ``0..B-1`` of ``input_ids`` are prompt+chosen, rows
+    ``B..2B-1`` prompt+rejected, right-padded with ``pad_token_id``, with an
+    ``attention_mask``.
+
+    ``padding_free``: the same 2B sequences, in the same order, packed end to end into a
+    single row ``[1, L]`` with no padding at all. ``position_ids`` restart at 0 for every
+    sequence (which is how the attention backends keep the sequences apart; there is no
+    ``attention_mask``) and ``sequence_ids`` give each token's sequence index.
+
+    In both, ``labels`` are the input ids with prompt and padding positions set to -100,
+    and precomputed reference log-probs (:data:`REFERENCE_COLUMNS`) are passed through.
     """
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
+    padding_free: bool = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         sequences, label_rows = [], []
@@ -107,6 +120,15 @@ class PreferenceCollator:
                 prompt, answer = list(f["prompt_input_ids"]), list(f[key])
                 sequences.append(prompt + answer)
                 label_rows.append([IGNORE_INDEX] * len(prompt) + answer)
+        batch = self._packed(sequences, label_rows) if self.padding_free else self._padded(sequences, label_rows)
+        batch["score_chosen"] = torch.tensor([float(f["score_chosen"]) for f in features])
+        batch["score_rejected"] = torch.tensor([float(f["score_rejected"]) for f in features])
+        for key in REFERENCE_COLUMNS:
+            if key in features[0]:
+                batch[key] = torch.tensor([float(f[key]) for f in features])
+        return batch
+
+    def _padded(self, sequences: list[list[int]], label_rows: list[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(s) for s in sequences)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -118,10 +140,17 @@ class PreferenceCollator:
             input_ids[i, : len(seq)] = torch.tensor(seq)
             labels[i, : len(lab)] = torch.tensor(lab)
             attention_mask[i, : len(seq)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    @staticmethod
+    def _packed(sequences: list[list[int]], label_rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        # A sequence's first token is never predicted (nothing of its own precedes it).
+        labels = [[IGNORE_INDEX] + lab[1:] for lab in label_rows]
         return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "score_chosen": torch.tensor([float(f["score_chosen"]) for f in features]),
-            "score_rejected": torch.tensor([float(f["score_rejected"]) for f in features]),
+            "input_ids": torch.tensor([list(itertools.chain.from_iterable(sequences))]),
+            "labels": torch.tensor([list(itertools.chain.from_iterable(labels))]),
+            "position_ids": torch.cat([torch.arange(len(s)) for s in sequences]).unsqueeze(0),
+            "sequence_ids": torch.cat(
+                [torch.full((len(s),), i, dtype=torch.long) for i, s in enumerate(sequences)]
+            ).unsqueeze(0),
         }

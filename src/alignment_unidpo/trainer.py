@@ -6,24 +6,86 @@ through the frozen reference model without gradients, reduces token log-probs to
 number per sequence, and hands them to the pure loss functions of
 :mod:`alignment_unidpo.losses`. Per-pair metrics are gathered from all processes and
 averaged over each logging window.
+
+Three switches make a step cheaper without changing its numbers (beyond float
+rounding): ``precompute_ref_log_probs`` (reference log-probs computed once, before
+training, and cached on disk by :mod:`alignment_unidpo.ref_cache`), ``lean_logps``
+(:func:`~alignment_unidpo.logprobs.lean_sequence_logps`) and ``padding_free``
+(sequences packed into one row by the collator).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 from collections import defaultdict
 from typing import Any
 
+import datasets
+import numpy as np
 import torch
+from accelerate.data_loader import prepare_data_loader
+from accelerate.utils import extract_model_from_parallel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 from transformers import Trainer
 
 from .configs import UniDPOConfig
-from .logprobs import SequenceLogps, sequence_logps
+from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
+from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, VALUE_COLUMNS, ReferenceLogpsCache, attach_reference_logps
 from .tokenization import PreferenceCollator
 
 logger = logging.getLogger(__name__)
+
+# Attention implementations that keep packed sequences apart given restarting position
+# ids (transformers builds a block-diagonal mask, or varlen kernels, from them).
+PACKING_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention", "sdpa", "eager")
+
+
+def check_padding_free_support(config) -> None:
+    attn = getattr(config, "_attn_implementation", None)
+    if attn not in PACKING_ATTENTION:
+        raise ValueError(
+            f"padding_free packs several sequences into one row, and attention implementation {attn!r} is not "
+            f"known to keep them from attending to each other; use one of {', '.join(PACKING_ATTENTION)} "
+            "(attn_implementation in the recipe) or set padding_free: false"
+        )
+
+
+def check_lean_logps_support(config) -> None:
+    for name in ("logit_scale", "logits_scaling"):  # Cohere, Granite: logits rescaled after the output layer
+        if getattr(config, name, None) not in (None, 1, 1.0):
+            raise ValueError(
+                f"lean_logps reproduces the output layer and Gemma-style soft-capping only, but this model also "
+                f"applies {name}={getattr(config, name)}; set lean_logps: false"
+            )
+
+
+def model_sequence_logps(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], lean: bool = False, chunk_size: int = 512
+) -> SequenceLogps:
+    """Chosen (first half) and rejected (second half) sequences of a batch in one forward.
+
+    Works on padded and packed batches; ``lean`` uses the chunked output layer.
+    """
+    inputs = {"input_ids": batch["input_ids"], "use_cache": False}
+    if "position_ids" in batch:  # packed: no attention mask, positions restart per sequence
+        inputs["position_ids"] = batch["position_ids"]
+    else:
+        inputs["attention_mask"] = batch["attention_mask"]
+    packing = {"sequence_ids": batch.get("sequence_ids"), "num_sequences": 2 * batch["score_chosen"].shape[0]}
+    if not lean:
+        return sequence_logps(model(**inputs).logits, batch["labels"], **packing)
+    inner = extract_model_from_parallel(model)
+    head = inner.get_output_embeddings()
+    with capture_head_input(head) as captured:
+        model(**inputs)
+    return lean_sequence_logps(
+        captured["hidden"], head, batch["labels"], **packing, chunk_size=chunk_size,
+        softcap=getattr(inner.config, "final_logit_softcapping", None),
+    )
 
 
 def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -90,14 +152,29 @@ class UniDPOTrainer(Trainer):
     # by the number of accumulated micro-batches, so an accumulated step equals one big batch.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, model, args: UniDPOConfig, ref_model: torch.nn.Module | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        model,
+        args: UniDPOConfig,
+        ref_model: torch.nn.Module | None = None,
+        ref_logps_cache: ReferenceLogpsCache | None = None,
+        **kwargs: Any,
+    ):
+        """``ref_logps_cache`` keeps precomputed reference log-probs on disk between runs."""
         if kwargs.get("data_collator") is None:
             tokenizer = kwargs.get("processing_class")
-            kwargs["data_collator"] = PreferenceCollator(pad_token_id=tokenizer.pad_token_id)
+            kwargs["data_collator"] = PreferenceCollator(pad_token_id=tokenizer.pad_token_id,
+                                                         padding_free=args.padding_free)
         super().__init__(model=model, args=args, **kwargs)
+        config = self.accelerator.unwrap_model(model).config
+        if args.padding_free:
+            check_padding_free_support(config)
+        if args.lean_logps:
+            check_lean_logps_support(config)
         self.needs_reference = args.loss_type != "simpo"
-        self.uses_adapter_reference = self.needs_reference and ref_model is None
-        if self.uses_adapter_reference and not hasattr(self.accelerator.unwrap_model(model), "disable_adapter"):
+        has_adapter = hasattr(self.accelerator.unwrap_model(model), "disable_adapter")
+        self.uses_adapter_reference = self.needs_reference and ref_model is None and has_adapter
+        if self.needs_reference and ref_model is None and not has_adapter and not self._reference_precomputed():
             raise ValueError(f"loss_type={args.loss_type!r} needs a reference model (or a PEFT policy)")
         self.ref_model = None
         if ref_model is not None and self.needs_reference:
@@ -106,20 +183,100 @@ class UniDPOTrainer(Trainer):
             else:
                 self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        if args.precompute_ref_log_probs and self.needs_reference:
+            self.train_dataset = self._with_reference_logps(self.train_dataset, "train", ref_logps_cache)
+            if self.eval_dataset is not None:
+                self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval", ref_logps_cache)
+            self._release_reference()
 
     # --- forward passes ---------------------------------------------------------------
-    @staticmethod
-    def concatenated_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> SequenceLogps:
+    def concatenated_logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> SequenceLogps:
         """Chosen (first half) and rejected (second half) sequences in one forward."""
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-        return sequence_logps(logits, batch["labels"])
+        return model_sequence_logps(model, batch, lean=self.args.lean_logps, chunk_size=self.args.logps_chunk_size)
 
     @torch.no_grad()
-    def reference_logps(self, batch: dict[str, torch.Tensor]) -> SequenceLogps:
+    def reference_logps(self, batch: dict[str, torch.Tensor], policy: SequenceLogps | None = None) -> SequenceLogps:
+        """The reference's log-probs: precomputed ones from the batch when present, else a forward."""
+        if VALUE_COLUMNS[0] in batch and policy is not None:
+            total = torch.cat([batch[c] for c in VALUE_COLUMNS]).to(policy.sum.dtype)
+            count = policy.num_tokens  # the same labels, so the same completion tokens
+            return SequenceLogps(sum=total, mean=total / count.clamp(min=1), num_tokens=count,
+                                 mean_logits=torch.full_like(total, float("nan")))
         if self.ref_model is not None:
             return self.concatenated_logps(self.ref_model, batch)
         with self.accelerator.unwrap_model(self.model).disable_adapter():
             return self.concatenated_logps(self.model, batch)
+
+    # --- precomputed reference log-probs ----------------------------------------------
+    def _reference_precomputed(self) -> bool:
+        splits = [d for d in (self.train_dataset, self.eval_dataset) if d is not None]
+        return self.args.precompute_ref_log_probs and all(
+            isinstance(d, datasets.Dataset) and set(VALUE_COLUMNS) <= set(d.column_names) for d in splits
+        )
+
+    def _with_reference_logps(
+        self, ds: datasets.Dataset, split: str, cache: ReferenceLogpsCache | None
+    ) -> datasets.Dataset:
+        if set(VALUE_COLUMNS) <= set(ds.column_names):
+            return ds
+        values = cache.load(ds) if cache is not None else None
+        if values is None:
+            values = self.compute_reference_logps(ds, split)
+            if cache is not None and self.accelerator.is_local_main_process:
+                cache.save(ds, values)
+            self.accelerator.wait_for_everyone()
+        return attach_reference_logps(ds, values)
+
+    def compute_reference_logps(self, ds: datasets.Dataset, split: str) -> dict[str, np.ndarray]:
+        """Reference log-prob sums and token counts for every pair of ``ds``, split over all processes.
+
+        Every process runs the same number of batches (the last ones padded with repeats),
+        as ZeRO-3's parameter gathering needs; each result is placed by its pair index.
+        """
+        if self.ref_model is None and self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+            raise NotImplementedError(
+                "precompute_ref_log_probs with a LoRA policy under ZeRO-3 is not supported (its partitioned weights "
+                "cannot run before training starts); set precompute_ref_log_probs: false, since the adapter-disabled "
+                "reference costs no extra memory"
+            )
+        indexed = ds.select_columns(list(TOKEN_COLUMNS) + ["score_chosen", "score_rejected"]).add_column(
+            "pair_index", list(range(len(ds)))
+        )
+
+        def collate(features):
+            batch = self.data_collator(features)
+            batch["pair_index"] = torch.tensor([f["pair_index"] for f in features])
+            return batch
+
+        loader = DataLoader(indexed, batch_size=self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size,
+                            collate_fn=collate, num_workers=self.args.dataloader_num_workers)
+        loader = prepare_data_loader(loader, device=self.accelerator.device, num_processes=self.accelerator.num_processes,
+                                     process_index=self.accelerator.process_index, put_on_device=True)
+        table = np.zeros((len(ds), 4))
+        seen = np.zeros(len(ds), dtype=bool)
+        if self.ref_model is not None:
+            self.ref_model.eval()
+        for batch in tqdm(loader, desc=f"Reference log-probs ({split})", disable=not self.accelerator.is_local_main_process):
+            n = batch["score_chosen"].shape[0]
+            logps = self.reference_logps(batch)
+            rows = torch.stack([logps.sum[:n].double(), logps.sum[n:].double(), logps.num_tokens[:n].double(),
+                                logps.num_tokens[n:].double(), batch["pair_index"].double()], dim=1)
+            rows = self.accelerator.gather(rows).cpu().numpy()
+            index = rows[:, 4].astype(np.int64)
+            table[index], seen[index] = rows[:, :4], True
+        if not seen.all():
+            raise RuntimeError(f"reference log-probs missing for {int((~seen).sum())} {split} pairs")
+        return {VALUE_COLUMNS[0]: table[:, 0].astype(np.float32), VALUE_COLUMNS[1]: table[:, 1].astype(np.float32),
+                COUNT_COLUMNS[0]: table[:, 2].astype(np.int64), COUNT_COLUMNS[1]: table[:, 3].astype(np.int64)}
+
+    def _release_reference(self) -> None:
+        """Training needs no reference model once its log-probs are in the datasets."""
+        if self.ref_model is not None and hasattr(self.ref_model, "destroy"):
+            self.ref_model.destroy()  # a DeepSpeed engine: drop its hooks and buffers
+        self.ref_model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _reduce(self, logps: SequenceLogps) -> torch.Tensor:
         """Averaged (length-normalised) or summed log-probs, as the loss type needs."""
@@ -139,7 +296,7 @@ class UniDPOTrainer(Trainer):
                 label_smoothing=args.label_smoothing,
             )
         else:
-            ref_reduced = self._reduce(self.reference_logps(batch))
+            ref_reduced = self._reduce(self.reference_logps(batch, policy))
             ref_w, ref_l = ref_reduced[:n], ref_reduced[n:]
             if args.loss_type == "dpo":
                 losses, metrics = dpo_loss(pi_w, pi_l, ref_w, ref_l, beta=args.beta, label_smoothing=args.label_smoothing)

@@ -1,0 +1,243 @@
+"""An on-disk cache of precomputed reference log-probs (``precompute_ref_log_probs``).
+
+The reference model is frozen, so its chosen/rejected log-probs for a tokenised dataset
+never change: computing them once lets every later epoch, run and sweep point train with
+no reference model at all. A cache file holds, per pair, the summed completion log-prob
+of the chosen and rejected answers and their completion-token counts.
+
+A file is used only when everything it depends on is the same. Its name is the SHA-256
+of a key made of
+
+* the reference model: its name, plus a content hash of a local folder's weight and
+  config files, the hub revision it was loaded at, or the toy builder's seed; and the
+  dtype it runs in;
+* the tokenizer (its full serialised vocabulary and rules) and the chat template;
+* the tokenised dataset itself (a hash of every prompt/chosen/rejected token id, which
+  also pins the data files, mixture, seed and split), ``max_length``,
+  ``max_prompt_length``, ``apply_chat_template`` and the truncation rule;
+* this file format's version.
+
+The key is also stored inside the file and compared on load. A file that cannot be
+parsed, whose checksum or key does not match, or whose contents do not fit the dataset
+is reported and rebuilt, never read. Files are written to a temporary name in the same
+folder and renamed into place, so a reader sees a complete file or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+TRUNCATION_RULE = "prompt-left-to-max_prompt_length-then-answers-right"  # tokenization.truncate_pair
+VALUE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+COUNT_COLUMNS = ("ref_chosen_tokens", "ref_rejected_tokens")
+TOKEN_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _token_table(ds: datasets.Dataset):
+    """The token columns as an Arrow table, row order and selection applied."""
+    return ds.select_columns(list(TOKEN_COLUMNS)).with_format("arrow")[:]
+
+
+def dataset_fingerprint(ds: datasets.Dataset) -> str:
+    """SHA-256 of every prompt/chosen/rejected token id, row by row."""
+    digest = hashlib.sha256()
+    table = _token_table(ds)
+    for name in TOKEN_COLUMNS:
+        column = table.column(name).combine_chunks()
+        digest.update(name.encode())
+        digest.update(np.asarray(column.offsets).astype(np.int64).tobytes())
+        digest.update(np.asarray(column.values).astype(np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def expected_token_counts(ds: datasets.Dataset) -> dict[str, np.ndarray]:
+    """Completion tokens each answer contributes (its first token needs a prompt before it)."""
+    table = _token_table(ds)
+    has_prompt = np.asarray(pc.list_value_length(table.column("prompt_input_ids"))) > 0
+    counts = {}
+    for column, answer in zip(COUNT_COLUMNS, ("chosen_input_ids", "rejected_input_ids")):
+        lengths = np.asarray(pc.list_value_length(table.column(answer))).astype(np.int64)
+        counts[column] = np.where(has_prompt, lengths, np.maximum(lengths - 1, 0))
+    return counts
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256((body + "\0" + str(tokenizer.chat_template)).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _atomic_target(path: Path):
+    """Yield a temporary path next to ``path``; on success it is synced and renamed onto it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def folder_content_hash(folder: Path, memo_dir: Path | None = None) -> str:
+    """SHA-256 over the weight, config and tokenizer files of a model folder.
+
+    Hashing an 8B checkpoint reads 16 GB, so results are remembered in ``memo_dir`` by
+    (path, size, modification time) of every file; a changed file is hashed again.
+    """
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    stamp = _sha256_json([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    memo_path = memo_dir / "folder_hashes.json" if memo_dir else None
+    memo = {}
+    if memo_path and memo_path.exists():
+        try:
+            memo = json.loads(memo_path.read_text())
+        except (OSError, ValueError):
+            memo = {}
+    if stamp in memo:
+        return memo[stamp]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
+    memo[stamp] = digest.hexdigest()
+    if memo_path:
+        with _atomic_target(memo_path) as tmp:
+            Path(tmp).write_text(json.dumps(memo, indent=1))
+    return memo[stamp]
+
+
+def reference_identity(name: str, revision: str | None, dtype: str, memo_dir: Path | None, model=None) -> str | None:
+    """What pins the reference model's weights, or None when that is not known before loading.
+
+    Toy models are fixed by their name and seed, local folders by their content, hub
+    models by the commit they resolve to (known once ``model`` is loaded, or from the
+    local hub cache).
+    """
+    from .toy import TOY_SEED, is_toy
+
+    if is_toy(name):
+        weights = f"toy-seed-{TOY_SEED}"
+    elif Path(name).is_dir():
+        weights = "sha256:" + folder_content_hash(Path(name), memo_dir)
+    else:
+        commit = getattr(getattr(model, "config", None), "_commit_hash", None) if model is not None else None
+        if commit is None:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(name, "config.json", revision=revision)
+            commit = Path(found).parent.name if isinstance(found, str) else None
+        if commit is None:
+            return None
+        weights = "commit:" + commit
+    return _sha256_json({"name": name, "weights": weights, "dtype": dtype})
+
+
+class ReferenceLogpsCache:
+    """Reads and writes precomputed reference log-probs for tokenised datasets.
+
+    ``key_fields`` are everything but the dataset (see the module docstring); each
+    dataset adds its own fingerprint. ``directory=None`` keeps nothing on disk.
+    """
+
+    def __init__(self, directory: str | Path | None, key_fields: dict[str, Any]):
+        self.directory = Path(directory).expanduser() if directory else None
+        self.key_fields = {"format": CACHE_FORMAT, "truncation": TRUNCATION_RULE, **key_fields}
+
+    def key(self, ds: datasets.Dataset) -> dict[str, Any]:
+        return {**self.key_fields, "dataset": dataset_fingerprint(ds), "rows": len(ds)}
+
+    def path(self, ds: datasets.Dataset) -> Path | None:
+        return self.directory / f"{_sha256_json(self.key(ds))}.safetensors" if self.directory else None
+
+    def load(self, ds: datasets.Dataset) -> dict[str, np.ndarray] | None:
+        """The cached values for ``ds``, or None when absent or unusable (the reason is logged)."""
+        path = self.path(ds)
+        if path is None or not path.exists():
+            return None
+        problem = None
+        try:
+            with safe_open(path, framework="np") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        except (SafetensorError, OSError, ValueError) as err:
+            tensors, metadata, problem = {}, {}, f"unreadable ({err})"
+        if problem is None:
+            problem = self._check(ds, tensors, metadata)
+        if problem:
+            logger.warning("reference log-prob cache %s is %s; it will be rebuilt", path, problem)
+            return None
+        logger.info("reference log-probs for %d pairs read from %s", len(ds), path)
+        return tensors
+
+    def _check(self, ds: datasets.Dataset, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str | None:
+        if metadata.get("key") != json.dumps(self.key(ds), sort_keys=True):
+            return "for a different key"
+        if set(tensors) != set(VALUE_COLUMNS + COUNT_COLUMNS):
+            return f"missing columns (has {sorted(tensors)})"
+        if metadata.get("checksum") != _checksum(tensors):
+            return "corrupt (checksum mismatch)"
+        if any(t.shape != (len(ds),) for t in tensors.values()):
+            return f"the wrong length for {len(ds)} pairs"
+        if not all(np.isfinite(tensors[c]).all() for c in VALUE_COLUMNS):
+            return "holding non-finite values"
+        for column, expected in expected_token_counts(ds).items():
+            if not np.array_equal(tensors[column], expected):
+                return f"inconsistent with the dataset ({column})"
+        return None
+
+    def save(self, ds: datasets.Dataset, values: dict[str, np.ndarray]) -> Path | None:
+        path = self.path(ds)
+        if path is None:
+            return None
+        tensors = {k: np.ascontiguousarray(values[k]) for k in VALUE_COLUMNS + COUNT_COLUMNS}
+        metadata = {"key": json.dumps(self.key(ds), sort_keys=True), "checksum": _checksum(tensors)}
+        with _atomic_target(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
+        logger.info("reference log-probs for %d pairs written to %s", len(ds), path)
+        return path
+
+
+def _checksum(tensors: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(str(tensors[name].dtype).encode())
+        digest.update(np.ascontiguousarray(tensors[name]).tobytes())
+    return digest.hexdigest()
+
+
+def attach_reference_logps(ds: datasets.Dataset, values: dict[str, np.ndarray]) -> datasets.Dataset:
+    """``ds`` with the per-pair reference log-prob sums as columns (read by the collator)."""
+    for column in VALUE_COLUMNS:
+        if column in ds.column_names:
+            ds = ds.remove_columns(column)
+        ds = ds.add_column(column, values[column].astype(np.float64).tolist())
+    return ds

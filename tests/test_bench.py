@@ -1,0 +1,22 @@
+"""`make bench` end to end, shrunk: it runs every configuration and ends with the JSON line."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_cpu_benchmark_prints_the_summary_json_last(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_cpu.py", "--pairs=4", "--pairs-per-step=2", "--steps=1", "--warmup=0",
+         "--length-scale=0.02", "--logps-length-scale=0.05", "--chunk-size=16", f"--out={out}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("ref_cache_step_speedup", "padding_free_step_speedup", "lean_logps_memory_ratio_128k",
+                "all_on_step_speedup"):
+        assert summary[key] > 0, key
+    assert json.loads(out.read_text())["summary"] == summary

@@ -1,0 +1,157 @@
+"""Precomputed reference log-probs: same training as the live reference, and a cache that
+is reused only for the same key, rebuilt when damaged, and written atomically."""
+
+import json
+import logging
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import alignment_unidpo.ref_cache as ref_cache
+import alignment_unidpo.run as run
+from alignment_unidpo.recipes import resolve
+from alignment_unidpo.ref_cache import ReferenceLogpsCache, dataset_fingerprint, expected_token_counts
+from alignment_unidpo.trainer import UniDPOTrainer
+
+SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.15},
+              {"path": "data/toy_preferences_chat.jsonl", "fraction": 0.15}]
+
+
+def train(tmp_path, name, **overrides):
+    values = {
+        "dataset_mixture": SMALL_DATA, "test_split_size": 8, "eval_strategy": "no", "save_strategy": "no",
+        "output_dir": str(tmp_path / name), "disable_tqdm": True, "logging_steps": 1, "max_steps": 3,
+        "per_device_train_batch_size": 4, "global_batch_size": 4, "per_device_eval_batch_size": 4,
+        "lr_scheduler_type": "constant", "warmup_ratio": 0.0, "use_cpu": True,
+        "ref_logps_cache_dir": str(tmp_path / "cache"), **overrides,
+    }
+    metrics = run.train(resolve("default", values, num_processes=1))
+    history = json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"]
+    return metrics, history, load_file(tmp_path / name / "model.safetensors")
+
+
+def cache_files(tmp_path):
+    return sorted((tmp_path / "cache").glob("*.safetensors"))
+
+
+@pytest.fixture
+def count_reference_work(monkeypatch):
+    """Counts reference forwards over whole datasets and reference-model loads."""
+    calls = {"computed": 0, "loaded_reference": []}
+    compute, load = UniDPOTrainer.compute_reference_logps, run.load_policy_and_reference
+
+    def counting_compute(self, ds, split):
+        calls["computed"] += 1
+        return compute(self, ds, split)
+
+    def counting_load(*args, need_reference, **kwargs):
+        calls["loaded_reference"].append(need_reference)
+        return load(*args, need_reference=need_reference, **kwargs)
+
+    monkeypatch.setattr(UniDPOTrainer, "compute_reference_logps", counting_compute)
+    monkeypatch.setattr(run, "load_policy_and_reference", counting_load)
+    return calls
+
+
+@pytest.mark.parametrize("loss_type", ["uni_dpo", "dpo"])
+def test_precomputed_reference_trains_like_the_live_reference(tmp_path, loss_type, count_reference_work):
+    live_metrics, live_history, live_weights = train(tmp_path, "live", loss_type=loss_type)
+    assert count_reference_work["computed"] == 0
+    metrics, history, weights = train(tmp_path, "cached", loss_type=loss_type, precompute_ref_log_probs=True)
+    assert count_reference_work["computed"] == 2  # train and eval splits
+    assert len(cache_files(tmp_path)) == 2
+    steps = lambda h: [e for e in h if "loss" in e]  # noqa: E731
+    assert len(steps(history)) == 3
+    for got, want in zip(steps(history), steps(live_history)):
+        for key in ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "w_perf", "grad_norm"):
+            if key in want:
+                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+    for key in ("eval_loss", "eval_rewards/margins", "eval_rewards/chosen"):
+        assert metrics[key] == pytest.approx(live_metrics[key], rel=1e-4, abs=1e-6), key
+    for name in live_weights:
+        torch.testing.assert_close(weights[name], live_weights[name], rtol=1e-4, atol=1e-6)
+
+
+def test_cache_is_reused_without_loading_the_reference_and_only_for_the_same_key(tmp_path, count_reference_work):
+    first, _, _ = train(tmp_path, "first", precompute_ref_log_probs=True)
+    assert count_reference_work == {"computed": 2, "loaded_reference": [True]}
+    second, _, _ = train(tmp_path, "second", precompute_ref_log_probs=True, learning_rate=1e-3)
+    assert count_reference_work == {"computed": 2, "loaded_reference": [True, False]}  # no new work, no model
+    assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-6)
+    # a different truncation length is a different key, even where no pair is long enough to change
+    train(tmp_path, "other", precompute_ref_log_probs=True, max_length=95)
+    assert count_reference_work["computed"] == 4
+    assert len(cache_files(tmp_path)) == 4
+
+
+@pytest.fixture
+def small_cache(tmp_path, toy_tokenizer):
+    from alignment_unidpo.tokenization import tokenize_row
+
+    rows = [{"messages": [{"role": "user", "content": f"Reverse: w{i}"}], "chosen": f"{i}w", "rejected": "x" * (i + 1),
+             "score_chosen": 8.0, "score_rejected": 3.0} for i in range(6)]
+    ds = datasets.Dataset.from_list(rows).map(tokenize_row, fn_kwargs={"tokenizer": toy_tokenizer, "max_length": 64,
+                                                                       "max_prompt_length": 32})
+    counts = expected_token_counts(ds)
+    values = {"ref_chosen_logps": -np.arange(6, dtype=np.float32), "ref_rejected_logps": -np.ones(6, np.float32),
+              **counts}
+    cache = ReferenceLogpsCache(tmp_path / "cache", {"reference": "test"})
+    return cache, ds, values
+
+
+def test_key_covers_the_token_ids(small_cache):
+    cache, ds, values = small_cache
+    cache.save(ds, values)
+    assert cache.load(ds) is not None
+    changed = ds.map(lambda r: {"chosen_input_ids": r["chosen_input_ids"][:-1]})
+    assert dataset_fingerprint(changed) != dataset_fingerprint(ds)
+    assert cache.load(changed) is None
+    assert cache.load(ds.select([1, 0, 2, 3, 4, 5])) is None  # row order matters: values are per row
+    assert ReferenceLogpsCache(cache.directory, {"reference": "other"}).load(ds) is None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_value_byte", "garbage"])
+def test_damaged_cache_file_is_detected_and_never_read(small_cache, damage, caplog):
+    cache, ds, values = small_cache
+    path = cache.save(ds, values)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip_value_byte":
+        data[-5] ^= 0x40  # inside the tensor payload: the header still parses
+    else:
+        data = bytearray(b"not a safetensors file")
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        assert cache.load(ds) is None
+    assert "will be rebuilt" in caplog.text
+    cache.save(ds, values)  # the rebuild replaces it
+    loaded = cache.load(ds)
+    np.testing.assert_array_equal(loaded["ref_chosen_logps"], values["ref_chosen_logps"])
+
+
+def test_cache_inconsistent_with_the_dataset_is_refused(small_cache):
+    cache, ds, values = small_cache
+    bad = {**values, "ref_chosen_tokens": values["ref_chosen_tokens"] + 1}
+    cache.save(ds, bad)  # a well-formed file, checksum and all, with wrong token counts
+    assert cache.load(ds) is None
+
+
+def test_failed_write_leaves_the_previous_file_intact(small_cache, monkeypatch):
+    cache, ds, values = small_cache
+    path = cache.save(ds, values)
+    before = path.read_bytes()
+
+    def crash_mid_write(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"\x00" * 100)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ref_cache, "save_file", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        cache.save(ds, {**values, "ref_chosen_logps": values["ref_chosen_logps"] + 1})
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind

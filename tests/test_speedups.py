@@ -1,0 +1,124 @@
+"""Lean log-probs and padding-free batches give the plain path's numbers and gradients."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import Gemma2Config, Gemma2ForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from alignment_unidpo.logprobs import capture_head_input
+from alignment_unidpo.tokenization import PreferenceCollator, tokenize_row
+from alignment_unidpo.toy import build_toy_model
+from alignment_unidpo.trainer import check_lean_logps_support, check_padding_free_support, model_sequence_logps
+
+PAIRS = [
+    ("Reverse: apple", "elppa", "elp"),
+    ("Sort the letters of 'banana', then say why this is a longer prompt", "aaabnn", "banana, sorted: nope"),
+    ("hi", "hello there, friend", "no"),
+]
+
+
+def features(tokenizer):
+    out = []
+    for prompt, chosen, rejected in PAIRS:
+        row = {"messages": [{"role": "user", "content": prompt}], "chosen": chosen, "rejected": rejected}
+        out.append({**tokenize_row(row, tokenizer, max_length=96, max_prompt_length=64),
+                    "score_chosen": 8.0, "score_rejected": 2.0})
+    return out
+
+
+def tiny_model(kind, tokenizer, attn="sdpa"):
+    common = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    if kind == "llama":
+        model = build_toy_model("toy:tiny-llama", tokenizer)
+        model.config._attn_implementation = attn
+    elif kind == "qwen2-tied":
+        model = Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=True, attn_implementation=attn))
+    elif kind == "gemma2-softcap-tied":
+        config = Gemma2Config(**common, head_dim=8, tie_word_embeddings=True, final_logit_softcapping=5.0,
+                              attn_implementation="eager" if attn == "sdpa" else attn)
+        model = Gemma2ForCausalLM(config)
+    return model.float()
+
+
+def logps_and_grads(model, batch, **kwargs):
+    model.zero_grad()
+    out = model_sequence_logps(model, batch, **kwargs)
+    # a loss touching every sequence's sum and mean, so every gradient path is checked
+    weights = torch.linspace(0.5, 1.5, out.sum.numel())
+    ((out.sum * weights).sum() + out.mean.sum()).backward()
+    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+def assert_same(a, b, grads_a, grads_b):
+    torch.testing.assert_close(a.sum, b.sum, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.mean, b.mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.mean_logits, b.mean_logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(a.num_tokens, b.num_tokens)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for k in grads_a:
+        torch.testing.assert_close(grads_a[k], grads_b[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2-tied", "gemma2-softcap-tied"])
+def test_lean_logps_equal_plain_values_and_gradients(toy_tokenizer, kind):
+    model = tiny_model(kind, toy_tokenizer)
+    if kind != "llama":
+        assert model.get_output_embeddings().weight is model.get_input_embeddings().weight, "must test tied weights"
+    batch = PreferenceCollator(pad_token_id=toy_tokenizer.pad_token_id)(features(toy_tokenizer))
+    plain, plain_grads = logps_and_grads(model, batch)
+    # a chunk of 7 tokens splits the completions into many chunks, one of them ragged
+    lean, lean_grads = logps_and_grads(model, batch, lean=True, chunk_size=7)
+    assert_same(lean, plain, lean_grads, plain_grads)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("lean", [False, True])
+def test_padding_free_batch_equals_padded_batch(toy_tokenizer, attn, lean):
+    model = tiny_model("llama", toy_tokenizer, attn=attn)
+    feats = features(toy_tokenizer)
+    padded = PreferenceCollator(pad_token_id=toy_tokenizer.pad_token_id)(feats)
+    packed = PreferenceCollator(pad_token_id=toy_tokenizer.pad_token_id, padding_free=True)(feats)
+    assert packed["input_ids"].shape[0] == 1
+    assert packed["input_ids"].shape[1] == int(padded["attention_mask"].sum()) < padded["input_ids"].numel()
+    a, grads_a = logps_and_grads(model, padded, lean=lean)
+    b, grads_b = logps_and_grads(model, packed, lean=lean)
+    assert_same(b, a, grads_b, grads_a)
+
+
+def test_packed_sequences_would_leak_without_restarting_positions(toy_tokenizer):
+    """The equality above is not vacuous: with one ordinary causal mask over the packed row,
+    later sequences attend to earlier ones and their log-probs change."""
+    model = tiny_model("llama", toy_tokenizer)
+    packed = PreferenceCollator(pad_token_id=toy_tokenizer.pad_token_id, padding_free=True)(features(toy_tokenizer))
+    leaky = {**packed, "position_ids": torch.arange(packed["input_ids"].shape[1]).unsqueeze(0)}
+    with torch.no_grad():
+        good = model_sequence_logps(model, packed).sum
+        bad = model_sequence_logps(model, leaky).sum
+    assert not torch.allclose(good[1:], bad[1:], atol=1e-3)
+
+
+def test_unknown_attention_backend_is_refused_for_packing():
+    check_padding_free_support(SimpleNamespace(_attn_implementation="sdpa"))
+    with pytest.raises(ValueError, match="attending to each other.*padding_free: false"):
+        check_padding_free_support(SimpleNamespace(_attn_implementation="my_custom_kernel"))
+
+
+def test_lean_logps_refuses_unknown_logit_rescaling():
+    check_lean_logps_support(SimpleNamespace(logit_scale=None))
+    with pytest.raises(ValueError, match="logit_scale"):
+        check_lean_logps_support(SimpleNamespace(logit_scale=0.0625))
+
+
+def test_capture_head_input_skips_the_output_layer(toy_tokenizer):
+    model = tiny_model("llama", toy_tokenizer)
+    ids = torch.tensor([[1, 5, 6, 7]])
+    with capture_head_input(model.get_output_embeddings()) as captured:
+        logits = model(input_ids=ids).logits
+    assert logits.shape == (1, 0, len(toy_tokenizer))
+    assert captured["hidden"].shape == (1, 4, model.config.hidden_size)
+    with torch.no_grad():  # the hook is gone afterwards
+        assert model(input_ids=ids).logits.shape == (1, 4, len(toy_tokenizer))
