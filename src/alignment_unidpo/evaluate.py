@@ -24,9 +24,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .data import normalize_row
-from .logprobs import SequenceLogps
+from .logprobs import SequenceLogps, sequence_logps
 from .tokenization import PreferenceCollator, tokenize_row
-from .trainer import UniDPOTrainer, spearman_rho
+from .trainer import spearman_rho
 from .world import parse_prompt, read_jsonl, true_score
 
 METRICS = ("pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_rejected")
@@ -70,7 +70,9 @@ def pair_logps(model, tokenizer, pairs: list[dict[str, Any]], batch_size: int = 
     parts = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        out = UniDPOTrainer.concatenated_logps(model, collate(chunk))
+        batch = collate(chunk)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        out = sequence_logps(logits, batch["labels"])
         n = len(chunk)
         parts.append((out, n))
     fields = ("sum", "mean", "num_tokens", "mean_logits")
