@@ -1,11 +1,16 @@
 # alignment-unidpo: `make train` and `make test` install what they need into .venv first.
 #
-#   make train                                   small embedded default, offline, CPU
+#   make train                                   one Uni-DPO run in the preference world (SFT cached), offline, CPU
+#   make train RECIPE=toy-world-dpo ARGS="--beta=0.3"   any toy-world-* recipe runs in the world too
 #   make train RECIPE=llama3-8b-base-v0.2        a paper run (accelerate + ZeRO-3, 8 GPUs)
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
 #   make train RECIPE=... DRY_RUN=1              print the resolved config as JSON, load nothing
 #   make test                                    the test suite (CPU, offline)
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
+#   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
+#   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
+#   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"
+#   make plot RUN=outputs/toy-world/runs/uni-dpo   training-dynamics figure of any run folder
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,12 +23,18 @@ ACCELERATE ?=
 NUM_PROCESSES ?=
 DRY_RUN ?=
 ARGS ?=
+GRID ?=
+RUN ?=
+SEEDS ?= 0 1 2
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 
 # The default run touches no hub: keep every library offline for it.
 OFFLINE := $(if $(RECIPE),,HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1)
+HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+# No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
+WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: install train test bench clean
+.PHONY: install train test bench clean demo demo-tune sweep plot
 
 install: $(STAMP)
 
@@ -34,10 +45,26 @@ $(STAMP): setup.py
 	touch $@
 
 train: $(STAMP)
+ifneq ($(WORLD_RUN),)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.experiment $(WORLD_RUN) $(ARGS)
+else
 	$(OFFLINE) $(PY) -m alignment_unidpo.recipes $(RECIPE) \
 		$(if $(ACCELERATE),--accelerate_config=$(ACCELERATE)) \
 		$(if $(NUM_PROCESSES),--num_processes=$(NUM_PROCESSES)) \
 		$(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
+endif
+
+demo: $(STAMP)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.demo --seeds $(SEEDS) $(ARGS)
+
+demo-tune: $(STAMP)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.demo --tune $(ARGS)
+
+sweep: $(STAMP)
+	$(PY) -m alignment_unidpo.sweep $(or $(RECIPE),toy-world-uni-dpo) --grid "$(GRID)" $(ARGS)
+
+plot: $(STAMP)
+	$(PY) -m alignment_unidpo.plots $(RUN) $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests -q -rs
@@ -46,4 +73,4 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench_cpu.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache demo/runs demo/tuning

@@ -14,6 +14,7 @@ install_requires = [
     "deepspeed==0.19.8",
     "pyyaml==6.0.3",
     "tqdm==4.70.1",
+    "matplotlib==3.11.2",  # the preference-world demo and training-dynamics plots (Agg backend)
 ]
 
 setup(

@@ -25,7 +25,7 @@ def launch(*args, timeout=600):
 
 def test_default_make_train_trains_logs_and_saves_a_model_that_generates(tmp_path):
     out = tmp_path / "default"
-    proc = subprocess.run(["make", "-s", "train", f"ARGS=--output_dir={out}"], cwd=REPO_ROOT, env=ENV,
+    proc = subprocess.run(["make", "-s", "train", "RECIPE=default", f"ARGS=--output_dir={out}"], cwd=REPO_ROOT, env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     results = json.loads((out / "train_results.json").read_text())

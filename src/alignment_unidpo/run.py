@@ -88,7 +88,8 @@ def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> 
     })
 
 
-def train(recipe: ResolvedRecipe) -> dict:
+def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
+    """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
@@ -112,7 +113,7 @@ def train(recipe: ResolvedRecipe) -> dict:
     )
     if args.precompute_ref_log_probs and cache is None and reference is not None:
         cache = reference_logps_cache(recipe, tokenizer, reference)  # a hub model's revision is known now
-    trainer = UniDPOTrainer(
+    trainer = trainer_cls(
         model=policy, ref_model=reference, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, ref_logps_cache=cache,
     )

@@ -26,6 +26,9 @@ TOY_SIZES = {
                        num_key_value_heads=2),
     "small-llama": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
                         num_key_value_heads=2),
+    # the preference world's policy (alignment_unidpo.world): 0.32M parameters
+    "world-llama": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2),
 }
 TOY_SEED = 1234
 

@@ -1,0 +1,126 @@
+"""Held-out metrics of a policy in the preference world.
+
+* ``pref_acc``: preference accuracy of the method's implicit reward on clean pairs
+  (labelled by the true quality function): DPO's ``beta*((pi_w - ref_w) - (pi_l - ref_l))``
+  on summed log-probs (Eq. 1), Uni-DPO's Eq. (20) margin on the log-probs its recipe uses
+  (length-normalised unless "w/o LN"), SimPO's ``beta*(pi_w - pi_l)`` on averaged
+  log-probs. For the SFT model itself (policy = reference) the ranking is by average
+  log-prob, the likelihood it assigns.
+* ``spearman``: Spearman's rho between the true score margin and that reward margin over
+  the clean pairs (Fig. 4b).
+* ``gen_score`` / ``exact``: mean true score (0-10) and exact-solve rate of greedy answers
+  to held-out prompts.
+* ``drift_chosen`` / ``drift_rejected``: mean change of the per-token log-prob of the
+  chosen / rejected answers of the clean pairs, policy minus SFT reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from .data import normalize_row
+from .logprobs import SequenceLogps, sequence_logps
+from .tokenization import PreferenceCollator, tokenize_row
+from .trainer import spearman_rho
+from .world import parse_prompt, read_jsonl, true_score
+
+METRICS = ("pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_rejected")
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """How a method defines its implicit reward (see module docstring)."""
+
+    loss_type: str  # uni_dpo, dpo, simpo, or "sft" for the likelihood ranking of the start model
+    beta: float = 1.0
+    length_normalize: bool = True
+
+    @classmethod
+    def of(cls, training_args) -> "RewardSpec":
+        return cls(training_args.loss_type, training_args.beta, training_args.length_normalize)
+
+    def margins(self, policy: SequenceLogps, reference: SequenceLogps, n: int) -> torch.Tensor:
+        mean = self.loss_type in ("simpo", "sft") or (self.loss_type == "uni_dpo" and self.length_normalize)
+        pol = policy.mean if mean else policy.sum
+        ref = reference.mean if mean else reference.sum
+        if self.loss_type in ("simpo", "sft"):
+            return self.beta * (pol[:n] - pol[n:])
+        return self.beta * ((pol[:n] - ref[:n]) - (pol[n:] - ref[n:]))
+
+
+def load(model_dir: str | Path):
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+@torch.no_grad()
+def pair_logps(model, tokenizer, pairs: list[dict[str, Any]], batch_size: int = 128) -> SequenceLogps:
+    """Chosen (first half) and rejected (second half) completion log-probs of every pair."""
+    rows = []
+    for i, pair in enumerate(pairs):
+        row = normalize_row(pair, f"pair {i}", None, False)
+        rows.append({**tokenize_row(row, tokenizer, 10_000, 10_000),
+                     "score_chosen": row["score_chosen"], "score_rejected": row["score_rejected"]})
+    collate = PreferenceCollator(pad_token_id=tokenizer.pad_token_id)
+    parts = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        batch = collate(chunk)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        out = sequence_logps(logits, batch["labels"])
+        n = len(chunk)
+        parts.append((out, n))
+    fields = ("sum", "mean", "num_tokens", "mean_logits")
+    # reorder to [all chosen, all rejected]
+    joined = {f: torch.cat([getattr(o, f)[:n] for o, n in parts] + [getattr(o, f)[n:] for o, n in parts]) for f in fields}
+    return SequenceLogps(**joined)
+
+
+@torch.no_grad()
+def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 10, batch_size: int = 256) -> list[str]:
+    tokenizer.padding_side = "left"
+    answers = []
+    for start in range(0, len(prompts), batch_size):
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                 for p in prompts[start:start + batch_size]]
+        enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        answers += [a.strip() for a in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
+    return answers
+
+
+def evaluate_policy(policy_dir: str | Path, reference_dir: str | Path, world_dir: str | Path, spec: RewardSpec,
+                    split: str = "test", keep_pairs: bool = False) -> dict[str, Any]:
+    """All :data:`METRICS` of the model in ``policy_dir`` on the world's ``split`` (val or test)."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    world_dir = Path(world_dir)
+    policy, tokenizer = load(policy_dir)
+    reference = policy if Path(policy_dir) == Path(reference_dir) else load(reference_dir)[0]
+    pairs = read_jsonl(world_dir / f"{split}_pairs.jsonl")
+    n = len(pairs)
+    pol = pair_logps(policy, tokenizer, pairs)
+    ref = pol if reference is policy else pair_logps(reference, tokenizer, pairs)
+    margins = spec.margins(pol, ref, n)
+    score_margins = torch.tensor([p["true_chosen"] - p["true_rejected"] for p in pairs], dtype=torch.float64)
+    prompts = read_jsonl(world_dir / f"{split}_prompts.jsonl")
+    answers = greedy_answers(policy, tokenizer, [p["prompt"] for p in prompts])
+    scores = [true_score(parse_prompt(p["prompt"]), a) for p, a in zip(prompts, answers)]
+    result = {
+        "pref_acc": (margins > 0).double().mean().item(),
+        "spearman": spearman_rho(score_margins, margins.double()),
+        "gen_score": sum(scores) / len(scores),
+        "exact": sum(s == 10.0 for s in scores) / len(scores),
+        "drift_chosen": (pol.mean[:n] - ref.mean[:n]).mean().item(),
+        "drift_rejected": (pol.mean[n:] - ref.mean[n:]).mean().item(),
+    }
+    if keep_pairs:
+        result["pairs"] = {"score_margin": score_margins.tolist(), "reward_margin": margins.tolist()}
+        result["samples"] = [{"prompt": p["prompt"], "answer": a, "score": s} for p, a, s in zip(prompts[:5], answers, scores)]
+    return result

@@ -1,0 +1,151 @@
+"""One preference run in the world: data and SFT (cached), a recipe, held-out metrics.
+
+``python -m alignment_unidpo.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--key=value ...]``
+is what ``make train`` runs when no RECIPE (or a ``toy-world-*`` recipe) is named. It
+generates the world for the seed (:mod:`~alignment_unidpo.world`), trains or reuses the
+SFT model (:mod:`~alignment_unidpo.sft`), trains the recipe through the normal recipe
+machinery (:func:`alignment_unidpo.run.train`) starting from, and referenced to, the SFT
+model, and prints the held-out metrics (:mod:`~alignment_unidpo.evaluate`) next to the
+SFT starting point. The seed of a run is the world seed: data, SFT and preference
+training all derive from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PrinterCallback
+
+from .evaluate import METRICS, RewardSpec, evaluate_policy
+from .recipes import REPO_ROOT, RecipeError, parse_overrides, resolve
+from .run import train
+from .sft import SFTConfig, ensure_sft
+from .trainer import UniDPOTrainer
+from .world import WorldConfig, write_world
+
+logger = logging.getLogger("alignment_unidpo")
+
+WORLD_ROOT = REPO_ROOT / "outputs" / "toy-world"
+DEFAULT_WORLD_RECIPE = "toy-world-uni-dpo"
+WEIGHTS_FILE = "pair_weights.json"
+
+
+class WeightRecordingTrainer(UniDPOTrainer):
+    """Keeps every training pair's ``w_qual`` and ``w_perf`` (Eq. 5, Eq. 10) with its step,
+    and writes them to ``pair_weights.json`` in the output folder after training."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.args.disable_tqdm:  # quiet runs (demo, sweeps): no printed log dicts either
+            self.remove_callback(PrinterCallback)
+        self.pair_weights: dict[str, list[float]] = {"step": [], "w_qual": [], "w_perf": []}
+
+    def _store_metrics(self, metrics: dict[str, torch.Tensor], split: str) -> None:
+        super()._store_metrics(metrics, split)
+        if split == "train" and "w_perf" in metrics:
+            n = metrics["w_perf"].numel()
+            self.pair_weights["step"] += [self.state.global_step] * n
+            self.pair_weights["w_qual"] += metrics["w_qual"].float().tolist()
+            self.pair_weights["w_perf"] += metrics["w_perf"].float().tolist()
+
+    def train(self, *args, **kwargs):
+        result = super().train(*args, **kwargs)
+        if self.is_world_process_zero() and self.pair_weights["step"]:
+            Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(self.args.output_dir) / WEIGHTS_FILE).write_text(json.dumps(self.pair_weights))
+        return result
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldSpec:
+    """Where worlds and SFT models are cached, and any non-default world / SFT settings
+    (the seed comes from the run). Tests use a small world; the demo the default one."""
+
+    root: Path = WORLD_ROOT
+    world: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sft: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def prepare(seed: int, spec: WorldSpec = WorldSpec(), progress: bool = True) -> tuple[Path, Path]:
+    """(world data folder, SFT model folder) for ``seed``, each generated once and cached by key."""
+    world = WorldConfig(**{"seed": seed, **spec.world})
+    sft = SFTConfig(**{"seed": seed, **spec.sft})
+    world_dir = write_world(world, Path(spec.root) / f"world-{world.key()}")
+    sft_dir = ensure_sft(world_dir, Path(spec.root) / f"sft-{world.key()}", sft, progress=progress)
+    return world_dir, sft_dir
+
+
+def sft_metrics(world_dir: Path, sft_dir: Path, split: str) -> dict[str, Any]:
+    """Held-out metrics of the SFT start (cached beside the model)."""
+    path = sft_dir / f"metrics_{split}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    metrics = evaluate_policy(sft_dir, sft_dir, world_dir, RewardSpec("sft"), split, keep_pairs=True)
+    path.write_text(json.dumps(metrics))
+    return metrics
+
+
+def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrides: dict[str, Any] | None = None,
+                 split: str = "test", spec: WorldSpec = WorldSpec(), progress: bool = True) -> dict[str, Any]:
+    """Train ``recipe_name`` on the world of ``seed`` and return its held-out metrics on ``split``.
+
+    The metrics (and the SFT start's) are also written to ``world_metrics.json`` in the run's
+    output folder.
+    """
+    world_dir, sft_dir = prepare(seed, spec, progress=progress)
+    values = {
+        "model_name_or_path": str(sft_dir),
+        "dataset_mixture": [{"path": str(world_dir / "train_pairs.jsonl")}],
+        "seed": seed,
+        "disable_tqdm": not progress,
+        **(overrides or {}),
+    }
+    recipe = resolve(recipe_name, values, num_processes=1, check_devices=True)
+    train(recipe, trainer_cls=WeightRecordingTrainer)
+    out = Path(recipe.training.output_dir)
+    metrics = evaluate_policy(out, sft_dir, world_dir, RewardSpec.of(recipe.training), split, keep_pairs=True)
+    record = {"recipe": recipe_name, "seed": seed, "split": split, "overrides": overrides or {},
+              "metrics": metrics, "sft": sft_metrics(world_dir, sft_dir, split)}
+    (out / "world_metrics.json").write_text(json.dumps(record))
+    return record
+
+
+def format_comparison(record: dict[str, Any]) -> str:
+    """A small table: the SFT start against the trained policy, one row per metric."""
+    lines = [f"held-out metrics ({record['split']} split, world seed {record['seed']})",
+             f"{'metric':<16}{'SFT':>10}{record['recipe']:>22}"]
+    for name in METRICS:
+        lines.append(f"{name:<16}{record['sft'][name]:>10.3f}{record['metrics'][name]:>22.3f}")
+    samples = record["metrics"].get("samples", [])
+    if samples:
+        lines.append("greedy answers: " + "; ".join(f"{s['prompt']} -> {s['answer']}" for s in samples[:3]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_WORLD_RECIPE
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        overrides = parse_overrides(argv)
+        seed = int(overrides.pop("world_seed", 0))
+        split = str(overrides.pop("split", "test"))
+        record = run_in_world(recipe, seed, overrides, split)
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_comparison(record))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Figures from run output folders (any recipe, toy or real) and from world results.
+
+``python -m alignment_unidpo.plots OUTPUT_DIR [OUTPUT_DIR ...] [--out FILE.png]`` draws the
+training dynamics of Fig. C.1 (loss, grad norm, chosen/rejected log-probs, reward margin
+and accuracy, w_qual, w_perf, whichever the runs logged) from each folder's
+``trainer_state.json``; several folders are overlaid, labelled by folder name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+CURVES = ("loss", "grad_norm", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies",
+          "w_qual", "w_perf")
+
+
+def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
+    """The Trainer's log history of a run (saved by ``trainer.save_state()``)."""
+    path = Path(output_dir) / "trainer_state.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {output_dir} the output_dir of a finished run?")
+    return json.loads(path.read_text())["log_history"]
+
+
+def curve(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def training_curves(runs: dict[str, str | Path], path: str | Path, keys: tuple[str, ...] = CURVES) -> Path:
+    """One panel per logged metric in ``keys``, one line per run (Fig. C.1)."""
+    histories = {label: log_history(d) for label, d in runs.items()}
+    keys = tuple(k for k in keys if any(curve(h, k)[0] for h in histories.values()))
+    if not keys:
+        raise ValueError(f"no metric of {CURVES} in the log history of {', '.join(map(str, runs.values()))}")
+    cols = min(4, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    colours = {label: f"C{i % 10}" for i, label in enumerate(histories)}  # one colour per run in every panel
+    for ax, key in zip(axes.flat, keys):
+        for label, history in histories.items():
+            x, y = curve(history, key)
+            if x:
+                ax.plot(x, y, label=label, color=colours[label], lw=1.3, marker="." if len(x) < 10 else None)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
+    axes.flat[0].legend([handles[k] for k in histories if k in handles], [k for k in histories if k in handles], fontsize=7)
+    return _save(fig, path)
+
+
+def logp_curves(runs: dict[str, str | Path], path: str | Path, reductions: dict[str, str] | None = None) -> Path:
+    """Chosen and rejected log-probs over training, one panel per run (Fig. C.1). Each
+    panel has its own scale: the log-probs are those the run's loss uses (summed for DPO
+    and "w/o LN", per-token averages otherwise), named by ``reductions``."""
+    cols = min(5, len(runs))
+    rows = -(-len(runs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), squeeze=False)
+    for ax, (label, folder) in zip(axes.flat, runs.items()):
+        history = log_history(folder)
+        for key, colour in (("logps/chosen", "tab:green"), ("logps/rejected", "tab:red")):
+            x, y = curve(history, key)
+            ax.plot(x, y, color=colour, label=key.split("/")[1], marker="." if len(x) < 10 else None)
+        ax.set_title(label + (f" ({reductions[label]})" if reductions and label in reductions else ""), fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(runs):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def margin_scatter(points: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
+    """Reward margin against true score margin on clean held-out pairs, Spearman's rho per panel (Fig. 4b)."""
+    from .trainer import spearman_rho
+    import torch
+
+    fig, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 3.4), squeeze=False)
+    for ax, (label, p) in zip(axes.flat, points.items()):
+        rho = spearman_rho(torch.tensor(p["score_margin"]), torch.tensor(p["reward_margin"]))
+        ax.scatter(p["score_margin"], p["reward_margin"], s=6, alpha=0.4)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_title(f"{label}: rho = {rho:.2f}")
+        ax.set_xlabel("true score margin")
+        ax.set_ylabel("implicit reward margin")
+    return _save(fig, path)
+
+
+def weight_distributions(weights: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
+    """Histograms of per-pair w_qual and w_perf in the first and last third of training."""
+    fig, axes = plt.subplots(len(weights), 2, figsize=(8, 2.8 * len(weights)), squeeze=False)
+    for row, (label, w) in zip(axes, weights.items()):
+        last = max(w["step"])
+        for ax, key in zip(row, ("w_qual", "w_perf")):
+            early = [v for s, v in zip(w["step"], w[key]) if s <= last / 3]
+            late = [v for s, v in zip(w["step"], w[key]) if s >= 2 * last / 3]
+            ax.hist(early, bins=30, range=(0, 1), alpha=0.5, label="first third")
+            ax.hist(late, bins=30, range=(0, 1), alpha=0.5, label="last third")
+            ax.set_title(f"{label}: {key}")
+        row[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def heatmap(values: list[list[float]], xs: list[str], ys: list[str], xlabel: str, ylabel: str, title: str,
+            path: str | Path) -> Path:
+    """A grid of a metric over two swept keys (Fig. 6); NaN cells are failed points."""
+    fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 2, 1.0 * len(ys) + 1.6))
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(xs)), xs)
+    ax.set_yticks(range(len(ys)), ys)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, "failed" if v != v else f"{v:.3g}", ha="center", va="center", color="w", fontsize=8)
+    fig.colorbar(image, ax=ax)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output_dirs", nargs="+", help="output_dir of one or more finished runs")
+    parser.add_argument("--out", help="PNG to write (default: OUTPUT_DIR/training_dynamics.png)")
+    args = parser.parse_args(argv)
+    runs = {Path(d).name: d for d in args.output_dirs}
+    try:
+        path = training_curves(runs, args.out or Path(args.output_dirs[0]) / "training_dynamics.png")
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

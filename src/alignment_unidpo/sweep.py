@@ -1,0 +1,138 @@
+"""Grid sweeps of recipe overrides, one output folder per point (Fig. 6 style heatmap).
+
+``python -m alignment_unidpo.sweep [RECIPE] --grid "perf_gamma=1,3,5 tau_ref=0.5,1,2" [--out DIR]``
+(``make sweep RECIPE=... GRID="..."``) runs every combination as its own process, so a
+failed point is reported and the others go on. Preference-world recipes (``toy-world-*``,
+the default) run through :mod:`alignment_unidpo.experiment` and are scored on the
+*validation* split (sweeps are for choosing values); any other recipe runs through the
+normal launcher and is scored by its ``all_results.json`` (eval loss when it has one).
+Writes ``results.md`` (one row per point) and, for one or two swept keys, ``heatmap.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .plots import heatmap
+from .recipes import REPO_ROOT, RecipeError, yaml_load
+
+DEFAULT_RECIPE = "toy-world-uni-dpo"
+
+
+def parse_grid(grid: str) -> dict[str, list[Any]]:
+    """``"a=1,2 b=x,y"`` -> ``{"a": [1, 2], "b": ["x", "y"]}`` (values parsed as YAML)."""
+    out: dict[str, list[Any]] = {}
+    for part in grid.split():
+        key, eq, values = part.partition("=")
+        if not eq or not key or not values:
+            raise RecipeError(f"bad grid entry {part!r}; expected key=v1,v2,...")
+        out[key.lstrip("-")] = [yaml_load(v) for v in values.split(",")]
+    if not out:
+        raise RecipeError("empty grid; e.g. GRID=\"perf_gamma=1,3,5 tau_ref=0.5,1,2\"")
+    return out
+
+
+def is_world_recipe(recipe: str) -> bool:
+    return Path(recipe).stem.startswith("toy-world")
+
+
+def point_command(recipe: str, point: dict[str, Any], out_dir: Path) -> list[str]:
+    module = "alignment_unidpo.experiment" if is_world_recipe(recipe) else "alignment_unidpo.recipes"
+    args = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items()]
+    extra = ["--split=val", "--disable_tqdm=true"] if is_world_recipe(recipe) else []
+    return [sys.executable, "-m", module, recipe, *args, *extra, f"--output_dir={out_dir}"]
+
+
+def point_metrics(recipe: str, out_dir: Path) -> dict[str, float]:
+    if is_world_recipe(recipe):
+        return json.loads((out_dir / "world_metrics.json").read_text())["metrics"]
+    results = json.loads((out_dir / "all_results.json").read_text())
+    return {k: v for k, v in results.items() if isinstance(v, (int, float))}
+
+
+def sweep(recipe: str, grid: dict[str, list[Any]], out: Path, metric: str | None = None,
+          extra_args: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Run every grid point; return rows ``{point, status, metrics}`` and write the report."""
+    keys = list(grid)
+    points = [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
+    rows = []
+    env = dict(os.environ)
+    if is_world_recipe(recipe):  # the world touches no hub
+        env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    out.mkdir(parents=True, exist_ok=True)
+    for point in tqdm(points, desc=f"sweep {recipe}"):
+        name = "_".join(f"{k}={v}" for k, v in point.items())
+        point_dir = out / name
+        cmd = point_command(recipe, point, point_dir) + list(extra_args or [])
+        point_dir.mkdir(parents=True, exist_ok=True)
+        with open(point_dir / "sweep.log", "w") as log:
+            try:
+                proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+        try:
+            metrics = point_metrics(recipe, point_dir) if code == 0 else {}
+            status = "ok" if code == 0 else f"failed ({code}); see {point_dir / 'sweep.log'}"
+        except (OSError, ValueError, KeyError) as err:
+            metrics, status = {}, f"failed (no results: {err})"
+        if status != "ok":
+            tqdm.write(f"point {name}: {status}")
+        rows.append({"point": point, "status": status, "metrics": metrics})
+    metric = metric or ("gen_score" if is_world_recipe(recipe) else "eval_loss")
+    write_report(recipe, grid, rows, metric, out)
+    return {"rows": rows, "metric": metric}
+
+
+def write_report(recipe: str, grid: dict[str, list[Any]], rows: list[dict[str, Any]], metric: str, out: Path) -> None:
+    keys = list(grid)
+    names = sorted({k for r in rows for k in r["metrics"]}) if not is_world_recipe(recipe) else \
+        ["pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_rejected"]
+    lines = [f"# Sweep of {recipe}", "", f"Grid: {json.dumps(grid)}. Metric for the heatmap: `{metric}`"
+             + (" (validation split)." if is_world_recipe(recipe) else "."), "",
+             "| " + " | ".join(keys + names) + " | status |", "|---" * (len(keys) + len(names) + 1) + "|"]
+    for r in rows:
+        cells = [str(r["point"][k]) for k in keys] + [
+            f"{r['metrics'][n]:.4g}" if n in r["metrics"] else "" for n in names]
+        lines.append("| " + " | ".join(cells) + f" | {r['status']} |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    if len(keys) in (1, 2):
+        ys = grid[keys[1]] if len(keys) == 2 else [""]
+        lookup = {tuple(r["point"][k] for k in keys): r["metrics"].get(metric, math.nan) for r in rows}
+        values = [[lookup[(x, y) if len(keys) == 2 else (x,)] for x in grid[keys[0]]] for y in ys]
+        heatmap(values, [str(x) for x in grid[keys[0]]], [str(y) for y in ys], keys[0],
+                keys[1] if len(keys) == 2 else "", f"{recipe}: {metric}", out / "heatmap.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Sweep a grid of recipe overrides")
+    parser.add_argument("recipe", nargs="?", default=DEFAULT_RECIPE)
+    parser.add_argument("--grid", required=True, help='e.g. "perf_gamma=1,3,5 tau_ref=0.5,1,2"')
+    parser.add_argument("--out", help="default: outputs/sweeps/RECIPE")
+    parser.add_argument("--metric", help="column for the heatmap (default gen_score, or eval_loss for real recipes)")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        grid = parse_grid(args.grid)
+    except RecipeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out or REPO_ROOT / "outputs" / "sweeps" / Path(args.recipe).stem)
+    result = sweep(args.recipe, grid, out, args.metric, extra)
+    failed = sum(r["status"] != "ok" for r in result["rows"])
+    print((out / "results.md").read_text())
+    print(f"{len(result['rows']) - failed} of {len(result['rows'])} points ok; report in {out}")
+    return 1 if failed == len(result["rows"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

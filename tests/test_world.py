@@ -1,0 +1,126 @@
+"""The preference world: determinism, the true quality function, the noisy judge, SFT
+caching, a one-seed few-step demo, and a sweep that survives a failing point."""
+
+import json
+import sys
+
+import pytest
+
+from alignment_unidpo import sft as sft_module
+from alignment_unidpo.world import (Task, WorldConfig, generate, label_flip_probability, parse_prompt, summarize,
+                                    true_score, write_world)
+
+SMALL_WORLD = dict(n_sft=256, n_train_pairs=96, n_val_pairs=32, n_test_pairs=32, n_val_tasks=8, n_test_tasks=8)
+SMALL_SFT = dict(epochs=1, batch_size=64)
+
+
+def test_the_world_is_a_deterministic_function_of_its_config():
+    a, b = generate(WorldConfig(seed=3, **SMALL_WORLD)), generate(WorldConfig(seed=3, **SMALL_WORLD))
+    assert a == b
+    assert generate(WorldConfig(seed=4, **SMALL_WORLD))["train_pairs"] != a["train_pairs"]
+    assert WorldConfig(seed=3).key() != WorldConfig(seed=4).key()
+
+
+def test_held_out_tasks_never_occur_in_training_data():
+    splits = generate(WorldConfig(seed=0, **SMALL_WORLD))
+    prompt = lambda row: (row.get("messages") or row["prompt"])[0]["content"]  # noqa: E731
+    train = {prompt(r) for r in splits["sft"] + splits["train_pairs"]}
+    for split in ("val", "test"):
+        held = {r["prompt"] for r in splits[f"{split}_prompts"]}
+        assert held and not held & train
+        assert {prompt(r) for r in splits[f"{split}_pairs"]} <= held
+
+
+def test_true_score_grades_continuously_from_0_to_10():
+    task = parse_prompt("count 6 from 3 by 4")
+    assert task == Task(6, 3, 4) and task.target == "371593"
+    assert true_score(task, "371593") == 10.0
+    assert true_score(task, "") == 0.0
+    assert true_score(task, "37159") == pytest.approx(10 * 5 / 6)  # missing last digit
+    assert true_score(task, "3715933") == pytest.approx(10 * 6 / 7)  # one extra digit
+    assert true_score(task, "377777") == pytest.approx(10 * 2 / 6)  # the lazy-wrap habit: stuck on 7
+    assert 0 < true_score(task, "371x93") < true_score(task, "371593")
+    assert true_score(task, "x") == 0.0
+    with pytest.raises(ValueError, match="not a world prompt"):
+        parse_prompt("add 3: 1234")
+
+
+def test_label_flips_grow_as_the_true_margin_shrinks():
+    probs = [label_flip_probability(m, 1.5) for m in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)]
+    assert probs[0] == pytest.approx(0.5)
+    assert all(a > b for a, b in zip(probs, probs[1:]))
+    # the generated pairs follow it: flip rate by margin bin falls, near the analytic value
+    cfg = WorldConfig(seed=1, n_sft=1, n_train_pairs=6000, n_val_pairs=1, n_test_pairs=1)
+    pairs = generate(cfg)["train_pairs"]
+    bins = [(0, 1.5), (1.5, 3.0), (3.0, 10.1)]
+    rates = []
+    for lo, hi in bins:
+        rows = [r for r in pairs if lo < abs(r["true_chosen"] - r["true_rejected"]) <= hi]
+        assert len(rows) > 200
+        rates.append(sum(r["true_chosen"] < r["true_rejected"] for r in rows) / len(rows))
+    assert rates[0] > rates[1] > rates[2]
+    assert rates[0] == pytest.approx(label_flip_probability(1.2, cfg.judge_noise), abs=0.1)
+    assert 0.0 < summarize(generate(cfg), cfg)["train_flip_rate"] < 0.3
+
+
+def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monkeypatch):
+    world_dir = write_world(WorldConfig(seed=0, **SMALL_WORLD), tmp_path / "world")
+    calls = []
+    real = sft_module.train_sft
+    monkeypatch.setattr(sft_module, "train_sft", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = sft_module.SFTConfig(**SMALL_SFT)
+    out = sft_module.ensure_sft(world_dir, tmp_path / "sft", cfg, progress=False)
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    assert sft_module.ensure_sft(world_dir, tmp_path / "sft", cfg, progress=False) == out
+    assert calls == [1] and (out / "model.safetensors").stat().st_mtime_ns == stamp
+    sft_module.ensure_sft(world_dir, tmp_path / "sft", sft_module.SFTConfig(epochs=1, batch_size=32), progress=False)
+    assert calls == [1, 1]
+
+
+def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
+    from alignment_unidpo.demo import METHODS, demo, replot
+    from alignment_unidpo.experiment import WorldSpec
+
+    methods = {m: METHODS[m] for m in ("DPO", "SimPO", "Uni-DPO", "w/o w_perf")}
+    spec = WorldSpec(root=tmp_path / "worlds", world=SMALL_WORLD, sft=SMALL_SFT)
+    path = demo(tmp_path / "demo", [0], methods, {"max_steps": 3, "logging_steps": 1}, spec)
+    text = path.read_text()
+    for label in ["SFT", *methods]:
+        assert f"| {label} |" in text
+    assert "## Ablations" in text and "**" in text
+    for png in ("training_curves.png", "logps.png", "margin_vs_score.png", "weights.png"):
+        assert (tmp_path / "demo" / png).stat().st_size > 5000, png
+    stats = json.loads((tmp_path / "demo" / "results.json").read_text())["stats"]
+    assert stats["SFT"]["drift_chosen"][0] == 0.0
+    assert stats["Uni-DPO"]["drift_chosen"][0] != 0.0  # three steps moved the policy
+    (tmp_path / "demo" / "results.md").unlink()
+    assert replot(tmp_path / "demo", [0], methods).read_text() == text  # tables again from the saved runs
+    weights = json.loads((tmp_path / "demo" / "runs" / "uni-dpo-seed0" / "pair_weights.json").read_text())
+    assert len(weights["w_perf"]) == 3 * 32 and all(0 < w <= 1 for w in weights["w_qual"])
+
+
+def test_a_sweep_reports_a_failed_point_and_runs_the_others(tmp_path):
+    from alignment_unidpo.sweep import parse_grid, sweep
+
+    grid = parse_grid("perf_weight=stabilized,bogus")
+    extra = ["--max_steps=1", "--eval_strategy=no", "--test_split_size=0", "--disable_tqdm=true",
+             "--accelerate_config=single", "--num_processes=1", "--global_batch_size=8", "--per_device_train_batch_size=8"]
+    result = sweep("default", grid, tmp_path, metric="train_loss", extra_args=extra, timeout=600)
+    ok, bad = result["rows"]
+    assert ok["status"] == "ok" and "train_loss" in ok["metrics"], ok
+    assert bad["status"].startswith("failed") and not bad["metrics"]
+    report = (tmp_path / "results.md").read_text()
+    assert "bogus" in report and "failed" in report
+    assert (tmp_path / "heatmap.png").stat().st_size > 1000
+    assert "perf_weight must be one of" in (tmp_path / "perf_weight=bogus" / "sweep.log").read_text()
+
+
+def test_plot_command_draws_any_run_folder(tmp_path):
+    from alignment_unidpo.plots import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"step": s, "loss": 1 / s, "grad_norm": 1.0, "logps/chosen": -s, "logps/rejected": -2 * s} for s in (1, 2, 3)]
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    assert main([str(run)]) == 0 and (run / "training_dynamics.png").stat().st_size > 5000
+    assert main([str(tmp_path / "missing")]) == 2
