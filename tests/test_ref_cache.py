@@ -81,9 +81,14 @@ def test_cache_is_reused_without_loading_the_reference_and_only_for_the_same_key
     second, _, _ = train(tmp_path, "second", precompute_ref_log_probs=True, learning_rate=1e-3)
     assert count_reference_work == {"computed": 2, "loaded_reference": [True, False]}  # no new work, no model
     assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-6)
+    # one split's file gone: the reference is loaded again, and only that split is recomputed
+    cache_files(tmp_path)[0].unlink()
+    train(tmp_path, "partial", precompute_ref_log_probs=True)
+    assert count_reference_work == {"computed": 3, "loaded_reference": [True, False, True]}
+    assert len(cache_files(tmp_path)) == 2
     # a different truncation length is a different key, even where no pair is long enough to change
     train(tmp_path, "other", precompute_ref_log_probs=True, max_length=95)
-    assert count_reference_work["computed"] == 4
+    assert count_reference_work["computed"] == 5
     assert len(cache_files(tmp_path)) == 4
 
 

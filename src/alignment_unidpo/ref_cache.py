@@ -40,11 +40,12 @@ import pyarrow.compute as pc
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from .tokenization import REFERENCE_COLUMNS
+
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 TRUNCATION_RULE = "prompt-left-to-max_prompt_length-then-answers-right"  # tokenization.truncate_pair
-VALUE_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 COUNT_COLUMNS = ("ref_chosen_tokens", "ref_rejected_tokens")
 TOKEN_COLUMNS = ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")
@@ -200,13 +201,13 @@ class ReferenceLogpsCache:
     def _check(self, ds: datasets.Dataset, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str | None:
         if metadata.get("key") != json.dumps(self.key(ds), sort_keys=True):
             return "for a different key"
-        if set(tensors) != set(VALUE_COLUMNS + COUNT_COLUMNS):
+        if set(tensors) != set(REFERENCE_COLUMNS + COUNT_COLUMNS):
             return f"missing columns (has {sorted(tensors)})"
         if metadata.get("checksum") != _checksum(tensors):
             return "corrupt (checksum mismatch)"
         if any(t.shape != (len(ds),) for t in tensors.values()):
             return f"the wrong length for {len(ds)} pairs"
-        if not all(np.isfinite(tensors[c]).all() for c in VALUE_COLUMNS):
+        if not all(np.isfinite(tensors[c]).all() for c in REFERENCE_COLUMNS):
             return "holding non-finite values"
         for column, expected in expected_token_counts(ds).items():
             if not np.array_equal(tensors[column], expected):
@@ -217,7 +218,7 @@ class ReferenceLogpsCache:
         path = self.path(ds)
         if path is None:
             return None
-        tensors = {k: np.ascontiguousarray(values[k]) for k in VALUE_COLUMNS + COUNT_COLUMNS}
+        tensors = {k: np.ascontiguousarray(values[k]) for k in REFERENCE_COLUMNS + COUNT_COLUMNS}
         metadata = {"key": json.dumps(self.key(ds), sort_keys=True), "checksum": _checksum(tensors)}
         with _atomic_target(path) as tmp:
             save_file(tensors, tmp, metadata=metadata)
@@ -236,7 +237,7 @@ def _checksum(tensors: dict[str, np.ndarray]) -> str:
 
 def attach_reference_logps(ds: datasets.Dataset, values: dict[str, np.ndarray]) -> datasets.Dataset:
     """``ds`` with the per-pair reference log-prob sums as columns (read by the collator)."""
-    for column in VALUE_COLUMNS:
+    for column in REFERENCE_COLUMNS:
         if column in ds.column_names:
             ds = ds.remove_columns(column)
         ds = ds.add_column(column, values[column].astype(np.float64).tolist())

@@ -21,7 +21,7 @@ from .data import DropReport, load_mixture, split_eval
 from .models import load_policy_and_reference, load_tokenizer
 from .recipes import RecipeError, ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
-from .tokenization import tokenize_row
+from .tokenization import REFERENCE_COLUMNS, tokenize_row
 from .trainer import UniDPOTrainer
 
 logger = logging.getLogger("alignment_unidpo")
@@ -88,6 +88,11 @@ def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> 
     })
 
 
+def attach_cached_reference_logps(ds: datasets.Dataset | None, cache: ReferenceLogpsCache | None):
+    values = cache.load(ds) if cache is not None and ds is not None else None
+    return ds if values is None else attach_reference_logps(ds, values)
+
+
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
     """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
@@ -103,11 +108,12 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     if args.precompute_ref_log_probs and need_reference:
         with PartialState().local_main_process_first():  # the others reuse its folder hash
             cache = reference_logps_cache(recipe, tokenizer)
-        cached = [cache.load(ds) if cache else None for ds in (train_ds, eval_ds) if ds is not None]
-        if cached and all(v is not None for v in cached):
-            train_ds = attach_reference_logps(train_ds, cached[0])
-            eval_ds = attach_reference_logps(eval_ds, cached[1]) if eval_ds is not None else None
-            need_reference = False  # every split is cached: the reference model is not even loaded
+        # Splits found in the cache get their columns now (the trainer skips them); when all
+        # are found, the reference model is not even loaded.
+        train_ds, eval_ds = (attach_cached_reference_logps(ds, cache) for ds in (train_ds, eval_ds))
+        need_reference = not all(
+            ds is None or REFERENCE_COLUMNS[0] in ds.column_names for ds in (train_ds, eval_ds)
+        )
     policy, reference = load_policy_and_reference(
         recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=need_reference,
     )

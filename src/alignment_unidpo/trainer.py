@@ -34,8 +34,8 @@ from transformers import Trainer
 from .configs import UniDPOConfig
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
-from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, VALUE_COLUMNS, ReferenceLogpsCache, attach_reference_logps
-from .tokenization import PreferenceCollator
+from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, ReferenceLogpsCache, attach_reference_logps
+from .tokenization import REFERENCE_COLUMNS, PreferenceCollator
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +197,8 @@ class UniDPOTrainer(Trainer):
     @torch.no_grad()
     def reference_logps(self, batch: dict[str, torch.Tensor], policy: SequenceLogps | None = None) -> SequenceLogps:
         """The reference's log-probs: precomputed ones from the batch when present, else a forward."""
-        if VALUE_COLUMNS[0] in batch and policy is not None:
-            total = torch.cat([batch[c] for c in VALUE_COLUMNS]).to(policy.sum.dtype)
+        if REFERENCE_COLUMNS[0] in batch and policy is not None:
+            total = torch.cat([batch[c] for c in REFERENCE_COLUMNS]).to(policy.sum.dtype)
             count = policy.num_tokens  # the same labels, so the same completion tokens
             return SequenceLogps(sum=total, mean=total / count.clamp(min=1), num_tokens=count,
                                  mean_logits=torch.full_like(total, float("nan")))
@@ -211,13 +211,13 @@ class UniDPOTrainer(Trainer):
     def _reference_precomputed(self) -> bool:
         splits = [d for d in (self.train_dataset, self.eval_dataset) if d is not None]
         return self.args.precompute_ref_log_probs and all(
-            isinstance(d, datasets.Dataset) and set(VALUE_COLUMNS) <= set(d.column_names) for d in splits
+            isinstance(d, datasets.Dataset) and set(REFERENCE_COLUMNS) <= set(d.column_names) for d in splits
         )
 
     def _with_reference_logps(
         self, ds: datasets.Dataset, split: str, cache: ReferenceLogpsCache | None
     ) -> datasets.Dataset:
-        if set(VALUE_COLUMNS) <= set(ds.column_names):
+        if set(REFERENCE_COLUMNS) <= set(ds.column_names):
             return ds
         values = cache.load(ds) if cache is not None else None
         if values is None:
@@ -267,7 +267,7 @@ class UniDPOTrainer(Trainer):
             table[index], seen[index] = rows[:, :4], True
         if not seen.all():
             raise RuntimeError(f"reference log-probs missing for {int((~seen).sum())} {split} pairs")
-        return {VALUE_COLUMNS[0]: table[:, 0].astype(np.float32), VALUE_COLUMNS[1]: table[:, 1].astype(np.float32),
+        return {REFERENCE_COLUMNS[0]: table[:, 0].astype(np.float32), REFERENCE_COLUMNS[1]: table[:, 1].astype(np.float32),
                 COUNT_COLUMNS[0]: table[:, 2].astype(np.int64), COUNT_COLUMNS[1]: table[:, 3].astype(np.int64)}
 
     def _release_reference(self) -> None:
