@@ -14,7 +14,6 @@ pick into its recipe (lines marked ``# tuned``).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import re
@@ -30,6 +29,7 @@ from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
 from .plots import logp_curves, margin_scatter, training_curves, weight_distributions
 from .recipes import REPO_ROOT, find_file
+from .sweep import grid_points
 
 # label -> recipe; the first three are Table 1's rows, Uni-DPO and the rest Table 3 / D.7 / Fig. 5b.
 METHODS = {
@@ -56,11 +56,6 @@ GRIDS = {label: {"learning_rate": LEARNING_RATES, "beta": BETAS_SUMMED if label 
          for label in METHODS}
 TUNE_METRIC = "gen_score"  # mean true score of greedy answers on validation prompts
 HIGHER_IS_BETTER = {"pref_acc": True, "spearman": True, "gen_score": True, "exact": True}
-
-
-def grid_points(grid: dict[str, tuple]) -> list[dict[str, Any]]:
-    keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
 def run_dir(out: Path, label: str, seed: int, tag: str = "") -> Path:

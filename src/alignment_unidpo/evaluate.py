@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .data import normalize_row
-from .logprobs import SequenceLogps, sequence_logps
+from .data import normalize_row, read_json_records
+from .logprobs import SequenceLogps
 from .tokenization import PreferenceCollator, tokenize_row
-from .trainer import spearman_rho
-from .world import parse_prompt, read_jsonl, true_score
+from .trainer import model_sequence_logps, spearman_rho, uses_mean_logps
+from .world import parse_prompt, true_score
 
 METRICS = ("pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_rejected")
 
@@ -45,7 +45,7 @@ class RewardSpec:
         return cls(training_args.loss_type, training_args.beta, training_args.length_normalize)
 
     def margins(self, policy: SequenceLogps, reference: SequenceLogps, n: int) -> torch.Tensor:
-        mean = self.loss_type in ("simpo", "sft") or (self.loss_type == "uni_dpo" and self.length_normalize)
+        mean = self.loss_type == "sft" or uses_mean_logps(self.loss_type, self.length_normalize)
         pol = policy.mean if mean else policy.sum
         ref = reference.mean if mean else reference.sum
         if self.loss_type in ("simpo", "sft"):
@@ -71,10 +71,7 @@ def pair_logps(model, tokenizer, pairs: list[dict[str, Any]], batch_size: int = 
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         batch = collate(chunk)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-        out = sequence_logps(logits, batch["labels"])
-        n = len(chunk)
-        parts.append((out, n))
+        parts.append((model_sequence_logps(model, batch), len(chunk)))
     fields = ("sum", "mean", "num_tokens", "mean_logits")
     # reorder to [all chosen, all rejected]
     joined = {f: torch.cat([getattr(o, f)[:n] for o, n in parts] + [getattr(o, f)[n:] for o, n in parts]) for f in fields}
@@ -103,13 +100,13 @@ def evaluate_policy(policy_dir: str | Path, reference_dir: str | Path, world_dir
     world_dir = Path(world_dir)
     policy, tokenizer = load(policy_dir)
     reference = policy if Path(policy_dir) == Path(reference_dir) else load(reference_dir)[0]
-    pairs = read_jsonl(world_dir / f"{split}_pairs.jsonl")
+    pairs = read_json_records(world_dir / f"{split}_pairs.jsonl")
     n = len(pairs)
     pol = pair_logps(policy, tokenizer, pairs)
     ref = pol if reference is policy else pair_logps(reference, tokenizer, pairs)
     margins = spec.margins(pol, ref, n)
     score_margins = torch.tensor([p["true_chosen"] - p["true_rejected"] for p in pairs], dtype=torch.float64)
-    prompts = read_jsonl(world_dir / f"{split}_prompts.jsonl")
+    prompts = read_json_records(world_dir / f"{split}_prompts.jsonl")
     answers = greedy_answers(policy, tokenizer, [p["prompt"] for p in prompts])
     scores = [true_score(parse_prompt(p["prompt"]), a) for p, a in zip(prompts, answers)]
     result = {

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .logprobs import sequence_logps
 from .tokenization import IGNORE_INDEX, render_pair
 from .toy import build_toy_model, build_toy_tokenizer
-from .world import read_jsonl
+from .data import read_json_records
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
 def train_sft(demos_path: str | Path, out_dir: str | Path, cfg: SFTConfig = SFTConfig(), progress: bool = True) -> Path:
     """Train on the demonstrations and save model + tokenizer to ``out_dir``."""
     tokenizer = build_toy_tokenizer()
-    examples = [encode_demo(tokenizer, row["messages"]) for row in read_jsonl(demos_path)]
+    examples = [encode_demo(tokenizer, row["messages"]) for row in read_json_records(Path(demos_path))]
     model = build_toy_model(cfg.model, tokenizer)
     model.train()
     generator = random.Random(cfg.seed)

@@ -42,6 +42,12 @@ def parse_grid(grid: str) -> dict[str, list[Any]]:
     return out
 
 
+def grid_points(grid: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, as override mappings."""
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+
+
 def is_world_recipe(recipe: str) -> bool:
     return Path(recipe).stem.startswith("toy-world")
 
@@ -63,8 +69,7 @@ def point_metrics(recipe: str, out_dir: Path) -> dict[str, float]:
 def sweep(recipe: str, grid: dict[str, list[Any]], out: Path, metric: str | None = None,
           extra_args: list[str] | None = None, timeout: float | None = None) -> dict[str, Any]:
     """Run every grid point; return rows ``{point, status, metrics}`` and write the report."""
-    keys = list(grid)
-    points = [dict(zip(keys, values)) for values in itertools.product(*grid.values())]
+    points = grid_points(grid)
     rows = []
     env = dict(os.environ)
     if is_world_recipe(recipe):  # the world touches no hub

@@ -63,6 +63,11 @@ def check_lean_logps_support(config) -> None:
             )
 
 
+def uses_mean_logps(loss_type: str, length_normalize: bool) -> bool:
+    """Whether a loss works on averaged (length-normalised) or summed log-probs."""
+    return {"uni_dpo": length_normalize, "simpo": True, "dpo": False}[loss_type]
+
+
 def model_sequence_logps(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], lean: bool = False, chunk_size: int = 512
 ) -> SequenceLogps:
@@ -281,8 +286,7 @@ class UniDPOTrainer(Trainer):
 
     def _reduce(self, logps: SequenceLogps) -> torch.Tensor:
         """Averaged (length-normalised) or summed log-probs, as the loss type needs."""
-        normalize = {"uni_dpo": self.args.length_normalize, "simpo": True, "dpo": False}[self.args.loss_type]
-        return logps.mean if normalize else logps.sum
+        return logps.mean if uses_mean_logps(self.args.loss_type, self.args.length_normalize) else logps.sum
 
     # --- loss -------------------------------------------------------------------------
     def preference_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:

@@ -238,7 +238,3 @@ def write_world(cfg: WorldConfig, folder: str | Path) -> Path:
     meta_path.write_text(json.dumps(summarize(splits, cfg), indent=2))
     return folder
 
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
