@@ -26,9 +26,10 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "dev": ["pytest==9.2.0", "peft==0.21.2"],
+        "dev": ["pytest==9.2.0", "peft==0.21.2", "tensorboard==2.21.0"],
         "peft": ["peft==0.21.2"],
-        "wandb": ["wandb==0.31.0"],
+        "wandb": ["wandb==0.31.0"],  # report_to: wandb
+        "tensorboard": ["tensorboard==2.21.0"],  # report_to: tensorboard (event files under output_dir/runs/)
         "flash-attn": ["flash-attn"],  # GPU machines with nvcc only
     },
 )

@@ -58,21 +58,26 @@ def count_reference_work(monkeypatch):
 
 @pytest.mark.parametrize("loss_type", ["uni_dpo", "dpo"])
 def test_precomputed_reference_trains_like_the_live_reference(tmp_path, loss_type, count_reference_work):
-    live_metrics, live_history, live_weights = train(tmp_path, "live", loss_type=loss_type)
+    # SGD: equal gradients give equal weights (Adam turns rounding in tiny gradients into +-lr steps)
+    sgd = dict(optim="sgd", learning_rate=1.0)
+    live_metrics, live_history, live_weights = train(tmp_path, "live", loss_type=loss_type, **sgd)
     assert count_reference_work["computed"] == 0
-    metrics, history, weights = train(tmp_path, "cached", loss_type=loss_type, precompute_ref_log_probs=True)
+    metrics, history, weights = train(tmp_path, "cached", loss_type=loss_type, precompute_ref_log_probs=True, **sgd)
     assert count_reference_work["computed"] == 2  # train and eval splits
     assert len(cache_files(tmp_path)) == 2
     steps = lambda h: [e for e in h if "loss" in e]  # noqa: E731
     assert len(steps(history)) == 3
-    for got, want in zip(steps(history), steps(live_history)):
+    for step, (got, want) in enumerate(zip(steps(history), steps(live_history))):
         for key in ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "w_perf", "grad_norm"):
-            if key in want:
+            # At the first step the policy is the reference: every reward is 0 up to rounding, and
+            # the strict metric `chosen reward > rejected reward` counts rounding (a metric only;
+            # the loss's indicator has a tolerance, see losses.ref_gap_indicator).
+            if key in want and not (step == 0 and key == "rewards/accuracies"):
                 assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
     for key in ("eval_loss", "eval_rewards/margins", "eval_rewards/chosen"):
         assert metrics[key] == pytest.approx(live_metrics[key], rel=1e-4, abs=1e-6), key
     for name in live_weights:
-        torch.testing.assert_close(weights[name], live_weights[name], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(weights[name], live_weights[name], rtol=0, atol=1e-5)
 
 
 def test_cache_is_reused_without_loading_the_reference_and_only_for_the_same_key(tmp_path, count_reference_work):

@@ -140,19 +140,26 @@ def test_logged_metrics_cover_the_design_list(tmp_path):
 
 
 def test_lora_with_every_speedup_trains_like_plain_lora(tmp_path):
-    """Precomputed adapter-free reference, lean log-probs and packing on a PEFT policy."""
+    """Precomputed adapter-free reference, lean log-probs and packing on a PEFT policy.
+
+    SGD, so that equal gradients give equal weights: Adam divides by sqrt(v), which turns
+    float rounding in near-zero gradients (the switches reorder sums) into +-lr steps."""
     pytest.importorskip("peft")
-    common = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=1e-2, max_steps=3,
-                  per_device_train_batch_size=4)
+    common = dict(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, optim="sgd", learning_rate=1.0,
+                  max_steps=3, per_device_train_batch_size=4)
     torch.manual_seed(0)  # LoRA's A matrices are drawn from the global generator
     plain = make_trainer(tmp_path / "plain", **common)
     torch.manual_seed(0)
     fast = make_trainer(tmp_path / "fast", precompute_ref_log_probs=True, lean_logps=True, logps_chunk_size=32,
                         padding_free=True, **common)
     assert "ref_chosen_logps" in fast.train_dataset.column_names
+    before = params(plain.model)
     plain.train()
     fast.train()
     losses = lambda t: [h["loss"] for h in t.state.log_history if "loss" in h]  # noqa: E731
-    assert losses(fast) == pytest.approx(losses(plain), rel=1e-4)
-    for k, v in params(plain.model).items():
-        torch.testing.assert_close(params(fast.model)[k], v, rtol=1e-4, atol=1e-6)
+    assert losses(fast) == pytest.approx(losses(plain), rel=1e-5)
+    after = params(plain.model)
+    assert max((after[k] - before[k]).abs().max().item() for k in before) > 1e-3, "the adapters must move"
+    for k, v in after.items():
+        # float32 log-probs differ by a few ulp between the paths; SGD moves weights by lr x grad
+        torch.testing.assert_close(params(fast.model)[k], v, rtol=0, atol=1e-5)

@@ -108,6 +108,12 @@ class UniDPOConfig(TrainingArguments):
     )
     nll_require_ref_gap: bool = field(default=True, metadata={"help": "Indicator I of Eq. (11)."})
     nll_require_good_score: bool = field(default=True, metadata={"help": "Indicator II of Eq. (11)."})
+    nll_ref_gap_tolerance: float | None = field(
+        default=None,
+        metadata={"help": "tau_in of indicator I: the c-NLL fires when ref_w - pi_w > tau_in * max(1, |ref_w|). "
+                          "null: tied to the precision of the log-probs (1e-5 in float32, 1e-2 in bf16/fp16); "
+                          "0: the strict indicator of Eq. (11), as in the authors' code."},
+    )
     simpo_gamma_beta_ratio: float = field(default=0.5, metadata={"help": "SimPO margin / beta."})
     label_smoothing: float = field(default=0.0, metadata={"help": "Conservative DPO / SimPO smoothing."})
     max_length: int = field(default=2048, metadata={"help": "Longest prompt + completion, in tokens."})

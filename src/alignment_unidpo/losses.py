@@ -41,6 +41,21 @@ def _smoothed_logsigmoid_loss(logits: torch.Tensor, label_smoothing: float) -> t
     return -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
 
 
+def ref_gap_indicator(pi_w: torch.Tensor, ref_w: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Indicator I of Eq. (11), ``1(ref_w > pi_w)``, with a margin against float rounding.
+
+    Fires when ``ref_w - pi_w > tolerance * max(1, |ref_w|)``: an absolute margin for
+    log-probs near 0 and a relative one beyond (log-prob sums grow with length, and so does
+    their rounding). At the first step the policy *is* the reference, so every pair sits on
+    the boundary of the strict indicator, and log-probs computed in another batch layout
+    (a precomputed reference, packed rows, other process counts) differ from the policy's
+    by rounding alone; with ``tolerance=0`` that rounding decides which pairs get the NLL term.
+    """
+    if tolerance < 0:
+        raise ValueError(f"nll_ref_gap_tolerance must be >= 0, got {tolerance}")
+    return (ref_w - pi_w > tolerance * ref_w.abs().clamp(min=1.0)).float()
+
+
 def uni_dpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -59,6 +74,7 @@ def uni_dpo_loss(
     perf_weight: str = "stabilized",
     nll_require_ref_gap: bool = True,
     nll_require_good_score: bool = True,
+    nll_ref_gap_tolerance: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Uni-DPO per-pair loss, Eq. (4):
 
@@ -75,6 +91,10 @@ def uni_dpo_loss(
         with both indicators constants for autograd and the first one strict.
         ``nll_require_ref_gap=False`` drops indicator I, ``nll_require_good_score=False``
         drops indicator II (Table D.7); ``nll_lambda=0`` is "w/o c-NLL".
+        ``nll_ref_gap_tolerance`` (tau_in, the margin the paper's Table D.7 discussion
+        suggests for indicator I) makes it fire only when the policy is below the
+        reference by more than float rounding: ``ref_w - pi_w > tau_in * max(1, |ref_w|)``,
+        see :func:`ref_gap_indicator`; 0 is the strict indicator of Eq. (11).
 
     Whether the log-probs are length-normalised (the paper's default) or summed ("w/o LN")
     is decided by the caller; the same choice then applies to every term, as in the
@@ -102,7 +122,7 @@ def uni_dpo_loss(
 
     nll_active = torch.ones_like(pi_w)
     if nll_require_ref_gap:
-        nll_active = nll_active * (ref_w > pi_w).float()
+        nll_active = nll_active * ref_gap_indicator(pi_w, ref_w, nll_ref_gap_tolerance)
     if nll_require_good_score:
         nll_active = nll_active * (s_w >= tau_good).float()
     nll_active = nll_active.detach()

@@ -32,7 +32,11 @@ def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def curve(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+    """(steps, values) of one logged metric, one point per full logging window: the closing
+    summary (run-level figures, ``train_runtime``) and a last window shorter than
+    ``logging_steps`` (``partial_window``) are left out."""
+    points = [(h["step"], h[key]) for h in history
+              if key in h and "step" in h and "train_runtime" not in h and not h.get("partial_window")]
     return [p[0] for p in points], [p[1] for p in points]
 
 

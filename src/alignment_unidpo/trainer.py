@@ -44,6 +44,11 @@ logger = logging.getLogger(__name__)
 PACKING_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention", "sdpa", "eager")
 
 
+# Keys of a training window's log entry (see UniDPOTrainer.log).
+WINDOW_PAIRS, WINDOW_STEPS, PARTIAL_WINDOW = "window_pairs", "window_steps", "partial_window"
+SPEARMAN = "spearman/score_vs_reward_margin"
+
+
 def check_padding_free_support(config) -> None:
     attn = getattr(config, "_attn_implementation", None)
     if attn not in PACKING_ATTENTION:
@@ -61,6 +66,26 @@ def check_lean_logps_support(config) -> None:
                 f"lean_logps reproduces the output layer and Gemma-style soft-capping only, but this model also "
                 f"applies {name}={getattr(config, name)}; set lean_logps: false"
             )
+
+
+# tau_in of indicator I when the recipe leaves it unset (see losses.ref_gap_indicator): about 50x
+# the largest relative difference measured between log-probs of one model computed in different
+# batch layouts (padded 1/4/16, packed, lean) on CPU, 2e-7 in float32 and 2e-4 in bfloat16
+# (README, "Indicators and float rounding"), and far below the changes training makes.
+REF_GAP_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+
+
+def ref_gap_tolerance(args: UniDPOConfig, model: torch.nn.Module) -> float:
+    """The recipe's ``nll_ref_gap_tolerance``, or the one tied to the precision the log-probs
+    are computed in: the model's parameter dtype, or 16-bit under bf16/fp16 autocast."""
+    if args.nll_ref_gap_tolerance is not None:
+        return args.nll_ref_gap_tolerance
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if args.bf16:
+        dtypes.add(torch.bfloat16)
+    if args.fp16:
+        dtypes.add(torch.float16)
+    return max(REF_GAP_TOLERANCE.get(d, REF_GAP_TOLERANCE[torch.float32]) for d in dtypes or {torch.float32})
 
 
 def uses_mean_logps(loss_type: str, length_normalize: bool) -> bool:
@@ -187,7 +212,11 @@ class UniDPOTrainer(Trainer):
                 self.ref_model = prepare_deepspeed_reference(ref_model, self)
             else:
                 self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+        self.nll_ref_gap_tolerance = ref_gap_tolerance(args, self.accelerator.unwrap_model(model))
+        if args.loss_type == "uni_dpo" and args.nll_require_ref_gap:
+            logger.info("c-NLL indicator I: ref_w - pi_w > %g * max(1, |ref_w|)", self.nll_ref_gap_tolerance)
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._metric_names: set[str] = set()
         if args.precompute_ref_log_probs and self.needs_reference:
             self.train_dataset = self._with_reference_logps(self.train_dataset, "train", ref_logps_cache)
             if self.eval_dataset is not None:
@@ -312,6 +341,7 @@ class UniDPOTrainer(Trainer):
                     nll_lambda=args.nll_lambda, tau_good=args.tau_good,
                     use_quality_weight=args.use_quality_weight, perf_weight=args.perf_weight,
                     nll_require_ref_gap=args.nll_require_ref_gap, nll_require_good_score=args.nll_require_good_score,
+                    nll_ref_gap_tolerance=self.nll_ref_gap_tolerance,
                 )
         metrics.setdefault("score_margin", (batch["score_chosen"] - batch["score_rejected"]).float())
         metrics["logps/chosen"] = pi_w.detach()
@@ -337,18 +367,56 @@ class UniDPOTrainer(Trainer):
         names = sorted(metrics)
         stacked = torch.stack([metrics[k].detach().float() for k in names], dim=1)  # [pairs, metrics]
         gathered = self.accelerator.gather_for_metrics(stacked).cpu()
+        self._metric_names.update(names + ([SPEARMAN] if "rewards/margins" in names else []))
         for i, name in enumerate(names):
             self._metrics[split][name].append(gathered[:, i])
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        split = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-        prefix = "eval_" if split == "eval" else ""
+    def _window_means(self, split: str) -> dict[str, float]:
+        """Means of the per-pair metrics stored since the last log (one logging window), Spearman's
+        rho of score margin vs reward margin over its pairs, and its pair count; then cleared."""
         stored = {k: torch.cat(v) for k, v in self._metrics[split].items() if v}
-        for name, values in stored.items():
-            logs[prefix + name] = values.mean().item()
-        if "rewards/margins" in stored:
-            logs[prefix + "spearman/score_vs_reward_margin"] = spearman_rho(
-                stored["score_margin"], stored["rewards/margins"]
-            )
         self._metrics[split].clear()
+        if not stored:
+            return {}
+        means = {name: values.mean().item() for name, values in stored.items()}
+        if "rewards/margins" in stored:
+            means[SPEARMAN] = spearman_rho(stored["score_margin"], stored["rewards/margins"])
+        means[WINDOW_PAIRS] = next(iter(stored.values())).numel()
+        return means
+
+    def _train_windows(self) -> list[dict[str, float]]:
+        return [h for h in self.state.log_history if WINDOW_PAIRS in h]
+
+    def run_means(self) -> dict[str, float]:
+        """Run-level figures from every logged training window (restored with the state on resume):
+        pair-weighted means of each metric; for Spearman's rho, the pair-weighted mean of the
+        windows' values (a rank correlation over pairs seen at different steps would mix policies)."""
+        windows = self._train_windows()
+        total = sum(h[WINDOW_PAIRS] for h in windows)
+        names = set.intersection(self._metric_names, *(set(h) for h in windows)) if windows else set()
+        return {name: sum(h[name] * h[WINDOW_PAIRS] for h in windows) / total for name in sorted(names)}
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the window's metric means to a log entry.
+
+        A training window's entry says how many optimizer steps (``window_steps``) and pairs
+        (``window_pairs``) it covers. The Trainer's closing summary (``train_runtime``,
+        ``train_loss``: what ``train_results.json`` keeps) gets run-level figures
+        (:meth:`run_means`) instead of the means of whatever steps followed the last log; those
+        steps get their own history entry first, marked ``partial_window`` (plots leave it out).
+        """
+        split = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        window = self._window_means(split)
+        if split == "eval":
+            logs.update({"eval_" + k: v for k, v in window.items() if k != WINDOW_PAIRS})
+        elif "train_runtime" in logs:
+            if window:
+                super().log({**window, WINDOW_STEPS: self._steps_since_last_window(), PARTIAL_WINDOW: True})
+            logs.update(self.run_means())
+        elif window:
+            logs.update({**window, WINDOW_STEPS: self._steps_since_last_window()})
         super().log(logs, start_time)
+
+    def _steps_since_last_window(self) -> int:
+        windows = self._train_windows()
+        return self.state.global_step - (windows[-1]["step"] if windows else 0)
