@@ -273,7 +273,8 @@ def publish_checkpoint(tmp: Path, final: Path) -> None:
     old = None
     if final.exists():
         old = final.with_name(f"{TMP_PREFIX}old-{final.name}")
-        _remove(old) if old.exists() else None
+        if old.exists():
+            _remove(old)
         os.replace(final, old)
     os.replace(tmp, final)
     _fsync_dir(final.parent)
