@@ -165,3 +165,46 @@ def test_failed_write_leaves_the_previous_file_intact(small_cache, monkeypatch):
         cache.save(ds, {**values, "ref_chosen_logps": values["ref_chosen_logps"] + 1})
     assert path.read_bytes() == before
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from alignment_unidpo.ref_cache import _atomic_target
+with _atomic_target(Path(sys.argv[1])) as tmp:
+    os.kill(os.getpid(), signal.SIGKILL)  # killed after creating its (0-byte) temporary file
+"""
+
+
+def test_a_killed_write_leaves_no_temporary_file_behind(small_cache):
+    """A writer killed mid-write leaves its temp file; the next save or load removes it, but
+    never a live writer's file, an unrelated file, or a recent temp file of another host."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    cache, ds, values = small_cache
+    target = cache.path(ds)
+    target.parent.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(target)])
+    assert proc.wait() == -9
+    orphans = [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
+    assert len(orphans) == 1 and orphans[0].stat().st_size == 0
+    assert f".{ref_cache._host_tag()}.{proc.pid}." in orphans[0].name
+    live = target.parent / f".{target.name}.{ref_cache._host_tag()}.{os.getpid()}.abc123.tmp"
+    elsewhere = target.parent / f".{target.name}.otherhost.1.abc123.tmp"
+    old_elsewhere = target.parent / f".{target.name}.otherhost.2.abc123.tmp"
+    old_unnamed = target.parent / f".{target.name}.k3j9x_2a.tmp"  # the pre-pid naming
+    unrelated = target.parent / "notes.tmp"
+    for path in (live, elsewhere, old_elsewhere, old_unnamed, unrelated):
+        path.write_bytes(b"")
+    hour_ago = time.time() - 2 * ref_cache.STALE_TEMP_SECONDS
+    for path in (old_elsewhere, old_unnamed):
+        os.utime(path, (hour_ago, hour_ago))
+    assert cache.load(ds) is None  # nothing cached yet, but the orphans are gone
+    left = sorted(p.name for p in target.parent.iterdir())
+    assert left == sorted([live.name, elsewhere.name, unrelated.name])
+    live.unlink()
+    cache.save(ds, values)
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted([elsewhere.name, unrelated.name, target.name])

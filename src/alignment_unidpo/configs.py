@@ -148,6 +148,17 @@ class UniDPOConfig(TrainingArguments):
         metadata={"help": "Pack each micro-batch's sequences into one row without padding "
                           "(needs flash_attention_2/3, sdpa, eager or flex_attention)."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into an output_dir that already holds a trained model or checkpoints, first "
+                          "deleting that run's checkpoint-* folders and final files (other files stay). Off: such a "
+                          "folder is refused unless resume_from_checkpoint is set."},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "true: continue from the latest complete checkpoint-* in output_dir (partial ones are "
+                          "skipped); or the path of a checkpoint folder."},
+    )
     remove_unused_columns: bool = False
 
     def __post_init__(self):

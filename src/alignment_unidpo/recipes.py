@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import yaml
 
+from .checkpoints import check_output_dir
 from .configs import DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, derive_gradient_accumulation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             dry_run = True
     try:
         resolved = resolve(recipe, argv)
+        check_output_dir(resolved.training, dry_run=dry_run)  # refuse a used output_dir before launching
     except RecipeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import transformers
 from accelerate import PartialState
 from transformers import set_seed
 
+from .checkpoints import check_output_dir, prepare_output_dir
 from .data import DropReport, load_mixture, split_eval
 from .models import load_policy_and_reference, load_tokenizer
 from .recipes import RecipeError, ResolvedRecipe, resolve
@@ -96,6 +97,11 @@ def attach_cached_reference_logps(ds: datasets.Dataset | None, cache: ReferenceL
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
     """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
+    check_output_dir(args)  # before anything is loaded; every process
+    state = PartialState()
+    if state.is_main_process:
+        prepare_output_dir(args)
+    state.wait_for_everyone()
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
     with PartialState().main_process_first():

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer
 
+from . import checkpoints
 from .configs import UniDPOConfig
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
@@ -360,6 +361,28 @@ class UniDPOTrainer(Trainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.preference_loss(model, inputs, "eval")
         return loss.detach(), None, None
+
+    # --- checkpoints (see alignment_unidpo.checkpoints) --------------------------------
+    _carried_loss_sum: float | None = None  # loss summed over the steps before the resumed checkpoint
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """``resume_from_checkpoint``: true (also the string "True" a recipe gives) resumes from
+        the latest *complete* checkpoint of ``output_dir``, a path from that checkpoint; partial
+        checkpoints are skipped, stale ``tmp-checkpoint-*`` folders removed."""
+        checkpoint = checkpoints.resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        if self.args.should_save:
+            checkpoints.remove_stale_tmp_checkpoints(self.args.output_dir)
+        self._carried_loss_sum = checkpoints.read_loss_sum(checkpoint)
+        return super().train(checkpoint, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Written into ``tmp-checkpoint-N`` and renamed into place once complete."""
+        checkpoints.save_checkpoint_atomically(self, model, trial)
+
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        """``train_loss`` over the whole run, the steps before a resume included."""
+        checkpoints.fold_carried_loss(self)
+        return super()._finalize_training(trial, num_train_samples, start_time)
 
     # --- metrics ----------------------------------------------------------------------
     def _store_metrics(self, metrics: dict[str, torch.Tensor], split: str) -> None:

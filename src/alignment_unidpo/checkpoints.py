@@ -1,0 +1,342 @@
+"""Output folders and checkpoints: no run lost or silently overwritten.
+
+* :func:`check_output_dir` refuses an ``output_dir`` that already holds a trained model or
+  checkpoints, unless the run resumes it (``resume_from_checkpoint``) or replaces it
+  (``overwrite_output_dir``); it runs in the launcher and again in every training process.
+* :func:`prepare_output_dir` (main process only) removes stale ``tmp-checkpoint-*`` folders
+  of a killed run and, with ``overwrite_output_dir``, the previous run's checkpoints and
+  final files, so that nothing stale survives beside the new run.
+* :func:`resolve_resume` turns ``resume_from_checkpoint`` (true or a path) into the latest
+  *complete* checkpoint; a partial one (a kill before this module wrote checkpoints
+  atomically, or a copy cut short) is skipped with a warning, never read.
+* :func:`save_checkpoint_atomically` replaces ``Trainer._save_checkpoint``: a checkpoint is
+  written into ``tmp-checkpoint-N`` and renamed to ``checkpoint-N`` only once complete.
+* The running sum of the training loss is kept in each checkpoint (:data:`LOSS_STATE_NAME`)
+  so that ``train_loss`` after a resume covers the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TMP_PREFIX = "tmp-"
+LOSS_STATE_NAME = "unidpo_loss_state.json"
+# Files whose presence means the folder holds a finished (or saved) model.
+TRAINED_MARKERS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                   "adapter_model.safetensors", "adapter_model.bin", "config.json", "train_results.json")
+# What a run writes into output_dir itself; removed (with checkpoint-*) by overwrite_output_dir.
+RUN_FILE_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
+                     "adapter_model.safetensors", "adapter_model.bin", "adapter_config.json", "config.json",
+                     "generation_config.json", "training_args.bin", "trainer_state.json", "train_results.json",
+                     "eval_results.json", "all_results.json", "pair_weights.json", "world_metrics.json",
+                     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                     "README.md")
+TRUE_STRINGS, FALSE_STRINGS = ("true", "yes", "1"), ("false", "no", "0", "none", "null", "")
+
+
+def _error(message: str) -> Exception:
+    from .recipes import RecipeError  # recipes imports this module
+
+    return RecipeError(message)
+
+
+def parse_resume(value: Any) -> bool | str | None:
+    """``resume_from_checkpoint`` as None (no resume), True (latest complete) or a path.
+
+    A recipe's or the command line's ``true`` reaches TrainingArguments' str field as "True".
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return True
+    text = str(value).strip()
+    if text.lower() in TRUE_STRINGS:
+        return True
+    if text.lower() in FALSE_STRINGS:
+        return None
+    return text
+
+
+def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders of ``output_dir``, highest step first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_RE.match(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)), reverse=True)
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a complete checkpoint to resume from, or None when it is.
+
+    transformers 5 writes model weights (or, under ZeRO-3, only DeepSpeed's shards),
+    ``optimizer.pt`` and ``scheduler.pt`` (under DeepSpeed: a ``global_step*`` folder with
+    ``*optim_states.pt`` that also holds the scheduler), ``rng_state.pth`` (one
+    ``rng_state_<rank>.pth`` per process) and, last, ``trainer_state.json``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return "not a folder"
+    names = {p.name for p in path.iterdir()}
+    missing = []
+    if "trainer_state.json" not in names:
+        missing.append("trainer_state.json")
+    if not any(n.startswith("rng_state") and n.endswith(".pth") for n in names):
+        missing.append("rng_state*.pth")
+    deepspeed_dirs = [p for p in path.glob("global_step*") if p.is_dir()]
+    if deepspeed_dirs:
+        if not any(f.name.endswith("optim_states.pt") for d in deepspeed_dirs for f in d.iterdir()):
+            missing.append("global_step*/*optim_states.pt")
+    else:
+        missing += [n for n in ("optimizer.pt", "scheduler.pt") if n not in names]
+        if not names & {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                        "adapter_model.safetensors", "adapter_model.bin"}:
+            missing.append("model weights")
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+def latest_complete_checkpoint(output_dir: str | Path, warn: bool = True) -> Path | None:
+    """The highest-step complete checkpoint; partial ones are skipped with a warning."""
+    for path in checkpoint_dirs(output_dir):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        if warn:
+            logger.warning("skipping partial checkpoint %s (%s); it is not read", path, problem)
+    return None
+
+
+def resolve_resume(value: Any, output_dir: str | Path, warn: bool = True) -> str | None:
+    """The checkpoint folder to resume from (see :func:`parse_resume`), or None for a fresh run."""
+    resume = parse_resume(value)
+    if resume is None:
+        return None
+    if resume is True:
+        found = latest_complete_checkpoint(output_dir, warn=warn)
+        if found is None:
+            raise _error(f"resume_from_checkpoint=true but output_dir '{output_dir}' holds no complete checkpoint "
+                         f"(checkpoint-* folders found: {len(checkpoint_dirs(output_dir))})")
+        return str(found)
+    problem = checkpoint_problem(resume)
+    if problem is not None:
+        raise _error(f"resume_from_checkpoint '{resume}' is not a complete checkpoint ({problem})")
+    return resume
+
+
+def holds_trained_run(output_dir: str | Path) -> bool:
+    """Whether ``output_dir`` holds a final model, training results or any checkpoint."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return False
+    return bool(checkpoint_dirs(folder)) or any((folder / name).exists() for name in TRAINED_MARKERS)
+
+
+def check_output_dir(args, dry_run: bool = False) -> None:
+    """Refuse to train into a used ``output_dir`` unless resuming it or told to overwrite it.
+
+    ``args`` is a :class:`~alignment_unidpo.configs.UniDPOConfig`. Also checks, before
+    anything is loaded, that a requested resume has a complete checkpoint to start from.
+    Raises :class:`~alignment_unidpo.recipes.RecipeError` (printed as one ``error:`` line).
+    A ``dry_run`` (print the resolved recipe, train nothing) is never refused.
+    """
+    if dry_run:
+        return
+    if parse_resume(args.resume_from_checkpoint) is not None:
+        resolve_resume(args.resume_from_checkpoint, args.output_dir, warn=False)
+        return
+    if holds_trained_run(args.output_dir) and not getattr(args, "overwrite_output_dir", False):
+        raise _error(f"output_dir '{args.output_dir}' already holds a trained model/checkpoints; pass "
+                     "--resume_from_checkpoint=true to continue it or --overwrite_output_dir=true to replace it")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_tmp_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Delete ``tmp-checkpoint-*`` folders: checkpoints a killed run did not finish writing."""
+    folder = Path(output_dir)
+    stale = sorted(folder.glob(TMP_PREFIX + "checkpoint-*")) if folder.is_dir() else []
+    for path in stale:
+        logger.warning("removing %s: a checkpoint left unfinished by an interrupted run", path)
+        _remove(path)
+    return stale
+
+
+def clear_previous_run(output_dir: str | Path) -> list[Path]:
+    """Delete a previous run's ``checkpoint-*`` folders and final files (:data:`RUN_FILE_PATTERNS`).
+
+    Other files in the folder (notes, a sweep's log, logging folders) are left alone.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    removed = checkpoint_dirs(folder)
+    for pattern in RUN_FILE_PATTERNS:
+        removed += [p for p in folder.glob(pattern) if p.is_file()]
+    for path in removed:
+        _remove(path)
+    if removed:
+        logger.warning("overwrite_output_dir: removed %d checkpoint folder(s)/file(s) of the previous run in %s",
+                       len(removed), folder)
+    return removed
+
+
+def prepare_output_dir(args) -> None:
+    """Main process only, before training: drop stale temporary checkpoints and, with
+    ``overwrite_output_dir`` and no resume, everything the previous run left."""
+    remove_stale_tmp_checkpoints(args.output_dir)
+    if getattr(args, "overwrite_output_dir", False) and parse_resume(args.resume_from_checkpoint) is None:
+        clear_previous_run(args.output_dir)
+
+
+# --- loss state carried across a resume --------------------------------------------------
+def read_loss_sum(checkpoint: str | Path | None) -> float | None:
+    """The training-loss sum over the steps before ``checkpoint`` (None when it has none)."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint) / LOSS_STATE_NAME
+    if not path.is_file():
+        logger.warning("%s has no %s (written by an older version): train_loss will cover only the resumed steps",
+                       checkpoint, LOSS_STATE_NAME)
+        return None
+    return float(json.loads(path.read_text())["loss_sum"])
+
+
+def running_loss_sum(trainer) -> float:
+    """The loss summed over every optimizer step so far, including the steps before a resume.
+
+    Collective when several processes train (the not yet logged part is averaged over them,
+    as the Trainer does at each logging step); call it on all ranks.
+    """
+    pending = trainer._tr_loss.detach()
+    if trainer.accelerator.num_processes > 1:
+        pending = trainer.accelerator.gather(pending.reshape(1)).mean()
+    return (trainer._carried_loss_sum or 0.0) + trainer._total_loss_scalar + float(pending.item())
+
+
+def fold_carried_loss(trainer) -> None:
+    """Before ``Trainer._finalize_training``: make its ``train_loss`` the mean over the whole run.
+
+    The Trainer divides its loss sum by the steps of this ``train()`` call only; scaling
+    the sum by (steps now / all steps) after adding the carried part turns that into
+    (carried + own) / all steps without copying the Trainer's code.
+    """
+    if trainer._carried_loss_sum is None:
+        return
+    trainer._total_loss_scalar += trainer._tr_loss.item()
+    trainer._tr_loss.zero_()
+    steps_now = max(trainer.state.global_step - trainer._initial_global_step, 0.001)
+    total = trainer._carried_loss_sum + trainer._total_loss_scalar
+    trainer._total_loss_scalar = total * steps_now / max(trainer.state.global_step, 1)
+
+
+# --- atomic checkpoint writes -------------------------------------------------------------
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file, then every folder, of ``folder`` to disk."""
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+    for root, dirs, _ in os.walk(folder, topdown=False):
+        for name in dirs + ["."]:
+            _fsync_dir(Path(root) / name)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_checkpoint(tmp: Path, final: Path) -> None:
+    """Sync ``tmp`` and rename it to ``final`` (one atomic rename on one filesystem).
+
+    A ``final`` already there (the same step saved again) is moved aside first and removed
+    after the rename, so at every instant one complete ``final`` or none exists.
+    """
+    _fsync_tree(tmp)
+    old = None
+    if final.exists():
+        old = final.with_name(f"{TMP_PREFIX}old-{final.name}")
+        if old.exists():
+            _remove(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if old is not None:
+        _remove(old)
+
+
+def save_checkpoint_atomically(trainer, model, trial) -> None:
+    """``Trainer._save_checkpoint`` writing into ``tmp-checkpoint-N``, renamed when complete.
+
+    Every process writes its part (DeepSpeed's ``save_checkpoint`` must run on all ranks
+    and writes into the folder it is given); after a barrier the saving process(es)
+    (``args.should_save``) rename the folder, another barrier makes it visible to all,
+    and only then are old checkpoints rotated (``save_total_limit``), so a rotation never
+    sees a half-written folder and never deletes the last complete one for a partial one.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+    args, state = trainer.args, trainer.state
+    name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+    if trainer.hp_search_backend is None and trial is None:
+        trainer.store_flos()
+    run_dir = Path(trainer._get_output_dir(trial=trial))
+    final, tmp = run_dir / name, run_dir / (TMP_PREFIX + name)
+    if args.should_save and tmp.exists():
+        _remove(tmp)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp), _internal_call=True)
+    if state.best_global_step and args.save_strategy in ("steps", "epoch", "best"):
+        trainer.accelerator.wait_for_everyone()
+        best = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}"
+        if best.exists() or state.best_global_step == state.global_step:
+            state.best_model_checkpoint = str(best)  # the final name: the folder is renamed below
+    if not args.save_only_model:
+        trainer._save_optimizer_and_scheduler(str(tmp))
+        trainer._save_scaler(str(tmp))
+        trainer._save_rng_state(str(tmp))
+    loss_sum = running_loss_sum(trainer)  # collective: every rank
+    if args.should_save:
+        _save_trainer_state(trainer, tmp, loss_sum)
+    trainer.accelerator.wait_for_everyone()
+    if args.should_save:
+        publish_checkpoint(tmp, final)
+    trainer.accelerator.wait_for_everyone()
+    if args.push_to_hub:
+        trainer._push_from_checkpoint(str(final))
+    if args.should_save:
+        rotate_checkpoints(output_dir=str(run_dir), save_total_limit=args.save_total_limit,
+                           best_model_checkpoint=state.best_model_checkpoint, use_mtime=True)
+
+
+def _save_trainer_state(trainer, folder: Path, loss_sum: float) -> None:
+    """trainer_state.json (with the stateful callbacks' state) and the loss sum, as upstream."""
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_callback import ExportableState
+
+    state = trainer.state
+    for cb in [c for c in trainer.callback_handler.callbacks + [trainer.control] if isinstance(c, ExportableState)]:
+        cb_name = cb.__class__.__name__
+        if isinstance(state.stateful_callbacks.get(cb_name), list):
+            state.stateful_callbacks[cb_name].append(cb.state())
+        else:
+            state.stateful_callbacks[cb_name] = cb.state()
+    (folder / LOSS_STATE_NAME).write_text(json.dumps({"loss_sum": loss_sum, "global_step": state.global_step}))
+    state.save_to_json(str(folder / TRAINER_STATE_NAME))
