@@ -13,6 +13,7 @@ belongs to (see :mod:`alignment_unidpo.recipes`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,3 +191,65 @@ def derive_gradient_accumulation(
             "set only one of them."
         )
     return steps
+
+
+# --- Checks before launch: value ranges and which loss uses which key -------------------
+# One table each, used by recipes.resolve (ranges), the dry-run JSON and --help (loss keys).
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# (keys, predicate, allowed range as written in the error message)
+VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
+    (("beta", "lora_alpha"), lambda v: _finite(v) and v > 0, "a number > 0"),
+    (("qual_eta", "perf_gamma", "nll_lambda", "simpo_gamma_beta_ratio", "learning_rate", "weight_decay",
+      "max_grad_norm", "num_train_epochs", "warmup_steps", "test_split_size"),
+     lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    (("tau_ref", "tau_good"), _finite, "a finite number"),
+    (("label_smoothing",), lambda v: _finite(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
+    (("warmup_ratio", "lora_dropout"), lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
+    (("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+      "global_batch_size", "precompute_ref_batch_size", "max_length", "max_prompt_length", "logps_chunk_size",
+      "lora_r", "num_processes", "preprocessing_num_workers", "save_total_limit"),
+     lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    (("logging_steps", "save_steps", "eval_steps"), lambda v: _finite(v) and v > 0 and (v < 1 or v == int(v)),
+     "an integer >= 1, or a fraction in (0, 1) of all steps"),
+    (("max_steps",), lambda v: _int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
+)
+VALUE_RULE_OF = {key: (check, allowed) for keys, check, allowed in VALUE_RULES for key in keys}
+
+
+def check_values(values: dict[str, Any], nullable: set[str] = frozenset()) -> None:
+    """Raise ValueError naming the key, the value and the allowed range for the first bad value.
+
+    ``nullable`` are the keys whose ``null`` means "unset" (their default is None).
+    """
+    for key, value in values.items():
+        if key not in VALUE_RULE_OF or (value is None and key in nullable):
+            continue
+        check, allowed = VALUE_RULE_OF[key]
+        if not check(value):
+            raise ValueError(f"{key}={value!r} is out of range: must be {allowed}")
+
+
+UNI_DPO_KEYS = ("qual_eta", "perf_gamma", "tau_ref", "nll_lambda", "tau_good", "length_normalize",
+                "use_quality_weight", "perf_weight", "nll_require_ref_gap", "nll_require_good_score")
+REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_log_probs", "ref_logps_cache_dir",
+                  "precompute_ref_batch_size")
+# key -> the loss types that read it; a key not listed is read by every loss type.
+USED_BY_LOSS: dict[str, tuple[str, ...]] = {
+    **{key: ("uni_dpo",) for key in UNI_DPO_KEYS},
+    **{key: ("uni_dpo", "dpo") for key in REFERENCE_KEYS},
+    "simpo_gamma_beta_ratio": ("simpo",),
+    "label_smoothing": ("dpo", "simpo"),
+}
+
+
+def ignored_by_loss_type(loss_type: str) -> list[str]:
+    """The recipe keys that ``loss_type`` does not read (shown in the dry-run JSON)."""
+    return [key for key, users in USED_BY_LOSS.items() if loss_type not in users]

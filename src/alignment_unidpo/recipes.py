@@ -30,7 +30,8 @@ from typing import Any
 import torch
 import yaml
 
-from .configs import DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, derive_gradient_accumulation
+from .configs import (DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
+                      derive_gradient_accumulation, ignored_by_loss_type)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
@@ -69,6 +70,11 @@ def _field_owner() -> dict[str, type]:
             if f.init:
                 owner.setdefault(f.name, cls)
     return owner
+
+
+def _nullable_keys() -> set[str]:
+    """Keys whose default is None: there ``null`` means unset and is not range-checked."""
+    return {f.name for cls in CONFIG_CLASSES for f in dataclasses.fields(cls) if f.default is None}
 
 
 def find_file(name: str, folder: str) -> Path:
@@ -179,13 +185,19 @@ class ResolvedRecipe:
     values: dict[str, Any]  # the merged keys as written (before defaults)
 
     def to_json_dict(self) -> dict[str, Any]:
+        """Every resolved value, once: ``warmup_ratio`` is folded into ``warmup_steps`` (the
+        key the trainer reads; a float < 1 there is a fraction of all steps), and
+        ``ignored_by_loss_type`` lists the keys the chosen loss does not read."""
         training = json.loads(self.training.to_json_string())
+        if training.get("warmup_ratio") is not None:
+            del training["warmup_ratio"]
         return {
             "recipe": self.name,
             "model": dataclasses.asdict(self.model),
             "data": dataclasses.asdict(self.data),
             "launch": {**dataclasses.asdict(self.launch), "command": launch_command(self)},
             "training": training,
+            "ignored_by_loss_type": ignored_by_loss_type(self.training.loss_type),
         }
 
 
@@ -235,6 +247,10 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
     for key, value in values.items():
         cls = owner[key]
         per_class[cls][key] = _coerce(key, value, hints[cls].get(key))
+    try:
+        check_values({k: v for kw in per_class.values() for k, v in kw.items()}, _nullable_keys())
+    except ValueError as err:
+        raise RecipeError(f"recipe {name!r}: {err}") from None
 
     launch = LaunchArguments(**per_class[LaunchArguments])
     if num_processes is not None:
