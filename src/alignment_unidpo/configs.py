@@ -42,11 +42,11 @@ class ModelArguments:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "flash_attention_2, sdpa or eager (Gemma-2 needs eager)."}
     )
-    trust_remote_code: bool = False
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repo's own Python code."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters; the reference is the base model."})
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Module names for LoRA; default: all linear layers."}
     )
@@ -75,7 +75,7 @@ class DataArguments:
     system_prompt: str | None = field(
         default=None, metadata={"help": "System message put before every prompt that has none."}
     )
-    preprocessing_num_workers: int = 1
+    preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for tokenising (> 1000 rows)."})
 
 
 @dataclass
@@ -143,7 +143,7 @@ class UniDPOConfig(TrainingArguments):
         metadata={"help": "Pack each micro-batch's sequences into one row without padding "
                           "(needs flash_attention_2/3, sdpa, eager or flex_attention)."},
     )
-    remove_unused_columns: bool = False
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the collator needs every column."})
 
     def __post_init__(self):
         if self.warmup_ratio is not None:

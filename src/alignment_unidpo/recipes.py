@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import yaml
 
+from .cli import entry_point
 from .configs import (DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
                       derive_gradient_accumulation, ignored_by_loss_type)
 
@@ -288,24 +289,30 @@ def launch_command(resolved: ResolvedRecipe, overrides: list[str] | None = None)
     return cmd + list(overrides or [])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m alignment_unidpo.recipes [RECIPE] [--dry_run] [--key=value ...]``.
+@entry_point
+def main(argv: list[str]) -> int:
+    """``python -m alignment_unidpo.recipes [RECIPE] [--dry_run] [--debug] [--key=value ...]``.
 
-    Resolves the recipe and either prints it as one JSON object (``--dry_run``, nothing
-    loaded) or replaces this process with ``accelerate launch``.
+    Resolves the recipe (every value range-checked), checks local model folders and local
+    data files (:mod:`.checks`), then either prints the recipe as one JSON object
+    (``--dry_run``, no model loaded) or replaces this process with ``accelerate launch``.
+    ``--help`` lists the make targets, recipe keys and accelerate configs.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        from .usage import help_text
+
+        print(help_text())
+        return 0
     recipe = argv.pop(0) if argv and not argv[0].startswith("--") else None
     dry_run = False
     for flag in ("--dry_run", "--dry_run=true", "--dry_run=1"):
         if flag in argv:
             argv.remove(flag)
             dry_run = True
-    try:
-        resolved = resolve(recipe, argv)
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    resolved = resolve(recipe, argv)
+    from .checks import preflight  # imports data (datasets); not needed to resolve
+
+    preflight(resolved)
     # Pass launch keys to accelerate, everything else to the training script.
     launch_keys = {f.name for f in dataclasses.fields(LaunchArguments)}
     script_args = [f"--{key}={value}" for key, value in _split_overrides(argv) if key not in launch_keys]
