@@ -25,6 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .cli import entry_point
 from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
 from .plots import logp_curves, margin_scatter, training_curves, weight_distributions
@@ -212,7 +213,8 @@ def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: d
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Uni-DPO vs DPO vs SimPO and ablations in the preference world")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(REPO_ROOT / "demo"))

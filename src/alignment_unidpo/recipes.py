@@ -73,6 +73,11 @@ def _field_owner() -> dict[str, type]:
     return owner
 
 
+def known_keys() -> set[str]:
+    """Every key a recipe may set."""
+    return set(_field_owner())
+
+
 def _nullable_keys() -> set[str]:
     """Keys whose default is None: there ``null`` means unset and is not range-checked."""
     return {f.name for cls in CONFIG_CLASSES for f in dataclasses.fields(cls) if f.default is None}
