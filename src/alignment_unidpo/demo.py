@@ -29,7 +29,7 @@ from .cli import entry_point
 from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
 from .plots import logp_curves, margin_scatter, training_curves, weight_distributions
-from .recipes import REPO_ROOT, find_file
+from .recipes import REPO_ROOT, RecipeError, find_file
 from .sweep import grid_points
 
 # label -> recipe; the first three are Table 1's rows, Uni-DPO and the rest Table 3 / D.7 / Fig. 5b.
@@ -230,6 +230,9 @@ def main(argv: list[str]) -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # one bar for the whole demo, not one per model load
     datasets.disable_progress_bars()
+    unknown = [m for m in args.methods or [] if m not in METHODS]
+    if unknown:
+        raise RecipeError(f"unknown method(s) {', '.join(map(repr, unknown))}; known: {', '.join(map(repr, METHODS))}")
     methods = METHODS if not args.methods else {m: METHODS[m] for m in args.methods}
     out = Path(args.out)
     if args.tune:

@@ -333,4 +333,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the package's own module, so that its RecipeError is the one the rest of the package catches
+    from alignment_unidpo.recipes import main as package_main
+
+    sys.exit(package_main())
