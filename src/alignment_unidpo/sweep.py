@@ -1,8 +1,10 @@
 """Grid sweeps of recipe overrides, one output folder per point (Fig. 6 style heatmap).
 
 ``python -m alignment_unidpo.sweep [RECIPE] --grid "perf_gamma=1,3,5 tau_ref=0.5,1,2" [--out DIR]``
-(``make sweep RECIPE=... GRID="..."``) runs every combination as its own process, so a
-failed point is reported and the others go on. Preference-world recipes (``toy-world-*``,
+(``make sweep RECIPE=... GRID="..."``) first resolves every combination's recipe
+(:func:`check_grid`: a bad key or value stops the sweep before any point starts), then
+runs every combination as its own process, so a point that fails later is reported and
+the others go on. Preference-world recipes (``toy-world-*``,
 the default) run through :mod:`alignment_unidpo.experiment` and are scored on the
 *validation* split (sweeps are for choosing values); any other recipe runs through the
 normal launcher and is scored by its ``all_results.json`` (eval loss when it has one).
