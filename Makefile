@@ -1,16 +1,18 @@
 # alignment-unidpo: `make train` and `make test` install what they need into .venv first.
 #
+#   make help                                    (or bare `make`) these targets, every recipe key, the accelerate configs
 #   make train                                   one Uni-DPO run in the preference world (SFT cached), offline, CPU
 #   make train RECIPE=toy-world-dpo ARGS="--beta=0.3"   any toy-world-* recipe runs in the world too
 #   make train RECIPE=llama3-8b-base-v0.2        a paper run (accelerate + ZeRO-3, 8 GPUs)
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
-#   make train RECIPE=... DRY_RUN=1              print the resolved config as JSON, load nothing
+#   make train RECIPE=... DRY_RUN=1              check it, print the resolved config as JSON, train nothing (any recipe)
 #   make test                                    the test suite (CPU, offline)
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 #   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
 #   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
-#   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"
+#   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"   (every point checked first)
 #   make plot RUN=outputs/toy-world/runs/uni-dpo   training-dynamics figure of any run folder
+#   Errors print as one `error: ...` line (exit 2); ARGS="--debug" shows the traceback.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -34,7 +36,12 @@ HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
 WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: install train test bench clean demo demo-tune sweep plot
+.PHONY: help install train test bench clean demo demo-tune sweep plot
+
+# The first target, so a bare `make` prints the help. Without the venv only the targets.
+help:
+	@if [ -x $(PY) ]; then $(PY) -m alignment_unidpo.recipes --help; else \
+		sed -n 's/^#   \(make .*\)/  \1/p' Makefile; echo "(make install, then make help, for the recipe keys)"; fi
 
 install: $(STAMP)
 
@@ -46,7 +53,7 @@ $(STAMP): setup.py
 
 train: $(STAMP)
 ifneq ($(WORLD_RUN),)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.experiment $(WORLD_RUN) $(ARGS)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.experiment $(WORLD_RUN) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 else
 	$(OFFLINE) $(PY) -m alignment_unidpo.recipes $(RECIPE) \
 		$(if $(ACCELERATE),--accelerate_config=$(ACCELERATE)) \

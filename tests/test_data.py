@@ -1,5 +1,6 @@
 """Each bad-input rule fires with a message naming the source, row and field."""
 
+import json
 import math
 
 import pytest
@@ -36,7 +37,7 @@ def test_bad_rows_fail_with_source_row_and_field(write_jsonl, bad, field, messag
     with pytest.raises(DataValidationError) as err:
         load(path)
     text = str(err.value)
-    assert str(path) in text and "row 3" in text and f"field '{field}'" in text and message in text
+    assert str(path) in text and "row 4" in text  # 1-based, the line of the .jsonl file and f"field '{field}'" in text and message in text
 
 
 def test_missing_column_names_the_field(write_jsonl):
@@ -54,7 +55,7 @@ def test_identical_pairs_are_dropped_and_counted(write_jsonl, caplog):
     ds = load(write_jsonl(rows), report=report)
     assert len(ds) == 5
     assert report.counts["chosen identical to rejected"] == 1
-    assert "row 2" in caplog.text and "identical" in caplog.text
+    assert "row 3" in caplog.text and "identical" in caplog.text
 
 
 def test_invalid_json_line_is_named(write_jsonl, tmp_path):
@@ -110,3 +111,30 @@ def test_overlong_prompts_are_dropped_with_a_count(write_jsonl, toy_tokenizer):
     assert "prompt longer than max_length=64: 1" in report.summary()
     assert all(len(p) + max(len(c), len(r)) <= 64
                for p, c, r in zip(ds["prompt_input_ids"], ds["chosen_input_ids"], ds["rejected_input_ids"]))
+
+
+def test_row_numbers_are_the_jsonl_line_numbers_even_with_blank_lines(write_jsonl):
+    path = write_jsonl([good_row(i) for i in range(3)])
+    lines = path.read_text().splitlines()
+    bad = json.dumps({**good_row(9), "chosen": "  "})
+    path.write_text("\n".join([lines[0], "", "", lines[1], bad, lines[2]]) + "\n")  # the bad row is on line 5
+    with pytest.raises(DataValidationError, match=r"row 5, field 'chosen': empty completion"):
+        load(path)
+
+
+def test_a_json_list_numbers_its_rows_from_1(tmp_path):
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps([good_row(0), {**good_row(1), "prompt": 42}]))
+    with pytest.raises(DataValidationError, match=r"pairs.json \(train\), row 2, field 'prompt'"):
+        load(path)
+
+
+def test_a_non_utf8_byte_names_the_file_and_line(write_jsonl):
+    path = write_jsonl([good_row(i) for i in range(3)])
+    data = path.read_bytes().splitlines(keepends=True)
+    data[1] = data[1].replace(b"w1", b"w\xff1")
+    path.write_bytes(b"".join(data))
+    with pytest.raises(DataValidationError) as err:
+        load(path)
+    offset = len(data[0]) + data[1].index(b"\xff")
+    assert str(err.value) == f"{path}, line 2: not UTF-8 text (byte 0xff at offset {offset})"

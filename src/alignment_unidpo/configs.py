@@ -13,6 +13,7 @@ belongs to (see :mod:`alignment_unidpo.recipes`):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +42,11 @@ class ModelArguments:
     attn_implementation: str | None = field(
         default=None, metadata={"help": "flash_attention_2, sdpa or eager (Gemma-2 needs eager)."}
     )
-    trust_remote_code: bool = False
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repo's own Python code."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters; the reference is the base model."})
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Module names for LoRA; default: all linear layers."}
     )
@@ -74,7 +75,7 @@ class DataArguments:
     system_prompt: str | None = field(
         default=None, metadata={"help": "System message put before every prompt that has none."}
     )
-    preprocessing_num_workers: int = 1
+    preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for tokenising (> 1000 rows)."})
 
 
 @dataclass
@@ -159,7 +160,7 @@ class UniDPOConfig(TrainingArguments):
         metadata={"help": "true: continue from the latest complete checkpoint-* in output_dir (partial ones are "
                           "skipped); or the path of a checkpoint folder."},
     )
-    remove_unused_columns: bool = False
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the collator needs every column."})
 
     def __post_init__(self):
         if self.warmup_ratio is not None:
@@ -207,3 +208,67 @@ def derive_gradient_accumulation(
             "set only one of them."
         )
     return steps
+
+
+# --- Checks before launch: value ranges and which loss uses which key -------------------
+# One table each, used by recipes.resolve (ranges), the dry-run JSON and --help (loss keys).
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# (keys, predicate, allowed range as written in the error message)
+VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
+    (("beta", "lora_alpha"), lambda v: _finite(v) and v > 0, "a number > 0"),
+    (("qual_eta", "perf_gamma", "nll_lambda", "nll_ref_gap_tolerance", "simpo_gamma_beta_ratio", "learning_rate",
+      "weight_decay",
+      "max_grad_norm", "num_train_epochs", "warmup_steps", "test_split_size"),
+     lambda v: _finite(v) and v >= 0, "a number >= 0"),
+    (("tau_ref", "tau_good"), _finite, "a finite number"),
+    (("label_smoothing",), lambda v: _finite(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
+    (("warmup_ratio", "lora_dropout"), lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
+    (("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+      "global_batch_size", "precompute_ref_batch_size", "max_length", "max_prompt_length", "logps_chunk_size",
+      "lora_r", "num_processes", "preprocessing_num_workers", "save_total_limit"),
+     lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    (("logging_steps", "save_steps", "eval_steps"), lambda v: _finite(v) and v > 0 and (v < 1 or v == int(v)),
+     "an integer >= 1, or a fraction in (0, 1) of all steps"),
+    (("max_steps",), lambda v: _int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
+)
+VALUE_RULE_OF = {key: (check, allowed) for keys, check, allowed in VALUE_RULES for key in keys}
+
+
+def check_values(values: dict[str, Any], nullable: set[str] = frozenset()) -> None:
+    """Raise ValueError naming the key, the value and the allowed range for the first bad value.
+
+    ``nullable`` are the keys whose ``null`` means "unset" (their default is None).
+    """
+    for key, value in values.items():
+        if key not in VALUE_RULE_OF or (value is None and key in nullable):
+            continue
+        check, allowed = VALUE_RULE_OF[key]
+        if not check(value):
+            raise ValueError(f"{key}={value!r} is out of range: must be {allowed}")
+
+
+UNI_DPO_KEYS = ("qual_eta", "perf_gamma", "tau_ref", "nll_lambda", "tau_good", "length_normalize",
+                "use_quality_weight", "perf_weight", "nll_require_ref_gap", "nll_require_good_score",
+                "nll_ref_gap_tolerance")
+REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_log_probs", "ref_logps_cache_dir",
+                  "precompute_ref_batch_size")
+# key -> the loss types that read it; a key not listed is read by every loss type.
+USED_BY_LOSS: dict[str, tuple[str, ...]] = {
+    **{key: ("uni_dpo",) for key in UNI_DPO_KEYS},
+    **{key: ("uni_dpo", "dpo") for key in REFERENCE_KEYS},
+    "simpo_gamma_beta_ratio": ("simpo",),
+    "label_smoothing": ("dpo", "simpo"),
+}
+
+
+def ignored_by_loss_type(loss_type: str) -> list[str]:
+    """The recipe keys that ``loss_type`` does not read (shown in the dry-run JSON)."""
+    return [key for key, users in USED_BY_LOSS.items() if loss_type not in users]

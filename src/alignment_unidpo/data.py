@@ -51,23 +51,46 @@ class DropReport:
         return ", ".join(f"{rule}: {n}" for rule, n in sorted(self.counts.items()))
 
 
-def read_json_records(path: Path) -> list[dict[str, Any]]:
+class Records(list):
+    """Rows read from a local JSON file, with ``numbers``: each row's 1-based line (.jsonl)
+    or position (.json), used in error messages."""
+
+    numbers: list[int]
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8; a bad byte names the file and its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataValidationError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start})"
+        ) from None
+
+
+def read_json_records(path: Path) -> Records:
     """Rows of a local .jsonl (one object a line) or .json (a list of objects) file.
 
     Read with the json module rather than ``datasets``: a column mixing strings and
     message lists would otherwise get a JSON feature type that re-parses the string
     "150" as the number 150.
     """
-    text = path.read_text(encoding="utf-8")
+    path = Path(path)
+    text = _read_text(path)
+    rows = Records()
     if path.suffix == ".json":
         try:
-            rows = json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataValidationError(f"{path}: not valid JSON: {err}") from None
-        if not isinstance(rows, list):
+        if not isinstance(data, list):
             raise DataValidationError(f"{path}: expected a JSON list of records")
+        rows.extend(data)
+        rows.numbers = list(range(1, len(rows) + 1))
     else:
-        rows = []
+        rows.numbers = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -75,10 +98,22 @@ def read_json_records(path: Path) -> list[dict[str, Any]]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
                 raise DataValidationError(f"{path}, line {number}: not valid JSON: {err}") from None
-    for i, row in enumerate(rows):
+            rows.numbers.append(number)
+    for number, row in zip(rows.numbers, rows):
         if not isinstance(row, dict):
-            raise DataValidationError(f"{path}, row {i}: expected a JSON object, got {type(row).__name__}")
+            raise DataValidationError(f"{path}, row {number}: expected a JSON object, got {type(row).__name__}")
     return rows
+
+
+def is_local_source(spec: Any) -> bool:
+    """Whether :func:`load_source` reads this mixture entry from local disk, or fails on it
+    as a missing local path, rather than asking the hub (checked before launch)."""
+    if not isinstance(spec, dict) or not spec.get("path"):
+        return True
+    path = str(spec["path"])
+    local = Path(path)
+    return (local.exists() or (not local.is_absolute() and (REPO_ROOT / local).exists())
+            or path.startswith((".", "/")) or local.suffix in LOCAL_FORMATS)
 
 
 def load_source(spec: dict[str, Any]) -> datasets.Dataset | list[dict[str, Any]]:
@@ -169,7 +204,9 @@ def validate_and_normalize(
                 f"{source}: missing field(s) {', '.join(missing)} (columns present: {', '.join(columns)})"
             )
     rows, errors = [], []
-    for i, row in enumerate(ds):
+    # 1-based: a .jsonl file's line numbers, else the row's position
+    numbers = getattr(ds, "numbers", None) or range(1, len(ds) + 1)
+    for i, row in zip(numbers, ds):
         where = f"{source}, row {i}"
         try:
             norm = normalize_row(row, where, system_prompt, require_scores)

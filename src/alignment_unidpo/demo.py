@@ -25,10 +25,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .cli import entry_point
 from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
 from .plots import logp_curves, margin_scatter, training_curves, weight_distributions
-from .recipes import REPO_ROOT, find_file
+from .recipes import REPO_ROOT, RecipeError, find_file
 from .sweep import grid_points
 
 # label -> recipe; the first three are Table 1's rows, Uni-DPO and the rest Table 3 / D.7 / Fig. 5b.
@@ -212,7 +213,8 @@ def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: d
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Uni-DPO vs DPO vs SimPO and ablations in the preference world")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(REPO_ROOT / "demo"))
@@ -228,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # one bar for the whole demo, not one per model load
     datasets.disable_progress_bars()
+    unknown = [m for m in args.methods or [] if m not in METHODS]
+    if unknown:
+        raise RecipeError(f"unknown method(s) {', '.join(map(repr, unknown))}; known: {', '.join(map(repr, METHODS))}")
     methods = METHODS if not args.methods else {m: METHODS[m] for m in args.methods}
     out = Path(args.out)
     if args.tune:

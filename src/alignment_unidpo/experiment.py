@@ -1,6 +1,6 @@
 """One preference run in the world: data and SFT (cached), a recipe, held-out metrics.
 
-``python -m alignment_unidpo.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--key=value ...]``
+``python -m alignment_unidpo.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``
 is what ``make train`` runs when no RECIPE (or a ``toy-world-*`` recipe) is named. It
 generates the world for the seed (:mod:`~alignment_unidpo.world`), trains or reuses the
 SFT model (:mod:`~alignment_unidpo.sft`), trains the recipe through the normal recipe
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from transformers import PrinterCallback
 
+from .cli import entry_point
 from .evaluate import METRICS, RewardSpec, evaluate_policy
 from .recipes import REPO_ROOT, RecipeError, parse_overrides, resolve
 from .run import train
@@ -72,13 +74,29 @@ class WorldSpec:
     sft: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def prepare(seed: int, spec: WorldSpec = WorldSpec(), progress: bool = True) -> tuple[Path, Path]:
-    """(world data folder, SFT model folder) for ``seed``, each generated once and cached by key."""
+def world_paths(seed: int, spec: WorldSpec = WorldSpec()) -> tuple[WorldConfig, SFTConfig, Path, Path]:
+    """The world and SFT configs of ``seed`` and the folders they are cached in (nothing written)."""
     world = WorldConfig(**{"seed": seed, **spec.world})
     sft = SFTConfig(**{"seed": seed, **spec.sft})
-    world_dir = write_world(world, Path(spec.root) / f"world-{world.key()}")
-    sft_dir = ensure_sft(world_dir, Path(spec.root) / f"sft-{world.key()}", sft, progress=progress)
+    return world, sft, Path(spec.root) / f"world-{world.key()}", Path(spec.root) / f"sft-{world.key()}"
+
+
+def prepare(seed: int, spec: WorldSpec = WorldSpec(), progress: bool = True) -> tuple[Path, Path]:
+    """(world data folder, SFT model folder) for ``seed``, each generated once and cached by key."""
+    world, sft, world_dir, sft_dir = world_paths(seed, spec)
+    world_dir = write_world(world, world_dir)
+    sft_dir = ensure_sft(world_dir, sft_dir, sft, progress=progress)
     return world_dir, sft_dir
+
+
+def world_values(world_dir: Path, sft_dir: Path, seed: int, progress: bool) -> dict[str, Any]:
+    """The recipe keys a world run sets: its SFT model, its training pairs and its seed."""
+    return {
+        "model_name_or_path": str(sft_dir),
+        "dataset_mixture": [{"path": str(world_dir / "train_pairs.jsonl")}],
+        "seed": seed,
+        "disable_tqdm": not progress,
+    }
 
 
 def sft_metrics(world_dir: Path, sft_dir: Path, split: str) -> dict[str, Any]:
@@ -98,15 +116,10 @@ def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrid
     The metrics (and the SFT start's) are also written to ``world_metrics.json`` in the run's
     output folder.
     """
+    _, _, world_dir, sft_dir = world_paths(seed, spec)
+    values = {**world_values(world_dir, sft_dir, seed, progress), **(overrides or {})}
+    recipe = resolve(recipe_name, values, num_processes=1, check_devices=True)  # fails before any SFT
     world_dir, sft_dir = prepare(seed, spec, progress=progress)
-    values = {
-        "model_name_or_path": str(sft_dir),
-        "dataset_mixture": [{"path": str(world_dir / "train_pairs.jsonl")}],
-        "seed": seed,
-        "disable_tqdm": not progress,
-        **(overrides or {}),
-    }
-    recipe = resolve(recipe_name, values, num_processes=1, check_devices=True)
     train(recipe, trainer_cls=WeightRecordingTrainer)
     out = Path(recipe.training.output_dir)
     metrics = evaluate_policy(out, sft_dir, world_dir, RewardSpec.of(recipe.training), split, keep_pairs=True)
@@ -128,21 +141,40 @@ def format_comparison(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def dry_run(recipe_name: str, seed: int, overrides: dict[str, Any], split: str,
+            spec: WorldSpec = WorldSpec()) -> dict[str, Any]:
+    """The resolved recipe a world run would train, as JSON, with the world and SFT folders
+    it would use and whether they are cached; nothing is generated or trained."""
+    _, _, world_dir, sft_dir = world_paths(seed, spec)
+    recipe = resolve(recipe_name, {**world_values(world_dir, sft_dir, seed, True), **overrides},
+                     num_processes=1)
+    out = recipe.to_json_dict()
+    out["launch"]["command"] = shlex.join(
+        [sys.executable, "-m", "alignment_unidpo.experiment", recipe_name, f"--world_seed={seed}", f"--split={split}"]
+        + [f"--{k}={v}" for k, v in overrides.items()])
+    out["world"] = {"seed": seed, "split": split, "world_dir": str(world_dir), "sft_dir": str(sft_dir),
+                    "world_cached": (world_dir / "world.json").is_file(),
+                    "sft_cached": (sft_dir / "sft.json").is_file()}
+    return out
+
+
+@entry_point
+def main(argv: list[str]) -> int:
+    """``python -m alignment_unidpo.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``."""
     recipe = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_WORLD_RECIPE
+    overrides = parse_overrides(argv)
+    seed = int(overrides.pop("world_seed", 0))
+    split = str(overrides.pop("split", "test"))
+    if split not in ("test", "val"):
+        raise RecipeError(f"split must be test or val, got {split!r}")
+    if overrides.pop("dry_run", False):
+        print(json.dumps(dry_run(recipe, seed, overrides, split), indent=2))
+        return 0
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    try:
-        overrides = parse_overrides(argv)
-        seed = int(overrides.pop("world_seed", 0))
-        split = str(overrides.pop("split", "test"))
-        record = run_in_world(recipe, seed, overrides, split)
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    record = run_in_world(recipe, seed, overrides, split)
     print(format_comparison(record))
     return 0
 

@@ -19,6 +19,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .cli import entry_point  # noqa: E402
+
 CURVES = ("loss", "grad_norm", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies",
           "w_qual", "w_perf")
 
@@ -141,17 +143,14 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output_dirs", nargs="+", help="output_dir of one or more finished runs")
     parser.add_argument("--out", help="PNG to write (default: OUTPUT_DIR/training_dynamics.png)")
     args = parser.parse_args(argv)
     runs = {Path(d).name: d for d in args.output_dirs}
-    try:
-        path = training_curves(runs, args.out or Path(args.output_dirs[0]) / "training_dynamics.png")
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    path = training_curves(runs, args.out or Path(args.output_dirs[0]) / "training_dynamics.png")
     print(path)
     return 0
 

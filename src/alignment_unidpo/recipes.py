@@ -31,7 +31,9 @@ import torch
 import yaml
 
 from .checkpoints import check_output_dir
-from .configs import DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, derive_gradient_accumulation
+from .cli import entry_point
+from .configs import (DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
+                      derive_gradient_accumulation, ignored_by_loss_type)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
@@ -70,6 +72,16 @@ def _field_owner() -> dict[str, type]:
             if f.init:
                 owner.setdefault(f.name, cls)
     return owner
+
+
+def known_keys() -> set[str]:
+    """Every key a recipe may set."""
+    return set(_field_owner())
+
+
+def _nullable_keys() -> set[str]:
+    """Keys whose default is None: there ``null`` means unset and is not range-checked."""
+    return {f.name for cls in CONFIG_CLASSES for f in dataclasses.fields(cls) if f.default is None}
 
 
 def find_file(name: str, folder: str) -> Path:
@@ -180,13 +192,19 @@ class ResolvedRecipe:
     values: dict[str, Any]  # the merged keys as written (before defaults)
 
     def to_json_dict(self) -> dict[str, Any]:
+        """Every resolved value, once: ``warmup_ratio`` is folded into ``warmup_steps`` (the
+        key the trainer reads; a float < 1 there is a fraction of all steps), and
+        ``ignored_by_loss_type`` lists the keys the chosen loss does not read."""
         training = json.loads(self.training.to_json_string())
+        if training.get("warmup_ratio") is not None:
+            del training["warmup_ratio"]
         return {
             "recipe": self.name,
             "model": dataclasses.asdict(self.model),
             "data": dataclasses.asdict(self.data),
             "launch": {**dataclasses.asdict(self.launch), "command": launch_command(self)},
             "training": training,
+            "ignored_by_loss_type": ignored_by_loss_type(self.training.loss_type),
         }
 
 
@@ -236,6 +254,10 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
     for key, value in values.items():
         cls = owner[key]
         per_class[cls][key] = _coerce(key, value, hints[cls].get(key))
+    try:
+        check_values({k: v for kw in per_class.values() for k, v in kw.items()}, _nullable_keys())
+    except ValueError as err:
+        raise RecipeError(f"recipe {name!r}: {err}") from None
 
     launch = LaunchArguments(**per_class[LaunchArguments])
     if num_processes is not None:
@@ -273,25 +295,31 @@ def launch_command(resolved: ResolvedRecipe, overrides: list[str] | None = None)
     return cmd + list(overrides or [])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m alignment_unidpo.recipes [RECIPE] [--dry_run] [--key=value ...]``.
+@entry_point
+def main(argv: list[str]) -> int:
+    """``python -m alignment_unidpo.recipes [RECIPE] [--dry_run] [--debug] [--key=value ...]``.
 
-    Resolves the recipe and either prints it as one JSON object (``--dry_run``, nothing
-    loaded) or replaces this process with ``accelerate launch``.
+    Resolves the recipe (every value range-checked), checks local model folders and local
+    data files (:mod:`.checks`), then either prints the recipe as one JSON object
+    (``--dry_run``, no model loaded) or replaces this process with ``accelerate launch``.
+    ``--help`` lists the make targets, recipe keys and accelerate configs.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in argv or "-h" in argv:
+        from .usage import help_text
+
+        print(help_text())
+        return 0
     recipe = argv.pop(0) if argv and not argv[0].startswith("--") else None
     dry_run = False
     for flag in ("--dry_run", "--dry_run=true", "--dry_run=1"):
         if flag in argv:
             argv.remove(flag)
             dry_run = True
-    try:
-        resolved = resolve(recipe, argv)
-        check_output_dir(resolved.training, dry_run=dry_run)  # refuse a used output_dir before launching
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    resolved = resolve(recipe, argv)
+    check_output_dir(resolved.training, dry_run=dry_run)  # refuse a used output_dir before launching
+    from .checks import preflight  # imports data (datasets); not needed to resolve
+
+    preflight(resolved)
     # Pass launch keys to accelerate, everything else to the training script.
     launch_keys = {f.name for f in dataclasses.fields(LaunchArguments)}
     script_args = [f"--{key}={value}" for key, value in _split_overrides(argv) if key not in launch_keys]
@@ -307,4 +335,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the package's own module, so that its RecipeError is the one the rest of the package catches
+    from alignment_unidpo.recipes import main as package_main
+
+    sys.exit(package_main())

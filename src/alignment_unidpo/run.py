@@ -18,6 +18,7 @@ from accelerate import PartialState
 from transformers import set_seed
 
 from .checkpoints import check_output_dir, prepare_output_dir
+from .cli import entry_point
 from .data import DropReport, load_mixture, split_eval
 from .models import load_policy_and_reference, load_tokenizer
 from .recipes import RecipeError, ResolvedRecipe, resolve
@@ -151,16 +152,13 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     return metrics
 
 
+@entry_point  # a RecipeError, DataValidationError, ... prints `error: ...` (each rank), exit 2; --debug: traceback
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     recipe_name = argv.pop(0) if argv and not argv[0].startswith("--") else None
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        recipe = resolve(recipe_name, argv, num_processes=world_size, check_devices=True)
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    recipe = resolve(recipe_name, argv, num_processes=world_size, check_devices=True)
     state = PartialState()
     if not state.is_main_process:
         logging.getLogger().setLevel(logging.WARNING)

@@ -1,8 +1,10 @@
 """Grid sweeps of recipe overrides, one output folder per point (Fig. 6 style heatmap).
 
 ``python -m alignment_unidpo.sweep [RECIPE] --grid "perf_gamma=1,3,5 tau_ref=0.5,1,2" [--out DIR]``
-(``make sweep RECIPE=... GRID="..."``) runs every combination as its own process, so a
-failed point is reported and the others go on. Preference-world recipes (``toy-world-*``,
+(``make sweep RECIPE=... GRID="..."``) first resolves every combination's recipe
+(:func:`check_grid`: a bad key or value stops the sweep before any point starts), then
+runs every combination as its own process, so a point that fails later is reported and
+the others go on. Preference-world recipes (``toy-world-*``,
 the default) run through :mod:`alignment_unidpo.experiment` and are scored on the
 *validation* split (sweeps are for choosing values); any other recipe runs through the
 normal launcher and is scored by its ``all_results.json`` (eval loss when it has one).
@@ -12,6 +14,7 @@ Writes ``results.md`` (one row per point) and, for one or two swept keys, ``heat
 from __future__ import annotations
 
 import argparse
+import difflib
 import itertools
 import json
 import math
@@ -23,10 +26,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .cli import entry_point
 from .plots import heatmap
-from .recipes import REPO_ROOT, RecipeError, yaml_load
+from .recipes import REPO_ROOT, RecipeError, known_keys, parse_overrides, resolve, yaml_load
 
 DEFAULT_RECIPE = "toy-world-uni-dpo"
+WORLD_KEYS = ("world_seed", "split")  # keys of alignment_unidpo.experiment, not of the recipe
 
 
 def parse_grid(grid: str) -> dict[str, list[Any]]:
@@ -64,6 +69,32 @@ def point_metrics(recipe: str, out_dir: Path) -> dict[str, float]:
         return json.loads((out_dir / "world_metrics.json").read_text())["metrics"]
     results = json.loads((out_dir / "all_results.json").read_text())
     return {k: v for k, v in results.items() if isinstance(v, (int, float))}
+
+
+def check_grid(recipe: str, grid: dict[str, list[Any]], extra_args: list[str] | None = None) -> None:
+    """Resolve every grid point's recipe before any is launched; the first bad key or value
+    raises RecipeError naming the point. (A world recipe's SFT/data paths are filled in by
+    the run; other recipes also get the launcher's model-folder check.)"""
+    from .checks import check_model_paths
+
+    extra = parse_overrides(list(extra_args or []))
+    world = is_world_recipe(recipe)
+    for key in WORLD_KEYS if world else ():
+        extra.pop(key, None)
+    known = known_keys()
+    for key in grid:
+        if key not in known and not (world and key in WORLD_KEYS):
+            close = difflib.get_close_matches(key, known, n=1)
+            raise RecipeError(f"grid key {key!r} is not a recipe key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    for point in grid_points(grid):
+        values = {k: v for k, v in {**extra, **point}.items() if not (world and k in WORLD_KEYS)}
+        try:
+            resolved = resolve(recipe, values, num_processes=1 if world else None)
+            if not world:
+                check_model_paths(resolved)
+        except RecipeError as err:
+            name = " ".join(f"{k}={v}" for k, v in point.items())
+            raise RecipeError(f"grid point {name}: {err}") from None
 
 
 def sweep(recipe: str, grid: dict[str, list[Any]], out: Path, metric: str | None = None,
@@ -119,18 +150,16 @@ def write_report(recipe: str, grid: dict[str, list[Any]], rows: list[dict[str, A
                 keys[1] if len(keys) == 2 else "", f"{recipe}: {metric}", out / "heatmap.png")
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Sweep a grid of recipe overrides")
     parser.add_argument("recipe", nargs="?", default=DEFAULT_RECIPE)
     parser.add_argument("--grid", required=True, help='e.g. "perf_gamma=1,3,5 tau_ref=0.5,1,2"')
     parser.add_argument("--out", help="default: outputs/sweeps/RECIPE")
     parser.add_argument("--metric", help="column for the heatmap (default gen_score, or eval_loss for real recipes)")
     args, extra = parser.parse_known_args(argv)
-    try:
-        grid = parse_grid(args.grid)
-    except RecipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    grid = parse_grid(args.grid)
+    check_grid(args.recipe, grid, extra)
     out = Path(args.out or REPO_ROOT / "outputs" / "sweeps" / Path(args.recipe).stem)
     result = sweep(args.recipe, grid, out, args.metric, extra)
     failed = sum(r["status"] != "ok" for r in result["rows"])

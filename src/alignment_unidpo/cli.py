@@ -1,0 +1,49 @@
+"""How every entry point reports a mistake: one ``error: ...`` line, exit status 2.
+
+Decorate a ``main(argv)`` with :func:`entry_point`; it takes ``--debug`` off the command
+line and, without it, turns the project's own error types into that line instead of a
+traceback. With ``--debug`` the exception propagates, traceback and all. Anything else
+(a bug, a CUDA error) is not caught.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+DEBUG_FLAGS = ("--debug", "--debug=true", "--debug=1")
+# RecipeError and DataValidationError are ValueErrors; a bare ValueError comes from
+# constructing a config (world, SFT, a bad model name), FileNotFoundError from a missing file.
+REPORTED_ERRORS = (ValueError, FileNotFoundError)
+EXIT_USAGE = 2
+
+
+def error_line(err: BaseException) -> str:
+    """The text after ``error: ``: the message, plus a hint for errors not raised by us."""
+    from .data import DataValidationError  # imported here: recipes imports this module
+    from .recipes import RecipeError
+
+    text = str(err) or type(err).__name__
+    if not isinstance(err, (RecipeError, DataValidationError)):
+        text += " (--debug for the traceback)"
+    return text
+
+
+def entry_point(main: Callable[[list[str]], int]) -> Callable[..., int]:
+    """Wrap ``main(argv) -> exit status`` with the ``--debug`` flag and the ``error:`` line."""
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        debug = any(flag in argv for flag in DEBUG_FLAGS)
+        argv = [arg for arg in argv if arg not in DEBUG_FLAGS]
+        if debug:
+            return main(argv)
+        try:
+            return main(argv)
+        except REPORTED_ERRORS as err:
+            print(f"error: {error_line(err)}", file=sys.stderr, flush=True)
+            return EXIT_USAGE
+
+    return wrapper
