@@ -10,6 +10,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# `TEST_TORCH_THREADS=1 make test` runs the in-process tests with another intra-op thread
+# count than OMP_NUM_THREADS gives, to shake out tolerances that hold only for one
+# reduction order (launched runs set OMP_NUM_THREADS=1 themselves).
+if os.environ.get("TEST_TORCH_THREADS"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["TEST_TORCH_THREADS"]))
+
 
 @pytest.fixture
 def toy_tokenizer():
