@@ -167,7 +167,8 @@ def test_the_dry_run_json_has_no_duplicates_and_marks_ignored_keys():
     assert out["training"]["warmup_steps"] == 0.1 and "warmup_ratio" not in out["training"]
     dpo = resolve("default", {"loss_type": "dpo"}).to_json_dict()["ignored_by_loss_type"]
     assert {"qual_eta", "perf_gamma", "tau_ref", "nll_lambda", "tau_good", "length_normalize", "use_quality_weight",
-            "perf_weight", "nll_require_ref_gap", "nll_require_good_score", "simpo_gamma_beta_ratio"} == set(dpo)
+            "perf_weight", "nll_require_ref_gap", "nll_require_good_score", "nll_ref_gap_tolerance",
+            "simpo_gamma_beta_ratio"} == set(dpo)
     simpo = resolve("default", {"loss_type": "simpo"}).to_json_dict()["ignored_by_loss_type"]
     assert {"qual_eta", "tau_good", "ref_model_name_or_path", "precompute_ref_log_probs"} <= set(simpo)
     assert "simpo_gamma_beta_ratio" not in simpo and "label_smoothing" not in simpo
