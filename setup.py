@@ -26,7 +26,8 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "dev": ["pytest==9.2.0", "peft==0.21.2", "tensorboard==2.21.0"],
+        # sentencepiece and tiktoken convert the real tokenizer files of the real-tokenizer tests
+        "dev": ["pytest==9.2.0", "peft==0.21.2", "tensorboard==2.21.0", "sentencepiece==0.2.3", "tiktoken==0.14.0"],
         "peft": ["peft==0.21.2"],
         "wandb": ["wandb==0.31.0"],  # report_to: wandb
         "tensorboard": ["tensorboard==2.21.0"],  # report_to: tensorboard (event files under output_dir/runs/)

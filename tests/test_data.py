@@ -138,3 +138,29 @@ def test_a_non_utf8_byte_names_the_file_and_line(write_jsonl):
         load(path)
     offset = len(data[0]) + data[1].index(b"\xff")
     assert str(err.value) == f"{path}, line 2: not UTF-8 text (byte 0xff at offset {offset})"
+
+
+# --- tau_good: median (the paper's rule) -------------------------------------------------
+
+def test_tau_good_median_is_computed_from_the_training_data(write_jsonl, toy_tokenizer, caplog):
+    import logging
+
+    from alignment_unidpo.recipes import resolve
+    from alignment_unidpo.run import build_datasets
+
+    rows = [good_row(i, score_chosen=float(s)) for i, s in enumerate([2, 9, 4, 7, 5])]
+    recipe = resolve("default", {"dataset_mixture": [{"path": str(write_jsonl(rows))}], "tau_good": "median",
+                                 "test_split_size": 0, "eval_strategy": "no"})
+    assert recipe.to_json_dict()["training"]["tau_good"] == "median (computed from the training data at load time)"
+    with caplog.at_level(logging.INFO, logger="alignment_unidpo"):
+        build_datasets(recipe, toy_tokenizer)
+    assert recipe.training.tau_good == 5.0
+    assert "tau_good = 5: the median chosen score of the 5 training pairs" in caplog.text
+
+
+@pytest.mark.parametrize("value", ["mean", "nan", True])
+def test_tau_good_other_strings_are_refused(value):
+    from alignment_unidpo.recipes import RecipeError, resolve
+
+    with pytest.raises(RecipeError, match="tau_good"):
+        resolve("default", {"tau_good": value})

@@ -208,3 +208,17 @@ def test_a_killed_write_leaves_no_temporary_file_behind(small_cache):
     live.unlink()
     cache.save(ds, values)
     assert sorted(p.name for p in target.parent.iterdir()) == sorted([elsewhere.name, unrelated.name, target.name])
+
+
+@pytest.mark.parametrize("switch", [{"label_assistant_header": True}, {"append_eos": True},
+                                    {"truncation_rule": "authors"}, {"bos_for_plain_prompts": False},
+                                    {"eos_as_bos": True}, {"plain_answer_suffix": "<|im_end|>"}])
+def test_every_tokenisation_switch_is_in_the_cache_key(tmp_path, toy_tokenizer, switch):
+    from alignment_unidpo.recipes import resolve
+    from alignment_unidpo.run import reference_logps_cache
+
+    def key(**overrides):
+        recipe = resolve("default", {"ref_logps_cache_dir": str(tmp_path), **overrides})
+        return reference_logps_cache(recipe, toy_tokenizer).key_fields
+
+    assert key(**switch) != key()

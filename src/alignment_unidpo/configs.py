@@ -22,6 +22,7 @@ from transformers import TrainingArguments
 from .losses import PERF_WEIGHTS
 
 LOSS_TYPES = ("uni_dpo", "dpo", "simpo")
+TAU_GOOD_MEDIAN = "median"  # tau_good computed from the training data (data.median_chosen_score)
 
 
 @dataclass
@@ -76,6 +77,43 @@ class DataArguments:
         default=None, metadata={"help": "System message put before every prompt that has none."}
     )
     preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for tokenising (> 1000 rows)."})
+    # How pairs are tokenised (alignment_unidpo.tokenization); README "Fidelity to the authors' runs".
+    label_assistant_header: bool = field(
+        default=False,
+        metadata={"help": "Label the template's assistant header (e.g. Llama-3 '<|start_header_id|>assistant"
+                          "<|end_header_id|>\\n\\n', Gemma-2 '<start_of_turn>model\\n') as part of each answer, "
+                          "as the Uni-DPO authors do; false: only the answer is labelled (TRL)."},
+    )
+    append_eos: bool = field(
+        default=False,
+        metadata={"help": "Append the tokenizer's EOS id to every answer that does not end with it (authors' "
+                          "trl-0.9.6 convention, e.g. Gemma-2 answers end '<end_of_turn>\\n<eos>')."},
+    )
+    truncation_rule: str = field(
+        default="fit",
+        metadata={"help": "fit: answers are cut to what fits after the prompt, prompts longer than max_length "
+                          "are dropped; authors: answers are cut to max_length - max_prompt_length and no prompt "
+                          "is dropped (prompts cut from the left to max_prompt_length in both)."},
+    )
+    bos_for_plain_prompts: bool = field(
+        default=True,
+        metadata={"help": "With apply_chat_template=false, put the tokenizer's BOS before prompts that lack it."},
+    )
+    eos_as_bos: bool = field(
+        default=False,
+        metadata={"help": "The BOS put before plain prompts is the EOS token (authors' math runs on Qwen2.5-Math, "
+                          "whose tokenizer has no BOS: '<|endoftext|>')."},
+    )
+    plain_answer_suffix: str | None = field(
+        default=None,
+        metadata={"help": "With apply_chat_template=false, text appended to answers that lack it, before the EOS "
+                          "(authors' math runs: '<|im_end|>', so answers end '<|im_end|><|endoftext|>')."},
+    )
+
+    def __post_init__(self):
+        from .tokenization import TokenizationRules
+
+        TokenizationRules.from_args(self)  # validates truncation_rule
 
 
 @dataclass
@@ -99,7 +137,11 @@ class UniDPOConfig(TrainingArguments):
     perf_gamma: float = field(default=3.0, metadata={"help": "gamma of the performance weight, Eq. (10)."})
     tau_ref: float = field(default=0.8, metadata={"help": "Margin tau_ref of the performance weight, Eq. (10)."})
     nll_lambda: float = field(default=0.001, metadata={"help": "lambda of the calibrated NLL, Eq. (4)."})
-    tau_good: float = field(default=3.2, metadata={"help": "Score threshold of the calibrated NLL, Eq. (11)."})
+    tau_good: float | str = field(
+        default=3.2,
+        metadata={"help": "Score threshold of the calibrated NLL, Eq. (11); 'median': the paper's rule, the median "
+                          "chosen score of the training data, computed at load time (and logged)."},
+    )
     length_normalize: bool = field(
         default=True, metadata={"help": "Uni-DPO on per-token averaged log-probs (off: the 'w/o LN' ablation)."}
     )
@@ -167,6 +209,8 @@ class UniDPOConfig(TrainingArguments):
             if not 0 <= self.warmup_ratio < 1:
                 raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
             self.warmup_steps = float(self.warmup_ratio)
+        if isinstance(self.tau_good, str) and self.tau_good != TAU_GOOD_MEDIAN:
+            raise ValueError(f"tau_good must be a number or {TAU_GOOD_MEDIAN!r}, got {self.tau_good!r}")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if self.perf_weight not in PERF_WEIGHTS:
@@ -228,7 +272,9 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
       "weight_decay",
       "max_grad_norm", "num_train_epochs", "warmup_steps", "test_split_size"),
      lambda v: _finite(v) and v >= 0, "a number >= 0"),
-    (("tau_ref", "tau_good"), _finite, "a finite number"),
+    (("tau_ref",), _finite, "a finite number"),
+    (("tau_good",), lambda v: _finite(v) or v == TAU_GOOD_MEDIAN, f"a finite number or '{TAU_GOOD_MEDIAN}'"),
+    (("truncation_rule",), lambda v: v in ("fit", "authors"), "'fit' or 'authors'"),
     (("label_smoothing",), lambda v: _finite(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
     (("warmup_ratio", "lora_dropout"), lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
     (("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",

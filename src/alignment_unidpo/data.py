@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,3 +266,10 @@ def split_eval(ds: datasets.Dataset, test_split_size: float | int, seed: int) ->
         raise DataValidationError(f"test_split_size={test_split_size} leaves no training rows out of {len(ds)}")
     parts = ds.train_test_split(test_size=test_split_size, seed=seed)
     return parts["train"], parts["test"]
+
+
+def median_chosen_score(ds: datasets.Dataset) -> float:
+    """The paper's tau_good: the median chosen score of the (training) pairs."""
+    if len(ds) == 0:
+        raise DataValidationError("tau_good: median needs training pairs, got none")
+    return float(statistics.median(ds["score_chosen"]))

@@ -32,7 +32,7 @@ import yaml
 
 from .checkpoints import check_output_dir
 from .cli import entry_point
-from .configs import (DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
+from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
                       derive_gradient_accumulation, ignored_by_loss_type)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -171,6 +171,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         try:
             return value if int in args and isinstance(value, int) else float(value)
         except ValueError:
+            if str in args:  # e.g. tau_good: median
+                return value
             raise RecipeError(f"{name} must be a number, got {value!r}") from None
     if int in args and isinstance(value, str):
         try:
@@ -198,6 +200,8 @@ class ResolvedRecipe:
         training = json.loads(self.training.to_json_string())
         if training.get("warmup_ratio") is not None:
             del training["warmup_ratio"]
+        if training.get("tau_good") == TAU_GOOD_MEDIAN:
+            training["tau_good"] = f"{TAU_GOOD_MEDIAN} (computed from the training data at load time)"
         return {
             "recipe": self.name,
             "model": dataclasses.asdict(self.model),

@@ -19,11 +19,12 @@ from transformers import set_seed
 
 from .checkpoints import check_output_dir, prepare_output_dir
 from .cli import entry_point
-from .data import DropReport, load_mixture, split_eval
+from .configs import TAU_GOOD_MEDIAN
+from .data import DropReport, load_mixture, median_chosen_score, split_eval
 from .models import load_policy_and_reference, load_tokenizer
 from .recipes import RecipeError, ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
-from .tokenization import REFERENCE_COLUMNS, tokenize_row
+from .tokenization import REFERENCE_COLUMNS, TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer
 
 logger = logging.getLogger("alignment_unidpo")
@@ -35,7 +36,8 @@ def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, sp
     ds = ds.map(
         tokenize_row,
         fn_kwargs={"tokenizer": tokenizer, "max_length": args.max_length, "max_prompt_length": args.max_prompt_length,
-                   "apply_chat_template": recipe.data.apply_chat_template},
+                   "apply_chat_template": recipe.data.apply_chat_template,
+                   "rules": TokenizationRules.from_args(recipe.data)},
         num_proc=recipe.data.preprocessing_num_workers if len(ds) > 1000 else None,
         desc=f"Tokenizing {split}",
     )
@@ -50,6 +52,14 @@ def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, sp
     return ds.remove_columns([c for c in ds.column_names if c not in keep])
 
 
+def resolve_tau_good(args, train: datasets.Dataset) -> None:
+    """``tau_good: median``: set it to the median chosen score of the training pairs (the paper's rule)."""
+    if args.tau_good != TAU_GOOD_MEDIAN:
+        return
+    args.tau_good = median_chosen_score(train)
+    logger.info("tau_good = %.6g: the median chosen score of the %d training pairs", args.tau_good, len(train))
+
+
 def build_datasets(recipe: ResolvedRecipe, tokenizer):
     data, args = recipe.data, recipe.training
     report = DropReport()
@@ -60,6 +70,7 @@ def build_datasets(recipe: ResolvedRecipe, tokenizer):
         eval_ = load_mixture(data.eval_dataset_mixture, **load)
     else:
         train, eval_ = split_eval(train, data.test_split_size, args.seed)
+    resolve_tau_good(args, train)
     train = tokenize_dataset(train, tokenizer, recipe, "train", report)
     if eval_ is not None:
         eval_ = tokenize_dataset(eval_, tokenizer, recipe, "eval", report)
@@ -87,6 +98,7 @@ def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> 
         "max_length": args.max_length,
         "max_prompt_length": args.max_prompt_length,
         "apply_chat_template": recipe.data.apply_chat_template,
+        "tokenization": TokenizationRules.from_args(recipe.data).as_dict(),
     })
 
 

@@ -1,46 +1,91 @@
 """Chat-template tokenisation, truncation and padding of preference pairs.
 
-The conversation is rendered once with the generation prompt and once with each
-answer appended; the answer's text is what the full rendering adds after the prompt's.
-Both pieces are tokenised without extra special tokens (the template carries BOS
-itself, which avoids the double-BOS of templating and tokenising with specials), so the
-system prompt is never duplicated and the prompt/answer boundary is exact.
+Rendering. The conversation is rendered once as the prompt and once with each answer
+appended; an answer's text is what the full rendering adds after the prompt's, so the
+system prompt is never duplicated. By default (the convention of TRL) the prompt
+includes the template's generation prompt (e.g. Llama-3's
+``<|start_header_id|>assistant<|end_header_id|>\n\n``), so only the answer is labelled.
+With ``label_assistant_header`` the prompt is rendered *without* the generation prompt,
+so the assistant header belongs to the answer and is labelled, as in the Uni-DPO
+authors' runs. (For Qwen2.5 the authors render the answer on its own, which also labels
+the template's default system turn; that is not reproduced here.) With
+``apply_chat_template=False`` the prompt is one already-templated string, and answers get
+``plain_answer_suffix`` and the EOS token appended where they lack them.
 
-Truncation follows the usual DPO convention: when prompt + longer answer exceed
-``max_length``, the prompt is cut from the left to ``max_prompt_length``, then answers
-are cut from the right to fit. A prompt longer than ``max_length`` on its own is
-dropped (and counted) rather than cut to a fragment.
+Token ids. Each full sequence (prompt + answer) is tokenised as a whole, without extra
+special tokens (the template carries BOS itself, which avoids a double BOS), and split
+where its ids stop agreeing with the prompt's own ids, as TRL does. So prompt + answer ids
+are always exactly the ids of the whole rendered sequence, also for tokenizers that
+merge across the boundary. Then: plain prompts get the tokenizer's BOS (or, with
+``eos_as_bos``, its EOS, as in the authors' math runs) when ``bos_for_plain_prompts`` and
+they lack it; with ``append_eos`` every answer not ending in the EOS id gets it (the
+authors' trl-0.9.6 convention: Gemma-2 answers end ``<end_of_turn>\n<eos>``).
+
+Truncation (``truncation_rule``), when prompt + longer answer exceed ``max_length``:
+
+* ``fit`` (default): the prompt is cut from the left to ``max_prompt_length``, then the
+  answers from the right to what fits (``max_length - len(prompt)``); a prompt longer
+  than ``max_length`` on its own is dropped (and counted) rather than cut to a fragment;
+* ``authors``: the prompt is cut the same way, but answers are cut to
+  ``max_length - max_prompt_length`` tokens whatever the prompt's length (248 at
+  2048/1800), and no prompt is dropped (trl 0.9.6, which the authors' code copies).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 IGNORE_INDEX = -100
+TRUNCATION_RULES = ("fit", "authors")
 
 
 class ChatTemplateError(ValueError):
     pass
 
 
-def render_pair(
-    tokenizer, messages: list[dict[str, str]], chosen: str, rejected: str, apply_chat_template: bool = True
-) -> tuple[str, str, str]:
-    """(prompt text, chosen completion text, rejected completion text) under the chat template.
+@dataclass(frozen=True)
+class TokenizationRules:
+    """How pairs are rendered, tokenised and cut (the recipe keys of the same names)."""
 
-    With ``apply_chat_template=False`` the prompt is one already-templated string and the
-    answers get the EOS token appended when they lack it.
-    """
+    label_assistant_header: bool = False
+    append_eos: bool = False
+    truncation_rule: str = "fit"
+    bos_for_plain_prompts: bool = True
+    eos_as_bos: bool = False
+    plain_answer_suffix: str | None = None
+
+    def __post_init__(self):
+        if self.truncation_rule not in TRUNCATION_RULES:
+            raise ValueError(f"truncation_rule must be one of {TRUNCATION_RULES}, got {self.truncation_rule!r}")
+
+    @classmethod
+    def from_args(cls, args: Any) -> "TokenizationRules":
+        """The rules from any object with these attributes (e.g. :class:`~.configs.DataArguments`)."""
+        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULT_RULES = TokenizationRules()
+
+
+def render_pair(
+    tokenizer, messages: list[dict[str, str]], chosen: str, rejected: str, apply_chat_template: bool = True,
+    rules: TokenizationRules = DEFAULT_RULES,
+) -> tuple[str, str, str]:
+    """(prompt text, chosen completion text, rejected completion text); see the module docstring."""
     if not apply_chat_template:
         if len(messages) != 1:
             raise ChatTemplateError("apply_chat_template=false needs the prompt as one string, not a conversation")
-        eos = tokenizer.eos_token or ""
-        return (messages[0]["content"], *(a if a.endswith(eos) else a + eos for a in (chosen, rejected)))
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return (messages[0]["content"], *(_plain_answer(tokenizer, a, rules) for a in (chosen, rejected)))
+    prompt = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=not rules.label_assistant_header
+    )
     completions = []
     for answer in (chosen, rejected):
         full = tokenizer.apply_chat_template(
@@ -55,31 +100,73 @@ def render_pair(
     return prompt, completions[0], completions[1]
 
 
+def _plain_answer(tokenizer, answer: str, rules: TokenizationRules) -> str:
+    for suffix in (rules.plain_answer_suffix, tokenizer.eos_token):
+        if suffix and not answer.endswith(suffix):
+            answer += suffix
+    return answer
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def encode_pair(tokenizer, prompt: str, chosen: str, rejected: str) -> tuple[list[int], list[int], list[int]]:
+    """Ids of the prompt and the two answers, with ``prompt + answer == ids(prompt_text + answer_text)``.
+
+    The split point is where the whole sequences stop agreeing with the prompt tokenised
+    alone (the shorter of the two, so the prompt ids are shared).
+    """
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompt_ids = encode(prompt)
+    full_chosen, full_rejected = encode(prompt + chosen), encode(prompt + rejected)
+    split = min(_common_prefix(prompt_ids, full_chosen), _common_prefix(prompt_ids, full_rejected))
+    return full_chosen[:split], full_chosen[split:], full_rejected[split:]
+
+
 def truncate_pair(
-    prompt_ids: list[int], chosen_ids: list[int], rejected_ids: list[int], max_length: int, max_prompt_length: int
+    prompt_ids: list[int], chosen_ids: list[int], rejected_ids: list[int], max_length: int, max_prompt_length: int,
+    rule: str = "fit",
 ) -> tuple[list[int], list[int], list[int]]:
     """Cut the prompt from the left, then the answers from the right (see module docstring)."""
     longer = max(len(chosen_ids), len(rejected_ids))
-    if len(prompt_ids) + longer > max_length and len(prompt_ids) > max_prompt_length:
+    if len(prompt_ids) + longer <= max_length:
+        return prompt_ids, chosen_ids, rejected_ids
+    if len(prompt_ids) > max_prompt_length:
         prompt_ids = prompt_ids[-max_prompt_length:]
-    room = max_length - len(prompt_ids)
+    if rule == "authors":
+        if len(prompt_ids) + longer <= max_length:
+            return prompt_ids, chosen_ids, rejected_ids
+        room = max_length - max_prompt_length
+    else:
+        room = max_length - len(prompt_ids)
     return prompt_ids, chosen_ids[:room], rejected_ids[:room]
 
 
 def tokenize_row(
-    row: dict[str, Any], tokenizer, max_length: int, max_prompt_length: int, apply_chat_template: bool = True
+    row: dict[str, Any], tokenizer, max_length: int, max_prompt_length: int, apply_chat_template: bool = True,
+    rules: TokenizationRules = DEFAULT_RULES,
 ) -> dict[str, Any]:
     """Features of one normalised row (see :mod:`alignment_unidpo.data`).
 
     ``prompt_too_long`` marks rows to drop; ``truncated`` marks rows that were cut.
     """
-    prompt, chosen, rejected = render_pair(
-        tokenizer, row["messages"], row["chosen"], row["rejected"], apply_chat_template
-    )
-    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prompt_ids, chosen_ids, rejected_ids = encode(prompt), encode(chosen), encode(rejected)
-    too_long = len(prompt_ids) > max_length
-    cut = truncate_pair(prompt_ids, chosen_ids, rejected_ids, max_length, max_prompt_length)
+    texts = render_pair(tokenizer, row["messages"], row["chosen"], row["rejected"], apply_chat_template, rules)
+    prompt_ids, chosen_ids, rejected_ids = encode_pair(tokenizer, *texts)
+    if not apply_chat_template and rules.bos_for_plain_prompts:
+        bos = tokenizer.eos_token_id if rules.eos_as_bos else tokenizer.bos_token_id
+        if bos is not None and prompt_ids[:1] != [bos]:
+            prompt_ids = [bos] + prompt_ids
+    if rules.append_eos and tokenizer.eos_token_id is not None:
+        chosen_ids, rejected_ids = (ids if ids[-1:] == [tokenizer.eos_token_id] else ids + [tokenizer.eos_token_id]
+                                    for ids in (chosen_ids, rejected_ids))
+    too_long = rules.truncation_rule == "fit" and len(prompt_ids) > max_length
+    cut = truncate_pair(prompt_ids, chosen_ids, rejected_ids, max_length, max_prompt_length, rules.truncation_rule)
     return {
         "prompt_input_ids": cut[0],
         "chosen_input_ids": cut[1],
