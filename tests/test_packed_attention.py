@@ -206,3 +206,23 @@ def test_float32_cuda_or_cpu_uses_the_loop_and_the_kernel_needs_cuda():
     out = pa._per_sequence_sdpa(q, q, q, seg, None, 0.0)
     torch.testing.assert_close(out[:, :3].transpose(1, 2), F.scaled_dot_product_attention(
         q[:, :, :3], q[:, :, :3], q[:, :, :3], is_causal=True))
+
+
+def test_recipe_with_packed_varlen_trains_like_the_padded_sdpa_run(tmp_path):
+    """Through the recipe, the loader and UniDPOTrainer: padding_free + packed_varlen gives the
+    plain padded run's per-step losses and SGD weights (policy and reference both use it)."""
+    from test_trainer import make_trainer, params
+
+    common = dict(optim="sgd", learning_rate=0.5, max_steps=2, seed=3, per_device_train_batch_size=4,
+                  gradient_accumulation_steps=1)
+    plain = make_trainer(tmp_path / "plain", **common)
+    packed = make_trainer(tmp_path / "packed", padding_free=True, attn_implementation="packed_varlen", **common)
+    assert packed.model.config._attn_implementation == "packed_varlen"
+    assert packed.ref_model.config._attn_implementation == "packed_varlen"
+    plain.train()
+    packed.train()
+    losses = [[e["loss"] for e in t.state.log_history if "loss" in e] for t in (plain, packed)]
+    assert len(losses[0]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+    a, b = params(plain.model), params(packed.model)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6)

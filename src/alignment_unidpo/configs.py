@@ -150,7 +150,7 @@ class UniDPOConfig(TrainingArguments):
     padding_free: bool = field(
         default=False,
         metadata={"help": "Pack each micro-batch's sequences into one row without padding "
-                          "(needs flash_attention_2/3, sdpa, eager or flex_attention)."},
+                          "(needs flash_attention_2/3, sdpa, eager, flex_attention or packed_varlen)."},
     )
     overwrite_output_dir: bool = field(
         default=False,
