@@ -18,9 +18,9 @@ sequence's causal attention on its own, from ``cu_seqlens`` derived from the pos
 
 Rows that are not packed (ordinary padded batches with an ``attention_mask``, generation
 with a KV cache) get ``sdpa``'s semantics: a boolean mask built from the 2D padding mask
-and causality (built in each layer, where sdpa builds it once per forward). Attention-logit
-soft-capping (Gemma-2), sliding
-windows and attention sinks are refused with a ``ValueError``.
+and causality (built in each layer, where sdpa builds it once per forward).
+Attention-logit soft-capping (Gemma-2), sliding windows and attention sinks are refused
+with a ``ValueError``.
 
 Importing this module registers the name; :mod:`alignment_unidpo.models` and
 :mod:`alignment_unidpo.trainer` import it, so any model built after importing the
