@@ -7,7 +7,11 @@ Measured in one run, so the ratios compare like with like on a noisy machine:
   batches), each of ``precompute_ref_log_probs``, ``padding_free`` and ``lean_logps``
   alone, and all three together; all through ``UniDPOTrainer`` with the Uni-DPO loss;
 * peak memory of the log-prob computation alone (output layer + log-softmax + backward)
-  at vocabularies of 32k, 128k and 256k, plain against lean.
+  at vocabularies of 32k, 128k and 256k, plain against lean;
+* the attention cost of one packed row (one micro-batch's 2 x pairs-per-step sequences at
+  full UltraFeedback-like lengths): attention alone, forward + backward, with
+  ``attn_implementation: packed_varlen`` against sdpa with the dense block-diagonal
+  ``[L x L]`` mask that transformers builds from restarting position ids.
 
 The model is a small Llama built from a config; the pairs follow the UltraFeedback-like
 length distribution of :mod:`workload` (shrunk by ``--length-scale`` for step timing).
@@ -23,11 +27,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
 import torch
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import create_causal_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workload import (  # noqa: E402
@@ -36,6 +43,7 @@ from workload import (  # noqa: E402
 
 from alignment_unidpo.configs import UniDPOConfig  # noqa: E402
 from alignment_unidpo.logprobs import lean_sequence_logps, sequence_logps  # noqa: E402
+from alignment_unidpo.packed_attention import packed_varlen_attention_forward  # noqa: E402
 from alignment_unidpo.tokenization import PreferenceCollator  # noqa: E402
 from alignment_unidpo.trainer import UniDPOTrainer  # noqa: E402
 
@@ -100,6 +108,50 @@ def logps_memory(vocab: int, lean: bool, pair: dict, chunk_size: int) -> tuple[i
     return meter.peak, torch.cat([out.sum.detach(), hidden.grad.flatten()[:1000]])
 
 
+def packed_attention_cost(opts) -> dict:
+    """Attention alone (forward + backward) on one packed row, packed_varlen against sdpa with
+    the dense block mask transformers builds for it (built once outside the timing, as once
+    per forward it is shared by all layers). Shapes of the step model's attention."""
+    pairs = synthetic_pairs(sample_lengths(opts.pairs_per_step, seed=2, scale=opts.attention_length_scale), 10, 1000)
+    packed = PreferenceCollator(pad_token_id=0, padding_free=True)(pairs)
+    position_ids, length = packed["position_ids"], packed["position_ids"].shape[1]
+    config = LlamaConfig(**MODEL, attn_implementation="sdpa")
+    heads, kv_heads = MODEL["num_attention_heads"], MODEL["num_key_value_heads"]
+    head_dim = MODEL["hidden_size"] // heads
+    dense_mask = create_causal_mask(config=config, inputs_embeds=torch.zeros(1, length, 1), attention_mask=None,
+                                    past_key_values=None, position_ids=position_ids)
+    assert dense_mask is not None and tuple(dense_mask.shape[-2:]) == (length, length)
+    module = SimpleNamespace(is_causal=True, num_key_value_groups=heads // kv_heads)
+    torch.manual_seed(0)
+    q = torch.randn(1, heads, length, head_dim, requires_grad=True)
+    k, v = (torch.randn(1, kv_heads, length, head_dim, requires_grad=True) for _ in range(2))
+    grad_out = torch.randn(1, length, heads, head_dim)
+    scaling = head_dim ** -0.5
+    calls = {
+        "packed_varlen": lambda: packed_varlen_attention_forward(module, q, k, v, None, scaling=scaling,
+                                                                 position_ids=position_ids)[0],
+        "sdpa_dense_mask": lambda: sdpa_attention_forward(module, q, k, v, dense_mask, scaling=scaling)[0],
+    }
+    seconds, outputs = {}, {}
+    for name, call in calls.items():
+        times = []
+        for i in range(opts.attention_warmup + opts.attention_repeats):
+            q.grad = k.grad = v.grad = None
+            start = time.perf_counter()
+            out = call()
+            out.backward(grad_out)
+            times.append(time.perf_counter() - start)
+        seconds[name] = float(sorted(times[opts.attention_warmup:])[len(times[opts.attention_warmup:]) // 2])
+        outputs[name] = torch.cat([out.detach().flatten(), q.grad.flatten(), k.grad.flatten(), v.grad.flatten()])
+    torch.testing.assert_close(outputs["packed_varlen"], outputs["sdpa_dense_mask"], rtol=1e-4, atol=1e-5)
+    lengths = torch.bincount(packed["sequence_ids"][0]).tolist()
+    return {"row_tokens": length, "sequences": len(lengths), "longest_sequence": max(lengths),
+            "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
+            "dense_mask_bytes": dense_mask.numel() * dense_mask.element_size(),
+            "packed_varlen_seconds": seconds["packed_varlen"], "sdpa_dense_mask_seconds": seconds["sdpa_dense_mask"],
+            "ratio": seconds["packed_varlen"] / seconds["sdpa_dense_mask"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=24, help="pairs in the synthetic dataset")
@@ -110,6 +162,10 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=512, help="logps_chunk_size for the memory comparison")
     parser.add_argument("--logps-length-scale", type=float, default=1.0,
                         help="shrinks the pair of the log-prob memory comparison (tests use a small one)")
+    parser.add_argument("--attention-length-scale", type=float, default=1.0,
+                        help="shrinks the packed row of the attention comparison (tests use a small one)")
+    parser.add_argument("--attention-repeats", type=int, default=5, help="timed passes per attention variant")
+    parser.add_argument("--attention-warmup", type=int, default=1)
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     opts = parser.parse_args()
     transformers.utils.logging.set_verbosity_error()
@@ -140,6 +196,12 @@ def main() -> None:
         print(f"  log-probs at vocab {label:4s}: plain {plain / 2**20:8.1f} MiB, lean {lean / 2**20:7.1f} MiB, "
               f"lean/plain {lean / plain:.3f}")
 
+    attention = packed_attention_cost(opts)
+    print(f"  attention of one packed row ({attention['sequences']} sequences, {attention['row_tokens']} tokens, "
+          f"longest {attention['longest_sequence']}), forward+backward: packed_varlen "
+          f"{attention['packed_varlen_seconds'] * 1e3:.1f} ms, sdpa + dense [L x L] mask "
+          f"{attention['sdpa_dense_mask_seconds'] * 1e3:.1f} ms, ratio {attention['ratio']:.3f}")
+
     base = results["baseline"]["step_seconds"]
     summary = {
         "ref_cache_step_speedup": base / results["ref_cache"]["step_seconds"],
@@ -152,12 +214,17 @@ def main() -> None:
         "baseline_step_seconds": base,
         "ref_precompute_seconds": results["ref_cache"]["precompute_seconds"],
         "logps_pair_tokens": int(sum(len(full_pair[k]) for k in full_pair if k.endswith("ids"))),
+        "packed_attention_cost_ratio": attention["ratio"],
+        "packed_attention_row_tokens": attention["row_tokens"],
+        "packed_attention_sequences": attention["sequences"],
+        "packed_attention_longest_sequence": attention["longest_sequence"],
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     summary = {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
     if opts.out:
         opts.out.parent.mkdir(parents=True, exist_ok=True)
-        opts.out.write_text(json.dumps({"summary": summary, "configs": results, "logps_memory": memory}, indent=1))
+        opts.out.write_text(json.dumps({"summary": summary, "configs": results, "logps_memory": memory,
+                                         "packed_attention": attention}, indent=1))
     print(json.dumps(summary))
 
 

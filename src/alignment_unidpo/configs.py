@@ -41,7 +41,10 @@ class ModelArguments:
     )
     torch_dtype: str = field(default="bfloat16", metadata={"help": "bfloat16, float16, float32 or auto."})
     attn_implementation: str | None = field(
-        default=None, metadata={"help": "flash_attention_2, sdpa or eager (Gemma-2 needs eager)."}
+        default=None,
+        metadata={"help": "flash_attention_2, sdpa or eager (Gemma-2 needs eager); packed_varlen (ours, "
+                          "alignment_unidpo.packed_attention): with padding_free, each packed sequence attended on "
+                          "its own, no [L x L] mask."},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repo's own Python code."})
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters; the reference is the base model."})
@@ -189,7 +192,7 @@ class UniDPOConfig(TrainingArguments):
     padding_free: bool = field(
         default=False,
         metadata={"help": "Pack each micro-batch's sequences into one row without padding "
-                          "(needs flash_attention_2/3, sdpa, eager or flex_attention)."},
+                          "(needs flash_attention_2/3, sdpa, eager, flex_attention or packed_varlen)."},
     )
     overwrite_output_dir: bool = field(
         default=False,
@@ -265,6 +268,9 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# attn_implementation: transformers' own names and ours (packed_attention.PACKED_VARLEN)
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention", "packed_varlen")
+
 # (keys, predicate, allowed range as written in the error message)
 VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("beta", "lora_alpha"), lambda v: _finite(v) and v > 0, "a number > 0"),
@@ -284,6 +290,8 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("logging_steps", "save_steps", "eval_steps"), lambda v: _finite(v) and v > 0 and (v < 1 or v == int(v)),
      "an integer >= 1, or a fraction in (0, 1) of all steps"),
     (("max_steps",), lambda v: _int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
+    (("attn_implementation",), lambda v: v in ATTN_IMPLEMENTATIONS or (isinstance(v, str) and "/" in v),
+     f"one of {', '.join(ATTN_IMPLEMENTATIONS)}, or a hub kernel repository 'org/name'"),
 )
 VALUE_RULE_OF = {key: (check, allowed) for keys, check, allowed in VALUE_RULES for key in keys}
 

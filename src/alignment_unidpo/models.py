@@ -7,8 +7,9 @@ import logging
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from . import packed_attention  # noqa: F401  (registers attn_implementation: packed_varlen)
 from .configs import ModelArguments
-from .toy import build_toy_model, build_toy_tokenizer, is_toy
+from .toy import TOY_ATTENTION, build_toy_model, build_toy_tokenizer, is_toy
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,11 @@ def load_model(name: str, args: ModelArguments, tokenizer, *, gradient_checkpoin
         raise ValueError(f"torch_dtype must be one of {', '.join(DTYPES)}, got {args.torch_dtype!r}")
     dtype = DTYPES[args.torch_dtype]
     if is_toy(name):
-        model = build_toy_model(name, tokenizer, dtype=torch.float32 if dtype == "auto" else dtype)
+        # toys run on CPU: an attention implementation they cannot run (flash_attention_2 from a
+        # shared base config) leaves them on sdpa, as before
+        attn = args.attn_implementation if args.attn_implementation in TOY_ATTENTION else "sdpa"
+        model = build_toy_model(name, tokenizer, dtype=torch.float32 if dtype == "auto" else dtype,
+                                attn_implementation=attn)
     else:
         kwargs = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
         model = AutoModelForCausalLM.from_pretrained(

@@ -31,6 +31,8 @@ TOY_SIZES = {
                         num_key_value_heads=2),
 }
 TOY_SEED = 1234
+# attention implementations a toy model can be built with (all run on CPU)
+TOY_ATTENTION = ("sdpa", "eager", "packed_varlen")
 
 
 def is_toy(name: str | None) -> bool:
@@ -52,8 +54,17 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
     return wrapped
 
 
-def build_toy_model(name: str, tokenizer: PreTrainedTokenizerFast, dtype: torch.dtype = torch.float32):
-    """A randomly initialised Llama whose weights depend only on ``name`` (fixed seed)."""
+def build_toy_model(
+    name: str, tokenizer: PreTrainedTokenizerFast, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"
+):
+    """A randomly initialised Llama whose weights depend only on ``name`` (fixed seed).
+
+    ``attn_implementation`` is one of :data:`TOY_ATTENTION`; it does not change the weights.
+    """
+    if attn_implementation not in TOY_ATTENTION:
+        raise ValueError(f"toy models run with attention {', '.join(TOY_ATTENTION)}, not {attn_implementation!r}")
+    from . import packed_attention  # noqa: F401  (registers packed_varlen before the model is built)
+
     size = name[len(TOY_PREFIX):]
     if size not in TOY_SIZES:
         raise ValueError(f"unknown toy model {name!r}; known: {', '.join(TOY_PREFIX + s for s in TOY_SIZES)}")
@@ -64,6 +75,7 @@ def build_toy_model(name: str, tokenizer: PreTrainedTokenizerFast, dtype: torch.
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        attn_implementation=attn_implementation,
         **TOY_SIZES[size],
     )
     # Constructed directly rather than with from_config: under ZeRO-3, from_config runs

@@ -35,14 +35,16 @@ from . import checkpoints
 from .configs import UniDPOConfig
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
+from .packed_attention import PACKED_VARLEN, check_packed_varlen_support
 from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, ReferenceLogpsCache, attach_reference_logps
 from .tokenization import REFERENCE_COLUMNS, PreferenceCollator
 
 logger = logging.getLogger(__name__)
 
 # Attention implementations that keep packed sequences apart given restarting position
-# ids (transformers builds a block-diagonal mask, or varlen kernels, from them).
-PACKING_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention", "sdpa", "eager")
+# ids (transformers builds a block-diagonal mask, or varlen kernels, from them;
+# packed_varlen, ours, attends each sequence on its own: see packed_attention).
+PACKING_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention", "sdpa", "eager", PACKED_VARLEN)
 
 
 # Keys of a training window's log entry (see UniDPOTrainer.log).
@@ -58,6 +60,8 @@ def check_padding_free_support(config) -> None:
             f"known to keep them from attending to each other; use one of {', '.join(PACKING_ATTENTION)} "
             "(attn_implementation in the recipe) or set padding_free: false"
         )
+    if attn == PACKED_VARLEN:
+        check_packed_varlen_support(config)
 
 
 def check_lean_logps_support(config) -> None:
@@ -200,6 +204,8 @@ class UniDPOTrainer(Trainer):
         config = self.accelerator.unwrap_model(model).config
         if args.padding_free:
             check_padding_free_support(config)
+        elif getattr(config, "_attn_implementation", None) == PACKED_VARLEN:
+            check_packed_varlen_support(config)
         if args.lean_logps:
             check_lean_logps_support(config)
         self.needs_reference = args.loss_type != "simpo"
