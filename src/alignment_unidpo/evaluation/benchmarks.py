@@ -1,0 +1,106 @@
+"""The math benchmarks of the paper's Table 2, and reading their files.
+
+Each benchmark is one local file ``<name>.jsonl`` (or ``.json`` / ``.parquet``) in a data
+folder (``--data_dir``, default ``data/eval/math``), one problem per row. The problem is
+the first of the fields ``problem`` / ``question``; the gold answer the first of
+``answer`` / ``final_answer`` / ``solution`` (a list takes its first element; a boxed
+solution or GSM8K's ``#### 42`` is reduced to the answer when graded). The files of
+QwenLM/Qwen2.5-Math's ``evaluation/data/<name>/test.jsonl`` have these fields; see the
+README's "Evaluate" section for where each comes from. ``--hub`` reads a hub dataset id
+instead, when a machine can reach the hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..data import DataValidationError
+
+# Table 2's column order; the keys name the files. Sizes are those of the standard test sets.
+MATH_BENCHMARKS = {
+    "gsm8k": ("GSM8K", 1319),
+    "math500": ("MATH", 500),
+    "minerva_math": ("Minerva Math", 272),
+    "olympiadbench": ("Olympiad Bench", 675),
+    "aime24": ("AIME 2024", 30),
+    "amc23": ("AMC 2023", 40),
+    "gaokao2023en": ("GaoKao 2023 En", 385),
+    "college_math": ("College Math", 2818),
+}
+PROBLEM_FIELDS = ("problem", "question")
+ANSWER_FIELDS = ("answer", "final_answer", "solution")
+DEFAULT_MATH_DIR = Path("data/eval/math")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file; bad lines name file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        import datasets
+
+        return list(datasets.Dataset.from_parquet(str(path)))
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise DataValidationError(f"{path}: empty file")
+    if path.suffix == ".json":
+        rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise DataValidationError(f"{path}: expected a JSON list of objects")
+        return rows
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataValidationError(f"{path}:{n}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataValidationError(f"{path}:{n}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _field(row: dict[str, Any], names: tuple[str, ...], where: str) -> Any:
+    for name in names:
+        if row.get(name) not in (None, "", []):
+            value = row[name]
+            return value[0] if isinstance(value, list) else value
+    raise DataValidationError(f"{where}: missing field {' / '.join(repr(n) for n in names)}")
+
+
+def load_benchmark(name: str, data_dir: str | Path = DEFAULT_MATH_DIR, limit: int | None = None,
+                   hub: str | None = None) -> list[dict[str, Any]]:
+    """``[{"benchmark", "problem", "answer"}]`` for benchmark ``name`` (a :data:`MATH_BENCHMARKS` key)."""
+    if name not in MATH_BENCHMARKS:
+        raise DataValidationError(f"unknown math benchmark {name!r}; known: {', '.join(MATH_BENCHMARKS)}")
+    if hub:  # not exercised offline
+        import datasets
+
+        repo, _, split = hub.partition(":")
+        rows, where = list(datasets.load_dataset(repo, split=split or "test")), hub
+    else:
+        candidates = [Path(data_dir) / f"{name}{ext}" for ext in (".jsonl", ".json", ".parquet")]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"{candidates[0]}: no such file (benchmark {name}; see README 'Evaluate')")
+        rows, where = read_rows(path), str(path)
+    items = [{"benchmark": name, "problem": str(_field(r, PROBLEM_FIELDS, f"{where}:{i + 1}")),
+              "answer": str(_field(r, ANSWER_FIELDS, f"{where}:{i + 1}"))} for i, r in enumerate(rows)]
+    return items[:limit] if limit else items
+
+
+def load_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """A grade-only file: one ``{"output", "answer"[, "benchmark"]}`` object a line."""
+    rows = read_rows(path)
+    if not rows:
+        raise DataValidationError(f"{path}: no rows")
+    for n, row in enumerate(rows, 1):
+        for name in ("output", "answer"):
+            if name not in row or row[name] is None:
+                raise DataValidationError(f"{path}:{n}: missing field {name!r}")
+    return rows
