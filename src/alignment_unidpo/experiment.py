@@ -124,9 +124,29 @@ def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrid
     out = Path(recipe.training.output_dir)
     metrics = evaluate_policy(out, sft_dir, world_dir, RewardSpec.of(recipe.training), split, keep_pairs=True)
     record = {"recipe": recipe_name, "seed": seed, "split": split, "overrides": overrides or {},
-              "metrics": metrics, "sft": sft_metrics(world_dir, sft_dir, split)}
+              "metrics": metrics, "sft": sft_metrics(world_dir, sft_dir, split),
+              "world_dir": str(world_dir), "sft_dir": str(sft_dir),
+              "reward": dataclasses.asdict(RewardSpec.of(recipe.training))}
     (out / "world_metrics.json").write_text(json.dumps(record))
     return record
+
+
+def world_run_inputs(record: dict[str, Any]) -> tuple[Path, Path, RewardSpec]:
+    """(world folder, SFT folder, reward) of a run from its ``world_metrics.json`` record.
+
+    Records written before these were stored are resolved again: the default
+    :class:`WorldSpec` for the recorded seed, and the recipe with the recorded overrides.
+    """
+    if "world_dir" in record:
+        world_dir, sft_dir, spec = Path(record["world_dir"]), Path(record["sft_dir"]), RewardSpec(**record["reward"])
+    else:
+        _, _, world_dir, sft_dir = world_paths(int(record["seed"]))
+        values = {**world_values(world_dir, sft_dir, int(record["seed"]), False), **record.get("overrides", {})}
+        spec = RewardSpec.of(resolve(record["recipe"], values, num_processes=1).training)
+    for folder, what in ((world_dir, "world.json"), (sft_dir, "config.json")):
+        if not (folder / what).is_file():
+            raise FileNotFoundError(f"{folder / what}: the run's world/SFT folder is gone; `make train` recreates it")
+    return world_dir, sft_dir, spec
 
 
 def format_comparison(record: dict[str, Any]) -> str:

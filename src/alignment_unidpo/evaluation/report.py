@@ -1,0 +1,98 @@
+"""``results.md``: our numbers beside the paper's (Tables 1 and 2), with the exact versions,
+decoding settings and sample counts they were obtained with."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .benchmarks import MATH_BENCHMARKS
+from .paper_numbers import TABLE1_COLUMNS, paper_row
+
+PACKAGES = ("alignment-unidpo", "torch", "transformers", "math-verify", "latex2sympy2_extended")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    try:
+        root = Path(__file__).resolve().parents[3]
+        out["git"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        out["git"] = "unknown"
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _footer(meta: dict[str, Any]) -> list[str]:
+    lines = ["", "## Settings", ""]
+    for key, value in meta.items():
+        lines.append(f"- {key}: `{value}`")
+    return lines
+
+
+def math_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, Any]) -> str:
+    """Table 2's columns: ours (pass@1, %) and the paper's row for ``recipe``."""
+    row = paper_row(recipe)
+    paper = row[3] if row and row[0] == "Table 2" else {}
+    names = [n for n in MATH_BENCHMARKS if n in summary["benchmarks"]]
+    head = ["", *(MATH_BENCHMARKS[n][0] for n in names), "Average"]
+    lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ours = [100 * summary["benchmarks"][n]["accuracy"] for n in names]
+    lines.append("| ours | " + " | ".join(_pct(v) for v in ours) + f" | {_pct(summary['average'] * 100)} |")
+    if paper:
+        label = f"paper ({row[0]}, {row[1]}, {row[2]})"
+        lines.append(f"| {label} | " + " | ".join(_pct(paper.get(n)) for n in names) + f" | {_pct(paper['average'])} |")
+        if len(names) < len(MATH_BENCHMARKS):
+            lines.append("")
+            lines.append(f"The paper's Average is over all {len(MATH_BENCHMARKS)} benchmarks; ours over the "
+                         f"{len(names)} evaluated.")
+    else:
+        lines += ["", "The paper has no row for this run's recipe."]
+    lines += ["", "| benchmark | items | correct | pass@1 (%) |", "|---|---|---|---|"]
+    for n in names:
+        b = summary["benchmarks"][n]
+        lines.append(f"| {n} | {b['n']} | {b['correct']} | {100 * b['accuracy']:.1f} |")
+    return "\n".join(lines + _footer(meta)) + "\n"
+
+
+def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe: str | None,
+                     meta: dict[str, Any]) -> str:
+    """The answer file, the judge commands, and the paper's Table 1 row to compare with."""
+    row = paper_row(recipe)
+    cols = {"alpacaeval": ("alpacaeval_lc", "alpacaeval_wr"), "arenahard": ("arenahard_wr",)}[suite]
+    lines = [f"# {suite} answers (paper Table 1){f': {recipe}' if recipe else ''}", "",
+             f"Answers: `{answer_file}`. Judging needs an API judge; run:", "", "```"] + commands + ["```", ""]
+    lines += ["| | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
+              "| ours | " + " | ".join("(judge)" for _ in cols) + " |"]
+    if row and row[0] == "Table 1":
+        lines.append(f"| paper ({row[1]}, {row[2]}) | " + " | ".join(_pct(row[3][c]) for c in cols) + " |")
+    else:
+        lines += ["", "The paper has no Table 1 row for this run's recipe."]
+    assert set(cols) <= set(TABLE1_COLUMNS)
+    return "\n".join(lines + _footer(meta)) + "\n"
+
+
+def world_markdown(record: dict[str, Any], metrics: dict[str, Any], sft: dict[str, Any], names: tuple[str, ...],
+                   meta: dict[str, Any]) -> str:
+    """The preference world's held-out metrics: SFT start, this run, and the run's own record."""
+    lines = [f"# Preference-world evaluation: {record['recipe']} (world seed {record['seed']}, "
+             f"{record['split']} split)", "",
+             "| metric | SFT | ours | recorded at training |", "|---|---|---|---|"]
+    for name in names:
+        lines.append(f"| {name} | {sft[name]:.3f} | {metrics[name]:.3f} | {record['metrics'][name]:.3f} |")
+    lines += ["", "The paper has no preference-world numbers: the world is this project's offline stand-in "
+              "(README, 'Preference world'). Graded by `world.true_score` and `evaluate.evaluate_policy`."]
+    return "\n".join(lines + _footer(meta)) + "\n"
