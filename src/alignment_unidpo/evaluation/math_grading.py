@@ -58,7 +58,8 @@ def boxed_contents(text: str) -> list[str]:
 
 
 def _clean(answer: str) -> str:
-    answer = answer.strip().strip("$").strip()
+    """Drop the math delimiters and the sentence's full stop around an answer."""
+    answer = answer.strip().rstrip(".").strip().strip("$").strip()
     answer = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$", "", answer).strip()
     return answer.rstrip(".").strip()
 
