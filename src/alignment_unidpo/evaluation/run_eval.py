@@ -115,8 +115,9 @@ def summarize_math(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def grade_rows(items: list[dict[str, Any]], outputs: dict[int, dict[str, Any]] | None, log: ItemLog, keys: list[str],
                timeout: int, progress: bool) -> None:
-    """Grade every item whose key is not in ``log`` yet; ``outputs`` None: items carry ``output``."""
-    todo = [i for i, k in enumerate(keys) if k not in log]
+    """Grade every item not in ``log`` yet: those in ``outputs`` (index -> generation), or, when
+    ``outputs`` is None, all items, each carrying its own ``output`` (grade-only)."""
+    todo = [i for i, k in enumerate(keys) if k not in log and (outputs is None or i in outputs)]
     for i in tqdm(todo, desc="grading", disable=not progress):
         item = items[i]
         gen = outputs[i] if outputs is not None else {"output": str(item["output"])}

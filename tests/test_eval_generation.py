@@ -1,0 +1,118 @@
+"""`make eval` with a model: batched greedy generation on a tiny model, the math suite end to
+end (and its resume), AlpacaEval / Arena-Hard answer files against their tools' documented
+formats, and the preference-world table."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alignment_unidpo.evaluation import answers, generation, run_eval
+from alignment_unidpo.evaluation.generation import Decoding, generate, load_model_and_tokenizer
+from alignment_unidpo.toy import build_toy_model, build_toy_tokenizer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "eval"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A saved toy:tiny-llama folder, as a training run leaves it (model + tokenizer + chat template)."""
+    folder = tmp_path_factory.mktemp("run") / "qwen2.5-math-7b"  # named like a recipe: the paper row applies
+    tokenizer = build_toy_tokenizer()
+    build_toy_model("toy:tiny-llama", tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_greedy_generation_is_batched_deterministic_and_uses_the_chat_template(tiny_run):
+    model, tokenizer = load_model_and_tokenizer(str(tiny_run), device="cpu")
+    convs = [generation.math_conversation("What is 1+1?"), [{"role": "user", "content": "hi"}],
+             [{"role": "user", "content": "a longer question, padded on the left"}]]
+    text = generation.render(tokenizer, convs[0])
+    assert "<|im_start|>system\nPlease reason step by step" in text and text.endswith("<|im_start|>assistant\n")
+    assert "within \\boxed{}<|im_end|>" in text  # the Tab. C.2 user turn
+    decoding = Decoding(max_new_tokens=5)
+    batched = [row for batch in generate(model, tokenizer, convs, decoding, batch_size=3) for row in batch]
+    alone = [row for batch in generate(model, tokenizer, convs, decoding, batch_size=1) for row in batch]
+    assert [r["output"] for r in batched] == [r["output"] for r in alone]  # left padding changes nothing
+    assert all(1 <= r["num_tokens"] <= 5 for r in batched)
+    assert Decoding().as_dict()["strategy"] == "greedy" and Decoding().max_new_tokens == 3000
+    assert Decoding(temperature=0.8, top_p=0.8).generate_kwargs()["do_sample"] is True
+
+
+def test_math_suite_generates_grades_writes_the_table_and_resumes(tiny_run, capsys, monkeypatch):
+    argv = [str(tiny_run), "--suite=math", f"--data_dir={FIXTURES}", "--benchmarks=math500,gsm8k",
+            "--max_new_tokens=3", "--batch_size=2", "--progress=false"]
+    assert run_eval.main(list(argv)) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 5 and set(result["benchmarks"]) == {"math500", "gsm8k"}
+    folder = tiny_run / "eval" / "math"
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(5)) and all("correct" in r and "output" in r for r in rows)
+    text = (folder / "results.md").read_text()
+    assert "paper (Table 2, Qwen2.5-Math 7B, Uni-DPO) | 88.9 | 78.2 |" in text  # GSM8K, MATH columns only
+    assert "'max_new_tokens': 3" in text and "'strategy': 'greedy'" in text
+    # everything graded: a rerun loads no model and prints the same result
+    monkeypatch.setattr(run_eval, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
+    assert run_eval.main(list(argv)) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+
+
+def test_alpacaeval_answers_are_the_list_alpaca_eval_reads(tiny_run, tmp_path, capsys):
+    questions = tmp_path / "alpaca_eval.json"
+    questions.write_text(json.dumps([{"instruction": "Say hi.", "dataset": "helpful_base", "output": "gpt4 ref"},
+                                     {"instruction": "Name a colour.", "dataset": "oasst"}]))
+    assert run_eval.main([str(tiny_run), "--suite=alpacaeval", f"--questions={questions}", "--max_new_tokens=3",
+                          f"--out={tmp_path / 'a'}", "--progress=false"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    assert f"alpaca-eval=={answers.ALPACA_EVAL_VERSION}" in captured.err
+    records = json.loads(Path(result["answers"]).read_text())
+    # alpaca_eval's documented --model_outputs: a JSON list of {instruction, output, generator[, dataset]}
+    assert [set(r) for r in records] == [{"instruction", "output", "generator", "dataset"}] * 2
+    assert [r["instruction"] for r in records] == ["Say hi.", "Name a colour."]
+    assert {r["generator"] for r in records} == {"qwen2.5-math-7b"}
+    answers.validate_alpaca_outputs(records)
+    assert "alpaca_eval --model_outputs" in (tmp_path / "a" / "results.md").read_text()
+
+
+def test_arena_hard_answers_follow_the_model_answer_schema(tiny_run, tmp_path, capsys):
+    questions = tmp_path / "question.jsonl"
+    rows = [{"question_id": "q2", "category": "arena-hard-v0.1", "cluster": "c", "turns": [{"content": "Why?"}]},
+            {"question_id": "q1", "category": "arena-hard-v0.1", "cluster": "c", "turns": [{"content": "How?"}]}]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_eval.main([str(tiny_run), "--suite=arenahard", f"--questions={questions}", "--max_new_tokens=3",
+                          f"--out={tmp_path / 'h'}", "--model_id=tiny", "--progress=false"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    path = Path(result["answers"])
+    assert path == tmp_path / "h" / "model_answer" / "tiny.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:  # arena-hard-auto v0.1 gen_answer.py's record
+        assert set(line) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+        assert line["model_id"] == "tiny" and isinstance(line["tstamp"], float)
+        (choice,) = line["choices"]
+        assert choice["index"] == 0 and set(choice["turns"][0]) == {"content", "token_len"}
+    assert [line["question_id"] for line in lines] == ["q1", "q2"]
+    assert len({line["answer_id"] for line in lines}) == 2
+    bad = dict(lines[0], choices=[{"index": 0, "turns": ["bare string"]}])
+    with pytest.raises(ValueError, match="content"):
+        answers.validate_arena_answers([bad])
+    with pytest.raises(ValueError, match="twice"):
+        answers.validate_arena_answers([lines[0], lines[0]])
+
+
+def test_a_world_run_gets_its_table_from_the_same_command(tmp_path, capsys):
+    from alignment_unidpo.evaluate import METRICS
+    from alignment_unidpo.experiment import WorldSpec, run_in_world
+
+    small_world = dict(n_sft=256, n_train_pairs=96, n_val_pairs=32, n_test_pairs=32, n_val_tasks=8, n_test_tasks=8)
+    spec = WorldSpec(root=tmp_path / "worlds", world=small_world, sft=dict(epochs=1, batch_size=64))
+    run = tmp_path / "runs" / "uni-dpo"
+    record = run_in_world("toy-world-uni-dpo", 0, {"max_steps": 2, "output_dir": str(run)}, spec=spec, progress=False)
+    assert run_eval.main([str(run), "--progress=false"]) == 0  # the suite is found from world_metrics.json
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["suite"] == "world"
+    for name in METRICS:  # the same grader, the same numbers as at training
+        assert result[name] == pytest.approx(record["metrics"][name], abs=1e-6)
+    text = (run / "eval" / "world" / "results.md").read_text()
+    assert "| metric | SFT | ours | recorded at training |" in text and "| gen_score |" in text
