@@ -2,6 +2,9 @@
 cases, grade-only `make eval SUITE=math PREDICTIONS=...`, bad input, and resume after a kill."""
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,3 +155,26 @@ def test_a_killed_grading_resumes_without_grading_any_item_twice(tmp_path, capsy
     assert len(graded) == 8 == len(set(graded))  # each item graded exactly once over both runs
     strip = lambda text: [{k: v for k, v in json.loads(line).items()} for line in text.splitlines()]  # noqa: E731
     assert strip(results.read_text()) == strip(reference)  # same lines, same order
+
+
+def test_make_help_lists_make_eval(capsys):
+    from alignment_unidpo import recipes
+
+    assert recipes.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "make eval RUN=outputs/toy-world/runs/uni-dpo" in text and "make eval SUITE=math PREDICTIONS=" in text
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not list((REPO_ROOT / ".venv").glob(".installed-*")) or shutil.which("make") is None,
+                    reason="needs make and the repo's .venv (made by `make test`)")
+def test_make_eval_grades_predictions_offline(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    proc = subprocess.run(["make", "-s", "eval", "SUITE=math", f"PREDICTIONS={FIXTURES / 'predictions.jsonl'}",
+                           f"ARGS=--out={tmp_path} --progress=false"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(5 / 8)
+    assert (tmp_path / "results.jsonl").is_file()
