@@ -65,3 +65,99 @@ def test_make_dry_run_prints_the_per_node_command():
     assert cmd[cmd.index("--machine_rank") + 1] == "1" and cmd[cmd.index("--num_machines") + 1] == "2"
     assert "--num_machines" not in cmd[cmd.index(str(REPO_ROOT / "scripts" / "run_unidpo.py")):]  # not the script's
     assert out["training"]["gradient_accumulation_steps"] == 128 // (16 * out["training"]["per_device_train_batch_size"])
+
+
+# --- two "machines" on one CPU host ------------------------------------------------------
+ZERO3_CPU = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  deepspeed_multinode_launcher: standard
+  zero_stage: 3
+  zero3_init_flag: true
+  zero3_save_16bit_model: true
+  offload_optimizer_device: none
+  offload_param_device: none
+mixed_precision: 'no'
+num_machines: 1
+machine_rank: 0
+num_processes: 2
+rdzv_backend: static
+same_network: true
+use_cpu: true
+"""
+# SGD: equal gradients give equal weights (Adam turns rounding in tiny gradients into +-lr steps)
+COMMON = ["--dataset_mixture=[{path: data/toy_preferences_text.jsonl, fraction: 0.3},"
+          " {path: data/toy_preferences_chat.jsonl, fraction: 0.3}]",
+          "--max_steps=3", "--eval_strategy=no", "--save_strategy=no", "--test_split_size=16",
+          "--global_batch_size=16", "--per_device_train_batch_size=8", "--per_device_eval_batch_size=8",
+          "--logging_steps=1", "--disable_tqdm=true", "--optim=sgd", "--learning_rate=1.0",
+          "--lr_scheduler_type=constant", "--warmup_ratio=0"]
+EVAL_KEYS = ("eval_loss", "eval_rewards/margins", "eval_rewards/accuracies", "eval_cnll_active")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def recipes_cmd(*args):
+    return [sys.executable, "-m", "alignment_unidpo.recipes", "default", *args]
+
+
+def run_machines(commands, timeout=300):
+    """Start every machine's launch at once; kill them all if one fails or time runs out."""
+    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for cmd in commands]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-6000:]
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one") / "run"
+    run_machines([recipes_cmd("--accelerate_config=single", "--num_processes=1", f"--output_dir={out}", *COMMON)])
+    from alignment_unidpo.models import load_tokenizer
+    from alignment_unidpo.toy import build_toy_model
+
+    start = build_toy_model("toy:tiny-llama", load_tokenizer(resolve("default").model)).state_dict()
+    trained = load_file(out / "model.safetensors")
+    assert max((trained[k] - start[k]).abs().max().item() for k in trained) > 1e-3  # not vacuous
+    return out
+
+
+def results(out):
+    losses = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    return losses, json.loads((out / "eval_results.json").read_text())
+
+
+@pytest.mark.parametrize("backend", ["ddp", "zero3"])
+def test_two_machines_match_one_process_on_the_same_global_batch(one_process, tmp_path, backend):
+    if backend == "zero3":
+        pytest.importorskip("deepspeed")
+        config = tmp_path / "zero3_cpu.yaml"
+        config.write_text(ZERO3_CPU)
+    else:
+        config = REPO_ROOT / "accelerate_configs" / "ddp.yaml"
+    out, port = tmp_path / "two", free_port()
+    machine = ["--num_processes=2", "--num_machines=2", "--main_process_ip=127.0.0.1", f"--main_process_port={port}",
+               f"--accelerate_config={config}", f"--output_dir={out}", *COMMON]
+    logs = run_machines([recipes_cmd(*machine, f"--machine_rank={rank}") for rank in (0, 1)])
+    assert "--machine_rank 1" in logs[1] and "--num_machines 2" in logs[0]  # the `launching:` line
+    two, one = load_file(out / "model.safetensors"), load_file(one_process / "model.safetensors")
+    assert two.keys() == one.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-5, msg=f"{backend}: {name}")
+    (two_losses, two_eval), (one_losses, one_eval) = results(out), results(one_process)
+    assert len(one_losses) == 3 and two_losses == pytest.approx(one_losses, rel=1e-5)
+    for key in EVAL_KEYS:
+        assert two_eval[key] == pytest.approx(one_eval[key], rel=1e-4, abs=1e-6), key
