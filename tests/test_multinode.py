@@ -161,3 +161,56 @@ def test_two_machines_match_one_process_on_the_same_global_batch(one_process, tm
     assert len(one_losses) == 3 and two_losses == pytest.approx(one_losses, rel=1e-5)
     for key in EVAL_KEYS:
         assert two_eval[key] == pytest.approx(one_eval[key], rel=1e-4, abs=1e-6), key
+
+
+# --- the SLURM script ---------------------------------------------------------------------
+STUB_SRUN = """#!/usr/bin/env python3
+# Records srun's argv and environment, then runs its command once per node (SLURM_NODEID=i),
+# each node's stdout into node-<i>.out, as srun's tasks would.
+import json, os, subprocess, sys
+record = os.environ["STUB_RECORD"]
+argv = sys.argv[1:]
+json.dump({"argv": argv, "env": {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "MAIN_", "NUM_"))}},
+          open(os.path.join(record, "srun.json"), "w"))
+command = argv[next(i for i, a in enumerate(argv) if not a.startswith("-")):]
+codes = []
+for node in range(int(os.environ["SLURM_NNODES"])):
+    env = {**os.environ, "SLURM_NODEID": str(node), "SLURM_PROCID": str(node), "SLURM_LOCALID": "0"}
+    with open(os.path.join(record, f"node-{node}.out"), "w") as out:
+        codes.append(subprocess.run(command, env=env, stdout=out).returncode)
+sys.exit(max(codes))
+"""
+STUB_SCONTROL = """#!/bin/sh
+echo "$@" >> "$STUB_RECORD/scontrol.args"
+printf 'gpu-node-07\\ngpu-node-08\\n'
+"""
+
+
+def test_the_slurm_script_runs_one_launch_per_node_with_its_rank(tmp_path):
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir()
+    record.mkdir()
+    for name, text in (("srun", STUB_SRUN), ("scontrol", STUB_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {**ENV, "PATH": f"{bin_dir}:{ENV['PATH']}", "STUB_RECORD": str(record), "PYTHON": sys.executable,
+           "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "gpu-node-[07-08]", "SLURM_GPUS_ON_NODE": "8",
+           "SLURM_SUBMIT_DIR": str(REPO_ROOT), "SLURM_JOB_ID": "123", "MAIN_PROCESS_PORT": "29611"}
+    proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "launch.slurm"), "llama3-8b-base-v0.2", "zero3",
+                           "--output_dir=outputs/two nodes", "--beta=3", "--dry_run"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 node(s) x 8 GPU(s) = 16 processes, rendezvous gpu-node-07:29611" in proc.stderr
+    assert (record / "scontrol.args").read_text().split() == ["show", "hostnames", "gpu-node-[07-08]"]
+    srun = json.loads((record / "srun.json").read_text())
+    assert srun["argv"][:4] == ["--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    for node in (0, 1):
+        resolved = json.loads((record / f"node-{node}.out").read_text())
+        cmd = shlex.split(resolved["launch"]["command"])
+        flag = lambda name: cmd[cmd.index(name) + 1]  # noqa: E731
+        assert (flag("--num_processes"), flag("--num_machines"), flag("--machine_rank")) == ("16", "2", str(node))
+        assert (flag("--main_process_ip"), flag("--main_process_port")) == ("gpu-node-07", "29611")
+        assert flag("--config_file").endswith("accelerate_configs/zero3.yaml")
+        assert resolved["training"]["output_dir"] == "outputs/two nodes" and resolved["training"]["beta"] == 3
+        assert resolved["training"]["gradient_accumulation_steps"] * 16 * resolved["training"][
+            "per_device_train_batch_size"] == 128
