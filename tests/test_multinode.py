@@ -4,6 +4,7 @@ ZeRO-3) against one process on the same global batch, and the SLURM script's com
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO_ROOT
 
+from alignment_unidpo.checkpoints import check_resume_world_size, zero_checkpoint_world_size
 from alignment_unidpo.recipes import RecipeError, launch_command, resolve
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -122,6 +124,9 @@ def run_machines(commands, timeout=300):
     return outputs
 
 
+SAVE_AT_2 = ["--save_strategy=steps", "--save_steps=2"]  # a checkpoint to resume on another process count
+
+
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory):
     out = tmp_path_factory.mktemp("one") / "run"
@@ -141,7 +146,7 @@ def results(out):
 
 
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])
-def test_two_machines_match_one_process_on_the_same_global_batch(one_process, tmp_path, backend):
+def test_two_machines_match_one_process_and_their_checkpoint_resumes_on_one_or_is_refused(one_process, tmp_path, backend):
     if backend == "zero3":
         pytest.importorskip("deepspeed")
         config = tmp_path / "zero3_cpu.yaml"
@@ -151,7 +156,7 @@ def test_two_machines_match_one_process_on_the_same_global_batch(one_process, tm
     out, port = tmp_path / "two", free_port()
     machine = ["--num_processes=2", "--num_machines=2", "--main_process_ip=127.0.0.1", f"--main_process_port={port}",
                f"--accelerate_config={config}", f"--output_dir={out}", *COMMON]
-    logs = run_machines([recipes_cmd(*machine, f"--machine_rank={rank}") for rank in (0, 1)])
+    logs = run_machines([recipes_cmd(*machine, *SAVE_AT_2, f"--machine_rank={rank}") for rank in (0, 1)])
     assert "--machine_rank 1" in logs[1] and "--num_machines 2" in logs[0]  # the `launching:` line
     two, one = load_file(out / "model.safetensors"), load_file(one_process / "model.safetensors")
     assert two.keys() == one.keys()
@@ -214,3 +219,40 @@ def test_the_slurm_script_runs_one_launch_per_node_with_its_rank(tmp_path):
         assert resolved["training"]["output_dir"] == "outputs/two nodes" and resolved["training"]["beta"] == 3
         assert resolved["training"]["gradient_accumulation_steps"] * 16 * resolved["training"][
             "per_device_train_batch_size"] == 128
+
+    # resume step 2 -> 3 on ONE process: a DDP checkpoint resumes and ends with the same weights;
+    # a ZeRO-3 one (optimizer states partitioned over 2 ranks) is refused before launching
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(out / "checkpoint-2", resumed / "checkpoint-2")
+    resume = recipes_cmd("--accelerate_config=single", "--num_processes=1", f"--output_dir={resumed}",
+                         "--resume_from_checkpoint=true", *COMMON)
+    if backend == "zero3":
+        assert zero_checkpoint_world_size(resumed / "checkpoint-2") == 2
+        proc = subprocess.run(resume, cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "partitioned over 2 processes, but this run has 1" in proc.stderr
+        assert "ds_to_universal --input_folder" in proc.stderr and "num_processes=2" in proc.stderr
+        return
+    run_machines([resume])
+    weights = load_file(resumed / "model.safetensors")
+    for name in one:
+        torch.testing.assert_close(weights[name], one[name], rtol=0, atol=1e-5, msg=f"resumed on 1: {name}")
+    assert results(resumed)[0] == pytest.approx(one_losses[2:], rel=1e-5)
+
+
+def test_zero_checkpoints_know_their_world_size_and_ddp_ones_resume_anywhere(tmp_path):
+    zero = tmp_path / "zero" / "checkpoint-4"
+    (zero / "global_step4").mkdir(parents=True)
+    (zero / "latest").write_text("global_step4")
+    for rank in range(4):
+        (zero / "global_step4" / f"bf16_zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_text("")
+    assert zero_checkpoint_world_size(zero) == 4
+    check_resume_world_size(zero, 4)
+    with pytest.raises(RecipeError, match="partitioned over 4 processes, but this run has 8"):
+        check_resume_world_size(zero, 8)
+    ddp = tmp_path / "ddp" / "checkpoint-4"
+    ddp.mkdir(parents=True)
+    (ddp / "optimizer.pt").write_text("")
+    assert zero_checkpoint_world_size(ddp) is None
+    check_resume_world_size(ddp, 16)

@@ -350,7 +350,7 @@ def main(argv: list[str]) -> int:
             argv.remove(flag)
             dry_run = True
     resolved = resolve(recipe, argv)
-    check_output_dir(resolved.training, dry_run=dry_run)  # refuse a used output_dir before launching
+    check_output_dir(resolved.training, dry_run=dry_run, num_processes=resolved.launch.num_processes)  # refuse a used output_dir before launching
     from .checks import preflight  # imports data (datasets); not needed to resolve
 
     preflight(resolved)

@@ -110,7 +110,7 @@ def attach_cached_reference_logps(ds: datasets.Dataset | None, cache: ReferenceL
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
     """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
-    check_output_dir(args)  # before anything is loaded; every process
+    check_output_dir(args, num_processes=recipe.launch.num_processes)  # before anything is loaded; every process
     state = PartialState()
     if state.is_main_process:
         prepare_output_dir(args)
