@@ -9,6 +9,7 @@
 #   make train RECIPE=... NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=node0 [MAIN_PROCESS_PORT=29500] NUM_PROCESSES=16
 #                                                on every node (its own MACHINE_RANK); NUM_PROCESSES is the total
 #   sbatch scripts/launch.slurm RECIPE [ACCELERATE] [ARGS...]   the same on SLURM, one task per node
+#   make merge RUN=outputs/<lora-run>            merge a LoRA run's adapter into its base -> RUN/merged (full model)
 #   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
 #   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
@@ -72,6 +73,10 @@ else
 		$(if $(MAIN_PROCESS_PORT),--main_process_port=$(MAIN_PROCESS_PORT)) \
 		$(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 endif
+
+.PHONY: merge
+merge: $(STAMP)
+	$(PY) -m alignment_unidpo.merge $(RUN) $(ARGS)
 
 demo: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.demo --seeds $(SEEDS) $(ARGS)

@@ -54,6 +54,15 @@ class ModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Module names for LoRA; default: all linear layers."}
     )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "With use_peft: after training also write output_dir/merged, the adapter merged into "
+                          "the base (a full safetensors model for AutoModelForCausalLM; CPU memory: the whole model)."},
+    )
+
+    def __post_init__(self):
+        if self.merge_lora and not self.use_peft:
+            raise ValueError("merge_lora: true needs use_peft: true (there is no adapter to merge)")
 
 
 @dataclass
