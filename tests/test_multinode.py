@@ -167,6 +167,27 @@ def test_two_machines_match_one_process_and_their_checkpoint_resumes_on_one_or_i
     for key in EVAL_KEYS:
         assert two_eval[key] == pytest.approx(one_eval[key], rel=1e-4, abs=1e-6), key
 
+    # resume step 2 -> 3 on ONE process: a DDP checkpoint resumes and ends with the same weights;
+    # a ZeRO-3 one (optimizer states partitioned over 2 ranks) is refused before launching
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(out / "checkpoint-2", resumed / "checkpoint-2")
+    resume = recipes_cmd("--accelerate_config=single", "--num_processes=1", f"--output_dir={resumed}",
+                         "--resume_from_checkpoint=true", *COMMON)
+    if backend == "zero3":
+        assert zero_checkpoint_world_size(resumed / "checkpoint-2") == 2
+        proc = subprocess.run(resume, cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "partitioned over 2 processes, but this run has 1" in proc.stderr
+        assert "ds_to_universal --input_folder" in proc.stderr and "num_processes=2" in proc.stderr
+        return
+    run_machines([resume])
+    weights = load_file(resumed / "model.safetensors")
+    for name in one:
+        torch.testing.assert_close(weights[name], one[name], rtol=0, atol=1e-5, msg=f"resumed on 1: {name}")
+    assert results(resumed)[0] == pytest.approx(one_losses, rel=1e-5)  # steps 1-2 from the checkpoint, 3 resumed
+
+
 
 # --- the SLURM script ---------------------------------------------------------------------
 STUB_SRUN = """#!/usr/bin/env python3
@@ -219,26 +240,6 @@ def test_the_slurm_script_runs_one_launch_per_node_with_its_rank(tmp_path):
         assert resolved["training"]["output_dir"] == "outputs/two nodes" and resolved["training"]["beta"] == 3
         assert resolved["training"]["gradient_accumulation_steps"] * 16 * resolved["training"][
             "per_device_train_batch_size"] == 128
-
-    # resume step 2 -> 3 on ONE process: a DDP checkpoint resumes and ends with the same weights;
-    # a ZeRO-3 one (optimizer states partitioned over 2 ranks) is refused before launching
-    resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    shutil.copytree(out / "checkpoint-2", resumed / "checkpoint-2")
-    resume = recipes_cmd("--accelerate_config=single", "--num_processes=1", f"--output_dir={resumed}",
-                         "--resume_from_checkpoint=true", *COMMON)
-    if backend == "zero3":
-        assert zero_checkpoint_world_size(resumed / "checkpoint-2") == 2
-        proc = subprocess.run(resume, cwd=REPO_ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "partitioned over 2 processes, but this run has 1" in proc.stderr
-        assert "ds_to_universal --input_folder" in proc.stderr and "num_processes=2" in proc.stderr
-        return
-    run_machines([resume])
-    weights = load_file(resumed / "model.safetensors")
-    for name in one:
-        torch.testing.assert_close(weights[name], one[name], rtol=0, atol=1e-5, msg=f"resumed on 1: {name}")
-    assert results(resumed)[0] == pytest.approx(one_losses[2:], rel=1e-5)
 
 
 def test_zero_checkpoints_know_their_world_size_and_ddp_ones_resume_anywhere(tmp_path):
