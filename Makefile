@@ -6,6 +6,10 @@
 #   make train RECIPE=llama3-8b-base-v0.2        a paper run (accelerate + ZeRO-3, 8 GPUs)
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
 #   make train RECIPE=... DRY_RUN=1              check it, print the resolved config as JSON, train nothing (any recipe)
+#   make train RECIPE=... NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=node0 [MAIN_PROCESS_PORT=29500] NUM_PROCESSES=16
+#                                                on every node (its own MACHINE_RANK); NUM_PROCESSES is the total
+#   sbatch scripts/launch.slurm RECIPE [ACCELERATE] [ARGS...]   the same on SLURM, one task per node
+#   make merge RUN=outputs/<lora-run>            merge a LoRA run's adapter into its base -> RUN/merged (full model)
 #   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
 #   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
@@ -28,6 +32,10 @@ TORCH_VERSION ?= 2.13.0
 RECIPE ?=
 ACCELERATE ?=
 NUM_PROCESSES ?=
+NUM_MACHINES ?=
+MACHINE_RANK ?=
+MAIN_PROCESS_IP ?=
+MAIN_PROCESS_PORT ?=
 DRY_RUN ?=
 SUITE ?=
 PREDICTIONS ?=
@@ -67,8 +75,16 @@ else
 	$(OFFLINE) $(PY) -m alignment_unidpo.recipes $(RECIPE) \
 		$(if $(ACCELERATE),--accelerate_config=$(ACCELERATE)) \
 		$(if $(NUM_PROCESSES),--num_processes=$(NUM_PROCESSES)) \
+		$(if $(NUM_MACHINES),--num_machines=$(NUM_MACHINES)) \
+		$(if $(MACHINE_RANK),--machine_rank=$(MACHINE_RANK)) \
+		$(if $(MAIN_PROCESS_IP),--main_process_ip=$(MAIN_PROCESS_IP)) \
+		$(if $(MAIN_PROCESS_PORT),--main_process_port=$(MAIN_PROCESS_PORT)) \
 		$(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 endif
+
+.PHONY: merge
+merge: $(STAMP)
+	$(PY) -m alignment_unidpo.merge $(RUN) $(ARGS)
 
 demo: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.demo --seeds $(SEEDS) $(ARGS)

@@ -140,18 +140,59 @@ def holds_trained_run(output_dir: str | Path) -> bool:
     return bool(checkpoint_dirs(folder)) or any((folder / name).exists() for name in TRAINED_MARKERS)
 
 
-def check_output_dir(args, dry_run: bool = False) -> None:
+# DeepSpeed ZeRO writes one optimizer-state shard per data-parallel rank:
+# global_stepN/[bf16_]zero_pp_rank_<rank>_mp_rank_<mp>_optim_states.pt
+ZERO_SHARD_RE = re.compile(r"zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt$")
+
+
+def zero_checkpoint_world_size(checkpoint: str | Path) -> int | None:
+    """How many ranks wrote this DeepSpeed ZeRO checkpoint (its optimizer shards); None when
+    it is not a ZeRO checkpoint (DDP or one process: full optimizer state, any world size)."""
+    folder = Path(checkpoint)
+    latest = folder / "latest"
+    tags = [latest.read_text().strip()] if latest.is_file() else []
+    step_dirs = [folder / t for t in tags if (folder / t).is_dir()] or sorted(folder.glob("global_step*"))
+    ranks = {int(m.group(1)) for d in step_dirs for f in d.iterdir() if (m := ZERO_SHARD_RE.search(f.name))}
+    return len(ranks) or None
+
+
+def check_resume_world_size(checkpoint: str | Path, num_processes: int) -> None:
+    """Refuse to resume a ZeRO checkpoint on another process count, saying how to go on.
+
+    Its optimizer states are partitioned per rank, and DeepSpeed loads them only on the
+    same number of ranks; a DDP or single-process checkpoint resumes on any count (the
+    global batch, derived from the total process count, stays the same).
+    """
+    written_by = zero_checkpoint_world_size(checkpoint)
+    if written_by is None or written_by == num_processes:
+        return
+    step = next(iter(sorted(Path(checkpoint).glob("global_step*"))), Path(checkpoint) / "global_stepN")
+    raise _error(
+        f"checkpoint '{checkpoint}' holds DeepSpeed ZeRO optimizer states partitioned over {written_by} processes, "
+        f"but this run has {num_processes}; resume it with num_processes={written_by} (e.g. NUM_PROCESSES="
+        f"{written_by}, on the same number of GPUs in total), or convert it to a universal checkpoint with "
+        f"`python -m deepspeed.checkpoint.ds_to_universal --input_folder {step} --output_folder {step}_universal` "
+        "and load that with DeepSpeed's `checkpoint: {load_universal: true}` (README \"Scaling out\"), or start "
+        f"a new run from its weights: --model_name_or_path={checkpoint} (optimizer state and step count are lost)"
+    )
+
+
+def check_output_dir(args, dry_run: bool = False, num_processes: int | None = None) -> None:
     """Refuse to train into a used ``output_dir`` unless resuming it or told to overwrite it.
 
     ``args`` is a :class:`~alignment_unidpo.configs.UniDPOConfig`. Also checks, before
-    anything is loaded, that a requested resume has a complete checkpoint to start from.
+    anything is loaded, that a requested resume has a complete checkpoint to start from
+    and, given ``num_processes`` (the total), that a ZeRO checkpoint is resumed on the
+    process count that wrote it (:func:`check_resume_world_size`).
     Raises :class:`~alignment_unidpo.recipes.RecipeError` (printed as one ``error:`` line).
     A ``dry_run`` (print the resolved recipe, train nothing) is never refused.
     """
     if dry_run:
         return
     if parse_resume(args.resume_from_checkpoint) is not None:
-        resolve_resume(args.resume_from_checkpoint, args.output_dir, warn=False)
+        checkpoint = resolve_resume(args.resume_from_checkpoint, args.output_dir, warn=False)
+        if num_processes is not None:
+            check_resume_world_size(checkpoint, num_processes)
         return
     if holds_trained_run(args.output_dir) and not getattr(args, "overwrite_output_dir", False):
         raise _error(f"output_dir '{args.output_dir}' already holds a trained model/checkpoints; pass "

@@ -54,6 +54,15 @@ class ModelArguments:
     lora_target_modules: list[str] | None = field(
         default=None, metadata={"help": "Module names for LoRA; default: all linear layers."}
     )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "With use_peft: after training also write output_dir/merged, the adapter merged into "
+                          "the base (a full safetensors model for AutoModelForCausalLM; CPU memory: the whole model)."},
+    )
+
+    def __post_init__(self):
+        if self.merge_lora and not self.use_peft:
+            raise ValueError("merge_lora: true needs use_peft: true (there is no adapter to merge)")
 
 
 @dataclass
@@ -124,7 +133,40 @@ class LaunchArguments:
     accelerate_config: str = field(
         default="zero3", metadata={"help": "Name in accelerate_configs/ or a path to an accelerate YAML."}
     )
-    num_processes: int = field(default=8, metadata={"help": "Processes (GPUs) in total."})
+    num_processes: int = field(
+        default=8, metadata={"help": "Processes (GPUs) in total over all machines (accelerate's convention)."}
+    )
+    num_machines: int = field(
+        default=1, metadata={"help": "Machines (nodes) the run spans; each runs num_processes / num_machines."}
+    )
+    machine_rank: int = field(
+        default=0, metadata={"help": "This machine's rank, 0 .. num_machines - 1 (SLURM: $SLURM_NODEID)."}
+    )
+    main_process_ip: str | None = field(
+        default=None, metadata={"help": "Address of the machine of rank 0, the rendezvous host (multi-node only)."}
+    )
+    main_process_port: int | None = field(
+        default=None, metadata={"help": "Rendezvous port on the rank-0 machine; null: accelerate's 29500."}
+    )
+
+    def check(self) -> None:
+        """Raise ValueError when the machines and processes do not fit together."""
+        if self.num_processes % self.num_machines:
+            raise ValueError(
+                f"num_processes={self.num_processes} (the total over all machines) is not a multiple of "
+                f"num_machines={self.num_machines}; every machine runs the same number of processes"
+            )
+        if not 0 <= self.machine_rank < self.num_machines:
+            raise ValueError(f"machine_rank={self.machine_rank} must be in [0, num_machines={self.num_machines})")
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError(
+                f"num_machines={self.num_machines} needs main_process_ip, the address of the machine of rank 0 "
+                "(every machine passes the same one)"
+            )
+
+    @property
+    def processes_per_machine(self) -> int:
+        return self.num_processes // self.num_machines
 
 
 @dataclass
@@ -285,8 +327,11 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("warmup_ratio", "lora_dropout"), lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
     (("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
       "global_batch_size", "precompute_ref_batch_size", "max_length", "max_prompt_length", "logps_chunk_size",
-      "lora_r", "num_processes", "preprocessing_num_workers", "save_total_limit"),
+      "lora_r", "num_processes", "num_machines", "preprocessing_num_workers", "save_total_limit"),
      lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    (("machine_rank",), lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    (("main_process_port",), lambda v: _int(v) and 0 <= v <= 65535, "a port number in [0, 65535]"),
+    (("main_process_ip",), lambda v: isinstance(v, str) and v.strip() != "", "a host name or IP address"),
     (("logging_steps", "save_steps", "eval_steps"), lambda v: _finite(v) and v > 0 and (v < 1 or v == int(v)),
      "an integer >= 1, or a fraction in (0, 1) of all steps"),
     (("max_steps",), lambda v: _int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),

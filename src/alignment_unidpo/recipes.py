@@ -269,6 +269,7 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
     train_kw = per_class[UniDPOConfig]
     train_kw.setdefault("output_dir", f"outputs/{Path(name).stem}")
     try:
+        launch.check()
         train_kw["gradient_accumulation_steps"] = derive_gradient_accumulation(
             train_kw.get("global_batch_size"),
             train_kw.get("per_device_train_batch_size", 8),
@@ -287,13 +288,42 @@ def accelerate_config_path(name: str) -> Path:
     return find_file(name, "accelerate_configs")
 
 
+def _uses_deepspeed(config: Path) -> bool:
+    try:
+        data = yaml.safe_load(config.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.get("distributed_type") == "DEEPSPEED"
+
+
+def machine_args(launch: LaunchArguments, config: Path) -> list[str]:
+    """The ``accelerate launch`` flags that place this machine in a multi-node run.
+
+    Static rendezvous (the accelerate configs' ``rdzv_backend``): every machine names the
+    same rank-0 host and port and its own ``machine_rank``. DeepSpeed runs get the
+    ``standard`` multinode launcher (torchrun on each node, no pdsh/ssh) even from a
+    config that does not set it.
+    """
+    args = []
+    if launch.num_machines > 1:
+        args += ["--num_machines", str(launch.num_machines), "--machine_rank", str(launch.machine_rank),
+                 "--main_process_ip", str(launch.main_process_ip)]
+        if _uses_deepspeed(config):
+            args += ["--deepspeed_multinode_launcher", "standard"]
+    if launch.main_process_port is not None:
+        args += ["--main_process_port", str(launch.main_process_port)]
+    return args
+
+
 def launch_command(resolved: ResolvedRecipe, overrides: list[str] | None = None) -> list[str]:
-    """The ``accelerate launch`` command line that runs this recipe."""
+    """The ``accelerate launch`` command line that runs this recipe (on this machine)."""
     recipe_path = find_file(resolved.name, "recipes")
+    config = accelerate_config_path(resolved.launch.accelerate_config)
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(accelerate_config_path(resolved.launch.accelerate_config)),
+        "--config_file", str(config),
         "--num_processes", str(resolved.launch.num_processes),
+        *machine_args(resolved.launch, config),
         str(REPO_ROOT / "scripts" / "run_unidpo.py"), str(recipe_path),
     ]
     return cmd + list(overrides or [])
@@ -320,7 +350,7 @@ def main(argv: list[str]) -> int:
             argv.remove(flag)
             dry_run = True
     resolved = resolve(recipe, argv)
-    check_output_dir(resolved.training, dry_run=dry_run)  # refuse a used output_dir before launching
+    check_output_dir(resolved.training, dry_run=dry_run, num_processes=resolved.launch.num_processes)  # refuse a used output_dir before launching
     from .checks import preflight  # imports data (datasets); not needed to resolve
 
     preflight(resolved)

@@ -21,6 +21,7 @@ from .checkpoints import check_output_dir, prepare_output_dir
 from .cli import entry_point
 from .configs import TAU_GOOD_MEDIAN
 from .data import DropReport, load_mixture, median_chosen_score, split_eval
+from .merge import merge_lora, record_base_model
 from .models import load_policy_and_reference, load_tokenizer
 from .recipes import RecipeError, ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
@@ -110,7 +111,7 @@ def attach_cached_reference_logps(ds: datasets.Dataset | None, cache: ReferenceL
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
     """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
-    check_output_dir(args)  # before anything is loaded; every process
+    check_output_dir(args, num_processes=recipe.launch.num_processes)  # before anything is loaded; every process
     state = PartialState()
     if state.is_main_process:
         prepare_output_dir(args)
@@ -136,6 +137,8 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     policy, reference = load_policy_and_reference(
         recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=need_reference,
     )
+    if recipe.model.use_peft:  # the adapter then loads on its own (a toy base is saved beside it)
+        record_base_model(policy, recipe.model.model_name_or_path, args.output_dir, state.is_main_process)
     if args.precompute_ref_log_probs and cache is None and reference is not None:
         cache = reference_logps_cache(recipe, tokenizer, reference)  # a hub model's revision is known now
     trainer = trainer_cls(
@@ -161,6 +164,9 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
         logger.info("model, tokenizer and chat template saved to %s", args.output_dir)
+        if recipe.model.merge_lora:
+            merge_lora(args.output_dir)
+    trainer.accelerator.wait_for_everyone()
     return metrics
 
 
