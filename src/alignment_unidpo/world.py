@@ -156,10 +156,15 @@ def _messages(task: Task) -> list[dict[str, str]]:
     return [{"role": "user", "content": task.prompt}]
 
 
+def judge_score(task: Task, answer: str, rng: random.Random, cfg: WorldConfig) -> float:
+    """The noisy judge's score of one answer: true score plus N(0, judge_noise), clipped to 0-10."""
+    return min(10.0, max(0.0, true_score(task, answer) + rng.gauss(0.0, cfg.judge_noise)))
+
+
 def judge(task: Task, a: str, b: str, rng: random.Random, cfg: WorldConfig) -> dict[str, Any]:
     """A noisy-judge pair record: chosen = the higher judge score (Gaussian noise, clipped)."""
     true = (true_score(task, a), true_score(task, b))
-    noisy = [min(10.0, max(0.0, s + rng.gauss(0.0, cfg.judge_noise))) for s in true]
+    noisy = [judge_score(task, x, rng, cfg) for x in (a, b)]
     if noisy[0] == noisy[1]:
         noisy[0] += 1e-3 if rng.random() < 0.5 else -1e-3
     order = (0, 1) if noisy[0] > noisy[1] else (1, 0)

@@ -1,0 +1,8 @@
+"""``make data``: on-policy preference data the paper's way (appendix C.2).
+
+generate (N samples per prompt) -> score (reward model, external judge, math verifier,
+PRM, or the preference world's noisy judge) -> normalise (none, linear, z-score -> normal
+CDF -> 0-10, footnote 4) -> pair (best/worst, or the math rule). :mod:`.pipeline` runs the
+stages in order; each stage's output folder is keyed by a hash of the config parts it
+depends on, and written in atomic shards, so a rerun continues where a kill stopped it.
+"""

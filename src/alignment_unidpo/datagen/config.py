@@ -1,0 +1,188 @@
+"""The YAML of a ``make data`` pipeline: defaults, validation, and the per-stage hash keys.
+
+A config has one mapping per stage (``prompts``, ``generate``, ``score``, ``normalize``,
+``pair``) plus ``name`` and ``output_root``; see README "Make data" for every key. Each
+stage's output folder is ``<output_root>/<name>/<stage>-<hash>``, where the hash covers
+that stage's keys and those of every stage before it (:func:`stage_keys`): changing the
+scorer re-scores but does not re-generate, changing the prompts redoes everything.
+Keys that cannot change a stage's output (batch sizes, progress) are left out of its hash.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data import DataValidationError
+from ..recipes import REPO_ROOT
+
+STAGES = ("generate", "score", "normalize", "pair")
+DEFAULT_CONFIG = REPO_ROOT / "data_configs" / "toy-world-on-policy.yaml"
+
+DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "output_root": "outputs/data",
+    "prompts": {
+        "source": "jsonl",          # jsonl | world
+        "path": None,               # jsonl: one object a line
+        "prompt_field": "prompt",   # a string or a chat message list
+        "answer_field": None,       # ground truth (math verifier); required when score.verifier is math
+        "template": "chat",         # chat: the prompt as is; math: the Tab. C.2 system + user turns
+        "system_prompt": None,
+        "limit": None,              # first N prompts only
+        "world_seed": 0,            # world: the preference world of this seed (its training-pair prompts)
+        "world_root": None,         # world: cache folder (default outputs/toy-world)
+        "world": {},                # world: WorldConfig overrides
+        "sft": {},                  # world: SFTConfig overrides
+    },
+    "generate": {
+        "backend": "transformers",  # transformers | vllm
+        "model": None,              # path / hub id; world:sft = the world's SFT model
+        "num_samples": 8,
+        "temperature": 0.8,
+        "top_p": 1.0,
+        "max_new_tokens": 2048,
+        "seed": 0,
+        "shard_size": 64,           # prompts per shard (the unit of caching and of process split)
+        "dtype": "auto",
+        "batch_size": 16,           # transformers: conversations per generate call
+        "tensor_parallel_size": 1,  # vllm
+        "gpu_memory_utilization": 0.9,  # vllm
+        "trust_remote_code": False,
+    },
+    "score": {
+        "scorer": "reward_model",   # reward_model | external | prm | world_judge | none
+        "model": None,              # reward_model / prm
+        "path": None,               # external: jsonl of {prompt, answer, score}
+        "trust_remote_code": False,
+        "dtype": "bfloat16",
+        "batch_size": 8,
+        "max_length": 4096,
+        "verifier": None,           # math: label each sample correct/incorrect (needs prompts.answer_field)
+        "prm_step_separator": "\n\n",
+        "prm_aggregate": "min",     # min | last | mean | prod over the step rewards
+        "prm_scale": 10.0,          # the paper scales PRM scores on 0-1 by 10 (appendix C.2)
+    },
+    "normalize": {
+        "method": "none",           # none | linear | zscore_cdf
+        "scale": 1.0,               # linear: scale * s + offset
+        "offset": 0.0,
+    },
+    "pair": {
+        "rule": "best_worst",       # best_worst | math
+        "min_margin": 0.0,          # drop pairs whose score margin is not above this (ties at 0)
+    },
+}
+
+# Keys that do not change a stage's output: left out of its hash.
+NOT_HASHED = {"batch_size", "gpu_memory_utilization"}
+CHOICES = {
+    ("prompts", "source"): ("jsonl", "world"),
+    ("prompts", "template"): ("chat", "math"),
+    ("generate", "backend"): ("transformers", "vllm"),
+    ("score", "scorer"): ("reward_model", "external", "prm", "world_judge", "none"),
+    ("score", "verifier"): (None, "math"),
+    ("score", "prm_aggregate"): ("min", "last", "mean", "prod"),
+    ("normalize", "method"): ("none", "linear", "zscore_cdf"),
+    ("pair", "rule"): ("best_worst", "math"),
+}
+
+
+class DataGenError(DataValidationError):
+    """A data-generation config or input that cannot be used; the message names file and line."""
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any], where: str) -> dict[str, Any]:
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        if key not in defaults:
+            raise DataGenError(f"{where}: unknown key {key!r} (known: {', '.join(defaults)})")
+        if isinstance(defaults[key], dict) and key not in ("world", "sft"):
+            if not isinstance(value, dict):
+                raise DataGenError(f"{where}: {key} must be a mapping, got {value!r}")
+            out[key] = _merge(defaults[key], value, f"{where}: {key}")
+        else:
+            out[key] = value
+    return out
+
+
+def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """``generate.num_samples=4`` into the raw config mapping."""
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The validated config of the YAML at ``path`` (default: the toy-world one) plus dotted overrides."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file() and (REPO_ROOT / path).is_file():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        raise DataGenError(f"{path}: no such data config (see data_configs/)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise DataGenError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise DataGenError(f"{path}: a data config must be a mapping")
+    for key, value in (overrides or {}).items():
+        apply_override(raw, key, value)
+    cfg = _merge(DEFAULTS, raw, str(path))
+    cfg["name"] = cfg["name"] or path.stem
+    cfg["config_path"] = str(path)
+    check(cfg, str(path))
+    return cfg
+
+
+def check(cfg: dict[str, Any], where: str) -> None:
+    """Choices and the combinations the stages need, before anything runs."""
+    for (section, key), allowed in CHOICES.items():
+        if cfg[section][key] not in allowed:
+            raise DataGenError(f"{where}: {section}.{key} must be one of {allowed}, got {cfg[section][key]!r}")
+    p, g, s = cfg["prompts"], cfg["generate"], cfg["score"]
+    if p["source"] == "jsonl" and not p["path"]:
+        raise DataGenError(f"{where}: prompts.path is required for prompts.source: jsonl")
+    if not g["model"]:
+        raise DataGenError(f"{where}: generate.model is required")
+    if int(g["num_samples"]) < 2:
+        raise DataGenError(f"{where}: generate.num_samples must be at least 2 to make a pair")
+    if s["scorer"] in ("reward_model", "prm") and not s["model"]:
+        raise DataGenError(f"{where}: score.model is required for score.scorer: {s['scorer']}")
+    if s["scorer"] == "external" and not s["path"]:
+        raise DataGenError(f"{where}: score.path (the judge's scores file) is required for score.scorer: external")
+    if s["scorer"] == "world_judge" and p["source"] != "world":
+        raise DataGenError(f"{where}: score.scorer: world_judge needs prompts.source: world")
+    if s["verifier"] == "math" and p["source"] == "jsonl" and not p["answer_field"]:
+        raise DataGenError(f"{where}: score.verifier: math needs prompts.answer_field (the ground truth)")
+    if cfg["pair"]["rule"] == "math" and s["verifier"] != "math":
+        raise DataGenError(f"{where}: pair.rule: math needs score.verifier: math (correct/incorrect labels)")
+    if s["scorer"] == "none" and cfg["pair"]["rule"] != "math":
+        raise DataGenError(f"{where}: score.scorer: none only works with pair.rule: math")
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def stage_keys(cfg: dict[str, Any]) -> dict[str, str]:
+    """Each stage's hash: its own keys and every earlier stage's (batch sizes excluded)."""
+    keys, upstream = {}, {"prompts": cfg["prompts"]}
+    for stage in STAGES:
+        upstream[stage] = {k: v for k, v in cfg[stage].items() if k not in NOT_HASHED}
+        keys[stage] = _digest(upstream)
+    return keys
+
+
+def stage_dirs(cfg: dict[str, Any]) -> dict[str, Path]:
+    root = Path(cfg["output_root"])
+    if not root.is_absolute():
+        root = REPO_ROOT / root
+    return {stage: root / cfg["name"] / f"{stage}-{key}" for stage, key in stage_keys(cfg).items()}

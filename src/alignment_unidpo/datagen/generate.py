@@ -1,0 +1,196 @@
+"""Stage 1, generate: N sampled answers per prompt, through the model's chat template.
+
+The paper samples its training answers from the policy being trained (on-policy): for
+the math data N = 8 at temperature 0.8, top-p 0.8 with the Tab. C.2 prompt (appendix
+C.2); the textual v0.2 data follows SimPO's protocol (several samples per UltraFeedback
+prompt at temperature 0.8, scored, best vs worst).
+
+Prompts are cut into shards of ``shard_size``; each shard is one ``shard-NNNNN.jsonl``
+(one row per prompt: ``id``, ``prompt`` messages, ``answer`` ground truth or null,
+``samples``), written to a temporary name and renamed, so a killed run leaves only
+whole shards and a rerun generates only the missing ones. Shard ``k`` samples with seed
+``seed + k``: the output does not depend on how shards are spread over processes.
+Under ``accelerate launch`` process ``i`` of ``n`` takes shards ``i, i+n, i+2n, ...``.
+
+Back-ends: ``transformers`` reuses :func:`alignment_unidpo.evaluation.generation.generate`
+(CPU, or a fallback on GPU); ``vllm`` (extra ``vllm``, not installed in development, **not
+run yet**) calls vLLM's documented offline API ``LLM(...).chat(conversations,
+SamplingParams(n=N, temperature, top_p, max_tokens, seed))``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..data import read_json_records
+from ..evaluation.generation import Decoding, math_conversation
+from .config import DataGenError
+
+
+# --- prompts ---------------------------------------------------------------------------
+def world_folders(p: dict[str, Any]) -> tuple[Path, Path]:
+    """(world data, SFT model) folders of ``prompts.source: world``, created once and cached."""
+    from ..experiment import WORLD_ROOT, WorldSpec, prepare
+
+    spec = WorldSpec(root=Path(p["world_root"] or WORLD_ROOT), world=dict(p["world"]), sft=dict(p["sft"]))
+    return prepare(int(p["world_seed"]), spec, progress=False)
+
+
+def _conversation(value: Any, p: dict[str, Any], where: str) -> list[dict[str, str]]:
+    if p["template"] == "math":
+        if not isinstance(value, str):
+            raise DataGenError(f"{where}: template math needs the problem as a string")
+        return math_conversation(value)
+    if isinstance(value, str):
+        conv = [{"role": "user", "content": value}]
+    elif isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+        conv = [{"role": m.get("role", "user"), "content": m["content"]} for m in value]
+    else:
+        raise DataGenError(f"{where}: the prompt must be a string or a list of chat messages")
+    if p["system_prompt"] and conv[0]["role"] != "system":
+        conv = [{"role": "system", "content": p["system_prompt"]}] + conv
+    return conv
+
+
+def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[{id, prompt (messages), answer}]`` from the jsonl file or the world's training-pair prompts."""
+    p = cfg["prompts"]
+    need_answer = cfg["score"]["verifier"] == "math"
+    if p["source"] == "world":
+        world_dir, _ = world_folders(p)
+        path, rows = world_dir / "train_pairs.jsonl", read_json_records(world_dir / "train_pairs.jsonl")
+        records = [{"prompt": r["prompt"], "answer": None} for r in rows]
+        numbers = rows.numbers
+    else:
+        path = Path(p["path"])
+        if not path.is_file():
+            raise DataGenError(f"{path}: prompts file not found")
+        rows = read_json_records(path)
+        records, numbers = [], rows.numbers
+        for number, row in zip(rows.numbers, rows):
+            if p["prompt_field"] not in row:
+                raise DataGenError(f"{path}, line {number}: no {p['prompt_field']!r} field (prompts.prompt_field)")
+            answer = row.get(p["answer_field"]) if p["answer_field"] else None
+            if need_answer and (answer is None or str(answer).strip() == ""):
+                raise DataGenError(f"{path}, line {number}: missing ground truth {p['answer_field']!r} "
+                                   "(score.verifier: math needs one for every prompt)")
+            records.append({"prompt": row[p["prompt_field"]], "answer": answer})
+    out = []
+    for i, (number, rec) in enumerate(zip(numbers, records)):
+        out.append({"id": i, "prompt": _conversation(rec["prompt"], p, f"{path}, line {number}"),
+                    "answer": None if rec["answer"] is None else str(rec["answer"])})
+    if p["limit"] is not None:
+        out = out[: int(p["limit"])]
+    if not out:
+        raise DataGenError(f"{path}: no prompts")
+    return out
+
+
+def resolve_model(cfg: dict[str, Any]) -> str:
+    model = str(cfg["generate"]["model"])
+    if model == "world:sft":
+        if cfg["prompts"]["source"] != "world":
+            raise DataGenError("generate.model: world:sft needs prompts.source: world")
+        return str(world_folders(cfg["prompts"])[1])
+    return model
+
+
+# --- back-ends: each maps (conversations, shard seed) -> N samples per conversation ------
+Sampler = Callable[[list[list[dict[str, str]]], int], list[list[dict[str, Any]]]]
+
+
+def transformers_sampler(model_path: str, g: dict[str, Any]) -> Sampler:
+    """Batched ``transformers.generate`` (evaluation/generation.py) with N copies of each prompt."""
+    from ..evaluation.generation import generate, load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"])
+    n = int(g["num_samples"])
+
+    def sample(conversations, seed):
+        decoding = Decoding(max_new_tokens=int(g["max_new_tokens"]), temperature=float(g["temperature"]),
+                            top_p=float(g["top_p"]), seed=seed)
+        repeated = [c for c in conversations for _ in range(n)]
+        flat = [row for batch in generate(model, tokenizer, repeated, decoding, batch_size=int(g["batch_size"]))
+                for row in batch]
+        return [[{"text": r["output"], "num_tokens": r["num_tokens"], "finished": r["finished"]}
+                 for r in flat[i * n:(i + 1) * n]] for i in range(len(conversations))]
+
+    return sample
+
+
+def vllm_sampler(model_path: str, g: dict[str, Any]) -> Sampler:  # pragma: no cover - needs a GPU and vllm
+    """vLLM offline inference (not run yet: written against vLLM's documented ``LLM.chat`` API)."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError:
+        raise DataGenError("generate.backend: vllm needs the vllm extra: pip install -e '.[vllm]' (a GPU machine)") from None
+    dtype = "auto" if g["dtype"] == "auto" else str(g["dtype"])
+    llm = LLM(model=model_path, tensor_parallel_size=int(g["tensor_parallel_size"]), dtype=dtype,
+              seed=int(g["seed"]), gpu_memory_utilization=float(g["gpu_memory_utilization"]),
+              trust_remote_code=bool(g["trust_remote_code"]))
+
+    def sample(conversations, seed):
+        params = SamplingParams(n=int(g["num_samples"]), temperature=float(g["temperature"]), top_p=float(g["top_p"]),
+                                max_tokens=int(g["max_new_tokens"]), seed=seed)
+        outputs = llm.chat(conversations, params, use_tqdm=False)
+        return [[{"text": c.text.strip(), "num_tokens": len(c.token_ids), "finished": c.finish_reason == "stop"}
+                 for c in out.outputs] for out in outputs]
+
+    return sample
+
+
+# --- sharded, resumable stage ------------------------------------------------------------
+def shard_path(folder: Path, k: int) -> Path:
+    return folder / f"shard-{k:05d}.jsonl"
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write to ``path.tmp-<pid>`` then rename: readers never see half a file."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+
+
+def shards_of(prompts: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    return [prompts[i:i + size] for i in range(0, len(prompts), size)]
+
+
+def my_shards(n_shards: int, process_index: int = 0, num_processes: int = 1) -> Iterator[int]:
+    """The shards this process generates: every ``num_processes``-th, from its index."""
+    return iter(range(process_index, n_shards, num_processes))
+
+
+def run_generate(cfg: dict[str, Any], folder: Path, prompts: list[dict[str, Any]], process_index: int = 0,
+                 num_processes: int = 1, progress: bool = True, sampler: Sampler | None = None) -> dict[str, int]:
+    """Generate this process's missing shards into ``folder``; returns counts (done / generated)."""
+    from tqdm.auto import tqdm
+
+    g = cfg["generate"]
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = shards_of(prompts, int(g["shard_size"]))
+    todo = [k for k in my_shards(len(shards), process_index, num_processes) if not shard_path(folder, k).is_file()]
+    counts = {"shards": len(shards), "cached": len(shards) - len(todo), "generated": 0}
+    if not todo:
+        return counts
+    if sampler is None:
+        model_path = resolve_model(cfg)
+        sampler = (vllm_sampler if g["backend"] == "vllm" else transformers_sampler)(model_path, g)
+    n = int(g["num_samples"])
+    bar = tqdm(total=sum(len(shards[k]) for k in todo) * n, unit="sample", desc=f"generate [{process_index}]",
+               disable=not progress)
+    start = time.time()
+    for k in todo:
+        rows = shards[k]
+        samples = sampler([r["prompt"] for r in rows], int(g["seed"]) + k)
+        write_jsonl_atomic(shard_path(folder, k), [{**r, "samples": s} for r, s in zip(rows, samples)])
+        counts["generated"] += 1
+        bar.update(len(rows) * n)
+        bar.set_postfix(samples_per_s=f"{bar.n / max(time.time() - start, 1e-9):.1f}")
+    bar.close()
+    return counts

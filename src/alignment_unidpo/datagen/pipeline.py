@@ -1,0 +1,213 @@
+"""``make data [CONFIG=...] [DRY_RUN=1]``: generate -> score -> normalise -> pair, one stage at a time.
+
+``python -m alignment_unidpo.datagen [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``
+
+Reads top to bottom as the paper's recipe (appendix C.2): sample N answers per prompt
+from the policy, score each, normalise the scores (footnote 4 for ArmoRM), pair them.
+Every stage writes into its own folder keyed by a hash of the config parts it depends on
+(:func:`~.config.stage_dirs`); generation and scoring are written in atomic shards, so a
+kill loses at most the shard in progress and a rerun continues, while a changed config
+gets new folders and never reuses stale shards. The last stage writes ``pairs.jsonl``
+(our training format: prompt, chosen, rejected, score_chosen, score_rejected, which
+:mod:`alignment_unidpo.data` reads), ``stats.json`` (counts, drops per reason, score
+histograms and ``tau_good``, the median chosen score as the paper sets it, Table C.1)
+and ``scores.png``. The last printed line is one JSON object: dataset, pairs, tau_good.
+
+Under ``accelerate launch -m alignment_unidpo.datagen ...`` every process generates and
+scores its own shards (every n-th); the main process then normalises and pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..cli import entry_point
+from ..data import read_json_records
+from ..recipes import parse_overrides
+from .config import STAGES, DataGenError, load_config, stage_dirs
+from .generate import load_prompts, run_generate, shard_path, shards_of, write_jsonl_atomic
+from .normalize import normalize_rows
+from .pair import make_pairs
+from .score import run_score
+
+PAIRS_FILE, STATS_FILE, PLOT_FILE = "pairs.jsonl", "stats.json", "scores.png"
+
+
+def plan(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What a run would do: each stage's settings, folder and whether it is complete (nothing runs)."""
+    dirs = stage_dirs(cfg)
+    done = {"generate": (dirs["generate"] / "done.json").is_file(), "score": (dirs["score"] / "done.json").is_file(),
+            "normalize": (dirs["normalize"] / "normalized.jsonl").is_file(),
+            "pair": (dirs["pair"] / STATS_FILE).is_file()}
+    return {"config": cfg["config_path"], "name": cfg["name"], "prompts": cfg["prompts"],
+            "stages": [{"stage": s, "folder": str(dirs[s]), "cached": done[s], "settings": cfg[s]} for s in STAGES],
+            "dataset": str(dirs["pair"] / PAIRS_FILE)}
+
+
+def _read_shards(folder: Path, n: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for k in range(n):
+        rows += read_json_records(shard_path(folder, k))
+    return rows
+
+
+def histogram(values: list[float], lo: float = 0.0, hi: float = 10.0, bins: int = 10) -> dict[str, Any]:
+    if values:
+        lo, hi = min(lo, min(values)), max(hi, max(values))
+    width = (hi - lo) / bins or 1.0
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / width))] += 1
+    return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}
+
+
+def plot_scores(all_scores: list[float], pairs: list[dict[str, Any]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for values, label in ((all_scores, "all samples"), ([p["score_chosen"] for p in pairs], "chosen"),
+                          ([p["score_rejected"] for p in pairs], "rejected")):
+        if values:
+            ax.hist(values, bins=20, alpha=0.5, density=True, label=label)
+    ax.set_xlabel("normalised score")
+    ax.set_ylabel("density")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def stats_of(rows: list[dict[str, Any]], pairs: list[dict[str, Any]], dropped: dict[str, int],
+             norm_params: dict[str, float]) -> dict[str, Any]:
+    samples = [s for r in rows for s in r["samples"]]
+    scores = [s for r in rows for s in r["norm_scores"] if s is not None]
+    chosen = [p["score_chosen"] for p in pairs]
+    out = {
+        "prompts": len(rows), "samples": len(samples), "empty_samples": sum(not s["text"].strip() for s in samples),
+        "unfinished_samples": sum(not s.get("finished", True) for s in samples),
+        "pairs": len(pairs), "dropped": dict(sorted(dropped.items())), "normalize": norm_params,
+        "tau_good": statistics.median(chosen) if chosen else None,  # the paper's tau_good (Table C.1)
+        "mean_score_chosen": statistics.fmean(chosen) if chosen else None,
+        "mean_score_rejected": statistics.fmean(p["score_rejected"] for p in pairs) if pairs else None,
+        "histogram": {"all": histogram(scores), "chosen": histogram(chosen),
+                      "rejected": histogram([p["score_rejected"] for p in pairs])},
+    }
+    if rows and "correct" in rows[0]:
+        out["correct_rate"] = statistics.fmean(c for r in rows for c in r["correct"])
+    if pairs and "true_chosen" in pairs[0]:  # the world: how often the judge's order is wrong
+        out["true_flip_rate"] = statistics.fmean(p["true_chosen"] < p["true_rejected"] for p in pairs)
+        out["mean_true_chosen"] = statistics.fmean(p["true_chosen"] for p in pairs)
+        out["mean_true_rejected"] = statistics.fmean(p["true_rejected"] for p in pairs)
+    return out
+
+
+def _process() -> tuple[int, int, Any]:
+    """(index, count, state) under accelerate launch; (0, 1, None) in a plain process."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return state.process_index, state.num_processes, state
+
+
+def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, Any] | None:
+    """All four stages, each skipped when its output is complete; the summary (None on non-main processes)."""
+    dirs = stage_dirs(cfg)
+    index, count, state = _process()
+    # 1. generate
+    prompts = load_prompts(cfg)
+    n_shards = len(shards_of(prompts, int(cfg["generate"]["shard_size"])))
+    if not (dirs["generate"] / "done.json").is_file():
+        run_generate(cfg, dirs["generate"], prompts, index, count, progress, sampler)
+        if state is not None:
+            state.wait_for_everyone()
+        if index == 0:
+            _check_generations(dirs["generate"], n_shards)
+            (dirs["generate"] / "done.json").write_text(json.dumps({"shards": n_shards, "prompts": len(prompts)}))
+    # 2. score
+    if not (dirs["score"] / "done.json").is_file():
+        run_score(cfg, dirs["generate"], dirs["score"], n_shards, index, count, progress)
+        if state is not None:
+            state.wait_for_everyone()
+        if index == 0:
+            (dirs["score"] / "done.json").write_text(json.dumps({"shards": n_shards}))
+    if index != 0:
+        return None
+    # 3. normalise (the whole set: z-scores need every score)
+    norm_path = dirs["normalize"] / "normalized.jsonl"
+    params_path = dirs["normalize"] / "params.json"
+    if norm_path.is_file() and params_path.is_file():
+        rows, params = list(read_json_records(norm_path)), json.loads(params_path.read_text())
+    else:
+        rows, params = normalize_rows(_read_shards(dirs["score"], n_shards), cfg["normalize"])
+        dirs["normalize"].mkdir(parents=True, exist_ok=True)
+        params_path.write_text(json.dumps(params))
+        write_jsonl_atomic(norm_path, rows)
+    # 4. pair
+    out = dirs["pair"]
+    pairs_path, stats_path = out / PAIRS_FILE, out / STATS_FILE
+    if stats_path.is_file() and pairs_path.is_file():
+        stats = json.loads(stats_path.read_text())
+    else:
+        pairs, dropped = make_pairs(rows, cfg["pair"])
+        if not pairs:
+            raise DataGenError(f"{out}: no pairs left (dropped per reason: {dict(dropped)})")
+        out.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(pairs_path, pairs)
+        stats = stats_of(rows, pairs, dropped, params)
+        stats["config"] = {k: cfg[k] for k in ("name", "config_path", "prompts", *STAGES)}
+        plot_scores([s for r in rows for s in r["norm_scores"] if s is not None], pairs, out / PLOT_FILE,
+                    f"{cfg['name']}: {len(pairs)} pairs, tau_good = {stats['tau_good']:.3g}")
+        stats_path.write_text(json.dumps(stats, indent=2))
+    return {"dataset": str(pairs_path), "pairs": stats["pairs"], "tau_good": stats["tau_good"],
+            "dropped": stats["dropped"], "stats": str(stats_path), "plot": str(out / PLOT_FILE)}
+
+
+def _check_generations(folder: Path, n_shards: int) -> None:
+    """Every prompt has its samples, and not all of them are empty."""
+    total = nonempty = 0
+    for k in range(n_shards):
+        path = shard_path(folder, k)
+        if not path.is_file():
+            raise DataGenError(f"{path}: generation shard missing (a process stopped early?); rerun to finish it")
+        for number, row in zip(*(lambda rs: (rs.numbers, rs))(read_json_records(path))):
+            if not row.get("samples"):
+                raise DataGenError(f"{path}, line {number}: no samples for prompt {row.get('id')}")
+            total += len(row["samples"])
+            nonempty += sum(bool(s["text"].strip()) for s in row["samples"])
+    if nonempty == 0:
+        raise DataGenError(f"{folder}: all {total} generations are empty (check generate.model, "
+                           "generate.max_new_tokens and the chat template)")
+
+
+@entry_point
+def main(argv: list[str]) -> int:
+    """``python -m alignment_unidpo.datagen [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``."""
+    config = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    overrides = parse_overrides(argv)
+    dry = bool(overrides.pop("dry_run", False))
+    progress = bool(overrides.pop("progress", True))
+    cfg = load_config(config, overrides)
+    if dry:
+        print(json.dumps(plan(cfg), indent=2, default=str))
+        return 0
+    summary = run(cfg, progress=progress)
+    if summary is not None:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
