@@ -9,6 +9,9 @@
 #   make train RECIPE=... NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=node0 [MAIN_PROCESS_PORT=29500] NUM_PROCESSES=16
 #                                                on every node (its own MACHINE_RANK); NUM_PROCESSES is the total
 #   sbatch scripts/launch.slurm RECIPE [ACCELERATE] [ARGS...]   the same on SLURM, one task per node
+#   make data [CONFIG=data_configs/paper/math-numinamath.yaml] [DRY_RUN=1] [ARGS="--generate.num_samples=4"]
+#                                                preference data the paper's way: generate, score, normalise, pair
+#                                                (no CONFIG: on-policy pairs in the world; last line: JSON)
 #   make merge RUN=outputs/<lora-run>            merge a LoRA run's adapter into its base -> RUN/merged (full model)
 #   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
 #   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
@@ -42,8 +45,7 @@ PREDICTIONS ?=
 ARGS ?=
 GRID ?=
 RUN ?=
-SUITE ?=
-PREDICTIONS ?=
+CONFIG ?=
 SEEDS ?= 0 1 2
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 
@@ -53,7 +55,7 @@ HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
 WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: help install train test tokenizers bench clean demo demo-tune sweep plot eval
+.PHONY: help install train test tokenizers bench clean demo demo-tune sweep plot eval data
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -81,6 +83,10 @@ else
 		$(if $(MAIN_PROCESS_PORT),--main_process_port=$(MAIN_PROCESS_PORT)) \
 		$(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 endif
+
+# No CONFIG: the world's on-policy pairs, offline. A paper config may need the hub (models).
+data: $(STAMP)
+	$(if $(CONFIG),,$(HUB_OFF)) $(PY) -m alignment_unidpo.datagen $(CONFIG) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 
 .PHONY: merge
 merge: $(STAMP)

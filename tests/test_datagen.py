@@ -263,3 +263,15 @@ def test_paper_configs_resolve_and_dry_run_prints_the_stages(capsys):
     assert (math_cfg["generate"]["num_samples"], math_cfg["generate"]["temperature"], math_cfg["generate"]["top_p"]) == (8, 0.8, 0.8)
     assert math_cfg["pair"]["rule"] == "math" and math_cfg["prompts"]["template"] == "math"
     assert load_config(REPO / "data_configs" / "paper" / "textual-v0.2-armorm.yaml")["normalize"]["method"] == "zscore_cdf"
+
+
+def test_a_toy_world_recipe_can_ask_for_the_on_policy_pairs():
+    from alignment_unidpo import experiment
+
+    out = experiment.dry_run("toy-world-uni-dpo-on-policy", 0, {}, "test")
+    path = out["data"]["dataset_mixture"][0]["path"]
+    assert path == str(experiment.on_policy_pairs(0)) and "/toy-world-on-policy/pair-" in path
+    assert out["world"]["pairs"] == "on-policy (make data)" and out["training"]["tau_good"].startswith("median")
+    assert path == pipeline.plan(load_config())["dataset"]  # the same file `make data` (no CONFIG) writes
+    offline = experiment.dry_run("toy-world-uni-dpo", 0, {}, "test")["data"]["dataset_mixture"][0]["path"]
+    assert offline.endswith("train_pairs.jsonl")

@@ -25,7 +25,7 @@ from transformers import PrinterCallback
 
 from .cli import entry_point
 from .evaluate import METRICS, RewardSpec, evaluate_policy
-from .recipes import REPO_ROOT, RecipeError, parse_overrides, resolve
+from .recipes import REPO_ROOT, RecipeError, load_recipe_dict, parse_overrides, resolve
 from .run import train
 from .sft import SFTConfig, ensure_sft
 from .trainer import UniDPOTrainer
@@ -36,6 +36,10 @@ logger = logging.getLogger("alignment_unidpo")
 WORLD_ROOT = REPO_ROOT / "outputs" / "toy-world"
 DEFAULT_WORLD_RECIPE = "toy-world-uni-dpo"
 WEIGHTS_FILE = "pair_weights.json"
+# A toy-world recipe whose dataset_mixture is [{path: world:on-policy}] trains on on-policy
+# pairs (`make data`, data_configs/toy-world-on-policy.yaml: the SFT model samples, the noisy
+# judge scores, best vs worst) instead of the world's offline noisy-judge pairs.
+ON_POLICY = "world:on-policy"
 
 
 class WeightRecordingTrainer(UniDPOTrainer):
@@ -89,11 +93,38 @@ def prepare(seed: int, spec: WorldSpec = WorldSpec(), progress: bool = True) -> 
     return world_dir, sft_dir
 
 
-def world_values(world_dir: Path, sft_dir: Path, seed: int, progress: bool) -> dict[str, Any]:
+def wants_on_policy(recipe_name: str, overrides: dict[str, Any] | None) -> bool:
+    """Whether the recipe (or an override) names the :data:`ON_POLICY` pairs as its data."""
+    mixture = (overrides or {}).get("dataset_mixture") or load_recipe_dict(recipe_name).get("dataset_mixture") or []
+    return any(isinstance(e, dict) and e.get("path") == ON_POLICY for e in mixture)
+
+
+def on_policy_config(seed: int, spec: WorldSpec = WorldSpec()) -> dict[str, Any]:
+    """The toy-world data config for the world of ``seed`` (``make data`` with no CONFIG, seed 0)."""
+    from .datagen.config import load_config
+
+    overrides: dict[str, Any] = {"prompts.world_seed": seed}
+    if spec != WorldSpec():  # tests' small worlds; the default keeps `make data`'s folders
+        overrides.update({"prompts.world_root": str(spec.root), "prompts.world": dict(spec.world),
+                          "prompts.sft": dict(spec.sft), "output_root": str(Path(spec.root) / "data")})
+    return load_config(None, overrides)
+
+
+def on_policy_pairs(seed: int, spec: WorldSpec = WorldSpec(), make: bool = False, progress: bool = True) -> Path:
+    """The on-policy pairs file of the world of ``seed``; with ``make``, generated (cached) first."""
+    from .datagen import pipeline
+
+    cfg = on_policy_config(seed, spec)
+    if make:
+        return Path(pipeline.run(cfg, progress=progress)["dataset"])
+    return Path(pipeline.plan(cfg)["dataset"])
+
+
+def world_values(world_dir: Path, sft_dir: Path, seed: int, progress: bool, pairs: Path | None = None) -> dict[str, Any]:
     """The recipe keys a world run sets: its SFT model, its training pairs and its seed."""
     return {
         "model_name_or_path": str(sft_dir),
-        "dataset_mixture": [{"path": str(world_dir / "train_pairs.jsonl")}],
+        "dataset_mixture": [{"path": str(pairs or world_dir / "train_pairs.jsonl")}],
         "seed": seed,
         "disable_tqdm": not progress,
     }
@@ -117,9 +148,14 @@ def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrid
     output folder.
     """
     _, _, world_dir, sft_dir = world_paths(seed, spec)
-    values = {**world_values(world_dir, sft_dir, seed, progress), **(overrides or {})}
+    on_policy = wants_on_policy(recipe_name, overrides)
+    overrides = {k: v for k, v in (overrides or {}).items() if not (on_policy and k == "dataset_mixture")}
+    pairs = on_policy_pairs(seed, spec) if on_policy else None
+    values = {**world_values(world_dir, sft_dir, seed, progress, pairs), **overrides}
     recipe = resolve(recipe_name, values, num_processes=1, check_devices=True)  # fails before any SFT
     world_dir, sft_dir = prepare(seed, spec, progress=progress)
+    if on_policy:
+        on_policy_pairs(seed, spec, make=True, progress=progress)
     train(recipe, trainer_cls=WeightRecordingTrainer)
     out = Path(recipe.training.output_dir)
     metrics = evaluate_policy(out, sft_dir, world_dir, RewardSpec.of(recipe.training), split, keep_pairs=True)
@@ -166,7 +202,10 @@ def dry_run(recipe_name: str, seed: int, overrides: dict[str, Any], split: str,
     """The resolved recipe a world run would train, as JSON, with the world and SFT folders
     it would use and whether they are cached; nothing is generated or trained."""
     _, _, world_dir, sft_dir = world_paths(seed, spec)
-    recipe = resolve(recipe_name, {**world_values(world_dir, sft_dir, seed, True), **overrides},
+    on_policy = wants_on_policy(recipe_name, overrides)
+    overrides = {k: v for k, v in overrides.items() if not (on_policy and k == "dataset_mixture")}
+    pairs = on_policy_pairs(seed, spec) if on_policy else None
+    recipe = resolve(recipe_name, {**world_values(world_dir, sft_dir, seed, True, pairs), **overrides},
                      num_processes=1)
     out = recipe.to_json_dict()
     out["launch"]["command"] = shlex.join(
@@ -174,7 +213,8 @@ def dry_run(recipe_name: str, seed: int, overrides: dict[str, Any], split: str,
         + [f"--{k}={v}" for k, v in overrides.items()])
     out["world"] = {"seed": seed, "split": split, "world_dir": str(world_dir), "sft_dir": str(sft_dir),
                     "world_cached": (world_dir / "world.json").is_file(),
-                    "sft_cached": (sft_dir / "sft.json").is_file()}
+                    "sft_cached": (sft_dir / "sft.json").is_file(),
+                    "pairs": "on-policy (make data)" if on_policy else "offline noisy-judge pairs"}
     return out
 
 
