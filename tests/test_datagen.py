@@ -21,7 +21,7 @@ from alignment_unidpo.datagen.score import aggregate, prm_step_rewards
 from alignment_unidpo.toy import build_toy_model, build_toy_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL_WORLD = dict(n_sft=256, n_train_pairs=48, n_val_pairs=16, n_test_pairs=16, n_val_tasks=8, n_test_tasks=8)
+SMALL_WORLD = dict(n_sft=128, n_train_pairs=48, n_val_pairs=16, n_test_pairs=16, n_val_tasks=8, n_test_tasks=8)
 
 
 @pytest.fixture(scope="module")
@@ -241,11 +241,11 @@ def test_bad_inputs_are_one_error_line_with_exit_2(tmp_path, models, capsys, mon
 def test_world_pipeline_makes_on_policy_pairs_scored_by_the_noisy_judge(tmp_path, capsys):
     overrides = [f"--output_root={tmp_path / 'data'}", f"--prompts.world_root={tmp_path / 'world'}",
                  f"--prompts.world={json.dumps(SMALL_WORLD)}", '--prompts.sft={"epochs": 1}', "--progress=false",
-                 "--generate.shard_size=16"]
+                 "--generate.shard_size=8", "--prompts.limit=16", "--generate.num_samples=4"]
     assert pipeline.main(overrides) == 0
     out = last_json(capsys)
     stats = json.loads(Path(out["stats"]).read_text())
-    assert stats["prompts"] == 48 and stats["samples"] == 48 * 8 and out["pairs"] >= 30
+    assert stats["prompts"] == 16 and stats["samples"] == 16 * 4 and out["pairs"] >= 8
     assert 0 <= stats["true_flip_rate"] < 0.5 and stats["mean_true_chosen"] > stats["mean_true_rejected"]
     pair = json.loads(Path(out["dataset"]).read_text().splitlines()[0])
     assert pair["prompt"][0]["content"].startswith("count ") and pair["score_chosen"] > pair["score_rejected"]

@@ -111,14 +111,21 @@ def stats_of(rows: list[dict[str, Any]], pairs: list[dict[str, Any]], dropped: d
 
 
 def _process() -> tuple[int, int, Any]:
-    """(index, count, state) under accelerate launch; (0, 1, None) in a plain process."""
+    """(index, count, state): under accelerate launch its process (each on its own GPU);
+    with ``DATAGEN_PROCESS_INDEX`` / ``DATAGEN_NUM_PROCESSES`` set, independent processes
+    (one vLLM engine per GPU via CUDA_VISIBLE_DEVICES; state None, no barrier); else (0, 1, None)."""
     import os
 
+    if "DATAGEN_NUM_PROCESSES" in os.environ:
+        return int(os.environ.get("DATAGEN_PROCESS_INDEX", "0")), int(os.environ["DATAGEN_NUM_PROCESSES"]), "manual"
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1, None
+    import torch
     from accelerate import PartialState
 
     state = PartialState()
+    if torch.cuda.is_available():
+        torch.cuda.set_device(state.local_process_index)  # models go to "cuda": this process's GPU
     return state.process_index, state.num_processes, state
 
 
@@ -129,18 +136,21 @@ def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, A
     # 1. generate
     prompts = load_prompts(cfg)
     n_shards = len(shards_of(prompts, int(cfg["generate"]["shard_size"])))
+    if state == "manual":  # independent processes: each its own shards; a plain rerun then pairs
+        run_generate(cfg, dirs["generate"], prompts, index, count, progress, sampler)
+        run_score(cfg, dirs["generate"], dirs["score"], n_shards, index, count, progress)
+        return None
+    barrier = state.wait_for_everyone if state is not None else (lambda: None)
     if not (dirs["generate"] / "done.json").is_file():
         run_generate(cfg, dirs["generate"], prompts, index, count, progress, sampler)
-        if state is not None:
-            state.wait_for_everyone()
+        barrier()
         if index == 0:
             _check_generations(dirs["generate"], n_shards)
             (dirs["generate"] / "done.json").write_text(json.dumps({"shards": n_shards, "prompts": len(prompts)}))
     # 2. score
     if not (dirs["score"] / "done.json").is_file():
         run_score(cfg, dirs["generate"], dirs["score"], n_shards, index, count, progress)
-        if state is not None:
-            state.wait_for_everyone()
+        barrier()
         if index == 0:
             (dirs["score"] / "done.json").write_text(json.dumps({"shards": n_shards}))
     if index != 0:
