@@ -19,6 +19,29 @@ if os.environ.get("TEST_TORCH_THREADS"):
     torch.set_num_threads(int(os.environ["TEST_TORCH_THREADS"]))
 
 
+# DeepSpeed ZeRO-3 on CPU ranks (gloo), for tests that launch two processes. The standard
+# multinode launcher (torchrun per node) is what multi-machine runs use; on one machine it
+# changes nothing.
+ZERO3_CPU = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: DEEPSPEED
+deepspeed_config:
+  deepspeed_multinode_launcher: standard
+  zero_stage: 3
+  zero3_init_flag: true
+  zero3_save_16bit_model: true
+  offload_optimizer_device: none
+  offload_param_device: none
+mixed_precision: 'no'
+num_machines: 1
+machine_rank: 0
+num_processes: 2
+rdzv_backend: static
+same_network: true
+use_cpu: true
+"""
+
+
 @pytest.fixture
 def toy_tokenizer():
     from alignment_unidpo.toy import build_toy_tokenizer

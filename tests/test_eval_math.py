@@ -105,10 +105,10 @@ def test_grade_only_with_a_recipe_prints_the_paper_row(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, argv, message", [
-    ('{"output": "1"}\n', ["--suite=math"], "p.jsonl:1: missing field 'answer'"),
-    ('{"output": "1", "answer": "1"}\n{"answer": "2"}\n', ["--suite=math"], "p.jsonl:2: missing field 'output'"),
+    ('{"output": "1"}\n', ["--suite=math"], "p.jsonl, line 1: missing field 'answer'"),
+    ('{"output": "1", "answer": "1"}\n{"answer": "2"}\n', ["--suite=math"], "p.jsonl, line 2: missing field 'output'"),
     ("", ["--suite=math"], "p.jsonl: empty file"),
-    ('{"output": "1", "answer": "1"}\nnot json\n', ["--suite=math"], "p.jsonl:2: not JSON"),
+    ('{"output": "1", "answer": "1"}\nnot json\n', ["--suite=math"], "p.jsonl, line 2: not valid JSON"),
     ('{"output": "1", "answer": "1"}\n', ["--suite=mmlu"], "unknown suite 'mmlu'"),
     ('{"output": "1", "answer": "1"}\n', ["--suite=math", "--bogus=1"], "unknown option --bogus"),
 ])

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, ZERO3_CPU
 
 from alignment_unidpo.checkpoints import check_resume_world_size, zero_checkpoint_world_size
 from alignment_unidpo.recipes import RecipeError, launch_command, resolve
@@ -70,24 +70,6 @@ def test_make_dry_run_prints_the_per_node_command():
 
 
 # --- two "machines" on one CPU host ------------------------------------------------------
-ZERO3_CPU = """\
-compute_environment: LOCAL_MACHINE
-distributed_type: DEEPSPEED
-deepspeed_config:
-  deepspeed_multinode_launcher: standard
-  zero_stage: 3
-  zero3_init_flag: true
-  zero3_save_16bit_model: true
-  offload_optimizer_device: none
-  offload_param_device: none
-mixed_precision: 'no'
-num_machines: 1
-machine_rank: 0
-num_processes: 2
-rdzv_backend: static
-same_network: true
-use_cpu: true
-"""
 # SGD: equal gradients give equal weights (Adam turns rounding in tiny gradients into +-lr steps)
 COMMON = ["--dataset_mixture=[{path: data/toy_preferences_text.jsonl, fraction: 0.3},"
           " {path: data/toy_preferences_chat.jsonl, fraction: 0.3}]",

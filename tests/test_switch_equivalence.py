@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, ZERO3_CPU
 
 sys.path.insert(0, os.path.dirname(__file__))
 from switch_matrix import COMBINATIONS, name_of, run_combination  # noqa: E402
@@ -105,25 +105,6 @@ def test_one_process_every_switch_combination_matches_plain(one_process, combina
     root, records = one_process
     name = name_of(combination)
     assert_matches_plain(records[name], root / name, records["plain"], root / "plain")
-
-
-ZERO3_CPU = """\
-compute_environment: LOCAL_MACHINE
-distributed_type: DEEPSPEED
-deepspeed_config:
-  zero_stage: 3
-  zero3_init_flag: true
-  zero3_save_16bit_model: true
-  offload_optimizer_device: none
-  offload_param_device: none
-mixed_precision: 'no'
-num_machines: 1
-machine_rank: 0
-num_processes: 2
-rdzv_backend: static
-same_network: true
-use_cpu: true
-"""
 
 
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])

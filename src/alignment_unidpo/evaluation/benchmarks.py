@@ -12,11 +12,10 @@ instead, when a machine can reach the hub.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ..data import DataValidationError
+from ..data import DataValidationError, Records, read_json_records
 
 # Table 2's column order; the keys name the files. Sizes are those of the standard test sets.
 MATH_BENCHMARKS = {
@@ -35,33 +34,22 @@ DEFAULT_MATH_DIR = Path("data/eval/math")
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file; bad lines name file and line."""
+    """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file, with ``numbers`` (each
+    row's line in a .jsonl file, its position otherwise) for error messages. JSON files are
+    read by :func:`~alignment_unidpo.data.read_json_records` (bad lines and non-UTF-8 bytes
+    name the file and line)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix == ".parquet":
         import datasets
 
-        return list(datasets.Dataset.from_parquet(str(path)))
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
+        rows = Records(datasets.Dataset.from_parquet(str(path)))
+        rows.numbers = list(range(1, len(rows) + 1))
+    else:
+        rows = read_json_records(path)
+    if not rows:
         raise DataValidationError(f"{path}: empty file")
-    if path.suffix == ".json":
-        rows = json.loads(text)
-        if not isinstance(rows, list):
-            raise DataValidationError(f"{path}: expected a JSON list of objects")
-        return rows
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataValidationError(f"{path}:{n}: not JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DataValidationError(f"{path}:{n}: expected a JSON object")
-        rows.append(row)
     return rows
 
 
@@ -89,18 +77,17 @@ def load_benchmark(name: str, data_dir: str | Path = DEFAULT_MATH_DIR, limit: in
         if path is None:
             raise FileNotFoundError(f"{candidates[0]}: no such file (benchmark {name}; see README 'Evaluate')")
         rows, where = read_rows(path), str(path)
-    items = [{"benchmark": name, "problem": str(_field(r, PROBLEM_FIELDS, f"{where}:{i + 1}")),
-              "answer": str(_field(r, ANSWER_FIELDS, f"{where}:{i + 1}"))} for i, r in enumerate(rows)]
+    numbers = getattr(rows, "numbers", range(1, len(rows) + 1))
+    items = [{"benchmark": name, "problem": str(_field(r, PROBLEM_FIELDS, f"{where}, line {n}")),
+              "answer": str(_field(r, ANSWER_FIELDS, f"{where}, line {n}"))} for n, r in zip(numbers, rows)]
     return items[:limit] if limit else items
 
 
 def load_predictions(path: str | Path) -> list[dict[str, Any]]:
     """A grade-only file: one ``{"output", "answer"[, "benchmark"]}`` object a line."""
     rows = read_rows(path)
-    if not rows:
-        raise DataValidationError(f"{path}: no rows")
-    for n, row in enumerate(rows, 1):
+    for n, row in zip(rows.numbers, rows):
         for name in ("output", "answer"):
             if name not in row or row[name] is None:
-                raise DataValidationError(f"{path}:{n}: missing field {name!r}")
+                raise DataValidationError(f"{path}, line {n}: missing field {name!r}")
     return rows

@@ -177,15 +177,15 @@ def load_questions(suite: str, path: Path) -> list[dict[str, Any]]:
     """``[{"id", "prompt", "dataset"}]`` from alpaca_eval's eval set or arena-hard's question.jsonl."""
     rows = read_rows(path)
     out = []
-    for n, row in enumerate(rows, 1):
+    for index, (n, row) in enumerate(zip(rows.numbers, rows)):
         if suite == "alpacaeval":
             if not isinstance(row.get("instruction"), str):
-                raise DataValidationError(f"{path}:{n}: missing field 'instruction'")
-            out.append({"id": str(n - 1), "prompt": row["instruction"], "dataset": row.get("dataset")})
+                raise DataValidationError(f"{path}, line {n}: missing field 'instruction'")
+            out.append({"id": str(index), "prompt": row["instruction"], "dataset": row.get("dataset")})
         else:
             turns = row.get("turns")
             if "question_id" not in row or not (isinstance(turns, list) and turns and "content" in turns[0]):
-                raise DataValidationError(f"{path}:{n}: needs 'question_id' and 'turns': [{{'content': ...}}]")
+                raise DataValidationError(f"{path}, line {n}: needs 'question_id' and 'turns': [{{'content': ...}}]")
             out.append({"id": str(row["question_id"]), "prompt": turns[0]["content"], "dataset": None})
     return out
 
