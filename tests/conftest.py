@@ -42,6 +42,17 @@ use_cpu: true
 """
 
 
+def two_rank_accelerate_config(backend: str, folder: Path) -> Path:
+    """The accelerate config for a two-process CPU test: ``ddp`` (the shipped one) or ``zero3``
+    (:data:`ZERO3_CPU`, written into ``folder``; skips when deepspeed is missing)."""
+    if backend == "ddp":
+        return REPO_ROOT / "accelerate_configs" / "ddp.yaml"
+    pytest.importorskip("deepspeed")
+    config = folder / "zero3_cpu.yaml"
+    config.write_text(ZERO3_CPU)
+    return config
+
+
 @pytest.fixture
 def toy_tokenizer():
     from alignment_unidpo.toy import build_toy_tokenizer

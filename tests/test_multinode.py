@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, ZERO3_CPU
+from conftest import REPO_ROOT, two_rank_accelerate_config
 
 from alignment_unidpo.checkpoints import check_resume_world_size, zero_checkpoint_world_size
 from alignment_unidpo.recipes import RecipeError, launch_command, resolve
@@ -129,12 +129,7 @@ def results(out):
 
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])
 def test_two_machines_match_one_process_and_their_checkpoint_resumes_on_one_or_is_refused(one_process, tmp_path, backend):
-    if backend == "zero3":
-        pytest.importorskip("deepspeed")
-        config = tmp_path / "zero3_cpu.yaml"
-        config.write_text(ZERO3_CPU)
-    else:
-        config = REPO_ROOT / "accelerate_configs" / "ddp.yaml"
+    config = two_rank_accelerate_config(backend, tmp_path)
     out, port = tmp_path / "two", free_port()
     machine = ["--num_processes=2", "--num_machines=2", "--main_process_ip=127.0.0.1", f"--main_process_port={port}",
                f"--accelerate_config={config}", f"--output_dir={out}", *COMMON]

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, ZERO3_CPU
+from conftest import REPO_ROOT, two_rank_accelerate_config
 
 sys.path.insert(0, os.path.dirname(__file__))
 from switch_matrix import COMBINATIONS, name_of, run_combination  # noqa: E402
@@ -110,12 +110,7 @@ def test_one_process_every_switch_combination_matches_plain(one_process, combina
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])
 def test_two_processes_every_switch_combination_matches_one_plain_process(one_process, tmp_path, backend):
     """One `accelerate launch` with two ranks trains all eight combinations (tests/switch_matrix.py)."""
-    if backend == "zero3":
-        pytest.importorskip("deepspeed")
-        config = tmp_path / "zero3_cpu.yaml"
-        config.write_text(ZERO3_CPU)
-    else:
-        config = REPO_ROOT / "accelerate_configs" / "ddp.yaml"
+    config = two_rank_accelerate_config(backend, tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
