@@ -72,7 +72,7 @@ $(STAMP): setup.py
 
 train: $(STAMP)
 ifneq ($(WORLD_RUN),)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.experiment $(WORLD_RUN) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.world.experiment $(WORLD_RUN) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 else
 	$(OFFLINE) $(PY) -m alignment_unidpo.recipes $(RECIPE) \
 		$(if $(ACCELERATE),--accelerate_config=$(ACCELERATE)) \
@@ -90,13 +90,13 @@ data: $(STAMP)
 
 .PHONY: merge
 merge: $(STAMP)
-	$(PY) -m alignment_unidpo.merge $(RUN) $(ARGS)
+	$(PY) -m alignment_unidpo.training.merge $(RUN) $(ARGS)
 
 demo: $(STAMP)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.demo --seeds $(SEEDS) $(ARGS)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.world.demo --seeds $(SEEDS) $(ARGS)
 
 demo-tune: $(STAMP)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.demo --tune $(ARGS)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.world.demo --tune $(ARGS)
 
 sweep: $(STAMP)
 	$(PY) -m alignment_unidpo.sweep $(or $(RECIPE),toy-world-uni-dpo) --grid "$(GRID)" $(ARGS)

@@ -42,10 +42,10 @@ from workload import (  # noqa: E402
 )
 
 from alignment_unidpo.configs import UniDPOConfig  # noqa: E402
-from alignment_unidpo.logprobs import lean_sequence_logps, sequence_logps  # noqa: E402
-from alignment_unidpo.packed_attention import packed_varlen_attention_forward  # noqa: E402
-from alignment_unidpo.tokenization import PreferenceCollator  # noqa: E402
-from alignment_unidpo.trainer import UniDPOTrainer  # noqa: E402
+from alignment_unidpo.training.logprobs import lean_sequence_logps, sequence_logps  # noqa: E402
+from alignment_unidpo.training.packed_attention import packed_varlen_attention_forward  # noqa: E402
+from alignment_unidpo.training.tokenization import PreferenceCollator  # noqa: E402
+from alignment_unidpo.training.trainer import UniDPOTrainer  # noqa: E402
 
 CONFIGS = {
     "baseline": {},

@@ -114,8 +114,8 @@ def run_one(name: str, opts) -> dict:
         version = f"trl {trl.__version__}"
     else:
         from alignment_unidpo.configs import UniDPOConfig
-        from alignment_unidpo.tokenization import tokenize_row
-        from alignment_unidpo.trainer import UniDPOTrainer
+        from alignment_unidpo.training.tokenization import tokenize_row
+        from alignment_unidpo.training.trainer import UniDPOTrainer
 
         args = UniDPOConfig(**common, **flags, loss_type="uni_dpo", tau_good=8.0, max_prompt_length=1800,
                             ref_logps_cache_dir=None, per_device_eval_batch_size=4 * opts.pairs_per_step)
@@ -146,8 +146,8 @@ def run_one(name: str, opts) -> dict:
 
 def logps_memory(opts) -> dict:
     """Peak CUDA memory of output layer + log-probs + backward, plain vs lean, one micro-batch."""
-    from alignment_unidpo.logprobs import lean_sequence_logps, sequence_logps
-    from alignment_unidpo.tokenization import PreferenceCollator
+    from alignment_unidpo.training.logprobs import lean_sequence_logps, sequence_logps
+    from alignment_unidpo.training.tokenization import PreferenceCollator
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from workload import synthetic_pairs
@@ -177,8 +177,8 @@ def logps_memory(opts) -> dict:
 
 def packing_check() -> dict:
     """Packed rows give the padded rows' log-probs with each attention backend on this GPU."""
-    from alignment_unidpo.tokenization import PreferenceCollator
-    from alignment_unidpo.trainer import model_sequence_logps
+    from alignment_unidpo.training.tokenization import PreferenceCollator
+    from alignment_unidpo.training.trainer import model_sequence_logps
     from workload import synthetic_pairs
 
     pairs = synthetic_pairs(sample_lengths(4, seed=2, scale=0.2), 10, 4000)

@@ -5,7 +5,7 @@
 """
 import sys
 
-from alignment_unidpo.run import main
+from alignment_unidpo.training.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

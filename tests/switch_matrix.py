@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from alignment_unidpo.recipes import resolve
-from alignment_unidpo.run import train
-from alignment_unidpo.trainer import UniDPOTrainer
+from alignment_unidpo.training.run import train
+from alignment_unidpo.training.trainer import UniDPOTrainer
 
 SWITCHES = ("precompute_ref_log_probs", "lean_logps", "padding_free")
 COMBINATIONS = [dict(zip(SWITCHES, on)) for on in itertools.product((False, True), repeat=3)]

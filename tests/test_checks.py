@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from alignment_unidpo import experiment, recipes, run, sweep
+from alignment_unidpo import recipes, sweep
+from alignment_unidpo.training import run
+from alignment_unidpo.world import experiment
 from alignment_unidpo.checks import check_model_paths
 from alignment_unidpo.configs import USED_BY_LOSS, VALUE_RULE_OF, ignored_by_loss_type
 from alignment_unidpo.recipes import RecipeError, resolve
@@ -127,7 +129,8 @@ def test_an_error_is_one_line_exit_2_and_debug_shows_the_traceback():
 
 
 def test_every_entry_point_prints_the_error_line(capsys, tmp_path):
-    from alignment_unidpo import demo, plots
+    from alignment_unidpo import plots
+    from alignment_unidpo.world import demo
 
     calls = {
         "run": lambda: run.main(["default", "--nll_lambda=-1"]),
@@ -158,7 +161,7 @@ def test_a_world_dry_run_prints_the_recipe_and_trains_nothing(monkeypatch, capsy
     assert world["seed"] == 2 and out["training"]["seed"] == 2 and out["training"]["beta"] == 0.3
     assert out["model"]["model_name_or_path"] == world["sft_dir"]
     assert out["data"]["dataset_mixture"] == [{"path": world["world_dir"] + "/train_pairs.jsonl"}]
-    assert "alignment_unidpo.experiment toy-world-dpo" in out["launch"]["command"]
+    assert "alignment_unidpo.world.experiment toy-world-dpo" in out["launch"]["command"]
     assert out["ignored_by_loss_type"] == ignored_by_loss_type("dpo")
 
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from alignment_unidpo.data import DataValidationError, DropReport, load_mixture, split_eval
-from alignment_unidpo.run import tokenize_dataset
+from alignment_unidpo.training.data import DataValidationError, DropReport, load_mixture, split_eval
+from alignment_unidpo.training.run import tokenize_dataset
 from alignment_unidpo.recipes import resolve
 from conftest import good_row
 
@@ -146,7 +146,7 @@ def test_tau_good_median_is_computed_from_the_training_data(write_jsonl, toy_tok
     import logging
 
     from alignment_unidpo.recipes import resolve
-    from alignment_unidpo.run import build_datasets
+    from alignment_unidpo.training.run import build_datasets
 
     rows = [good_row(i, score_chosen=float(s)) for i, s in enumerate([2, 9, 4, 7, 5])]
     recipe = resolve("default", {"dataset_mixture": [{"path": str(write_jsonl(rows))}], "tau_good": "median",

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from alignment_unidpo.data import load_mixture
+from alignment_unidpo.training.data import load_mixture
 from alignment_unidpo.datagen import config as dg_config
 from alignment_unidpo.datagen import generate as dg_generate
 from alignment_unidpo.datagen import pipeline
@@ -266,7 +266,7 @@ def test_paper_configs_resolve_and_dry_run_prints_the_stages(capsys):
 
 
 def test_a_toy_world_recipe_can_ask_for_the_on_policy_pairs():
-    from alignment_unidpo import experiment
+    from alignment_unidpo.world import experiment
 
     out = experiment.dry_run("toy-world-uni-dpo-on-policy", 0, {}, "test")
     path = out["data"]["dataset_mixture"][0]["path"]

@@ -102,8 +102,8 @@ def test_arena_hard_answers_follow_the_model_answer_schema(tiny_run, tmp_path, c
 
 
 def test_a_world_run_gets_its_table_from_the_same_command(tmp_path, capsys):
-    from alignment_unidpo.evaluate import METRICS
-    from alignment_unidpo.experiment import WorldSpec, run_in_world
+    from alignment_unidpo.world.evaluate import METRICS
+    from alignment_unidpo.world.experiment import WorldSpec, run_in_world
 
     small_world = dict(n_sft=256, n_train_pairs=96, n_val_pairs=32, n_test_pairs=32, n_val_tasks=8, n_test_tasks=8)
     spec = WorldSpec(root=tmp_path / "worlds", world=small_world, sft=dict(epochs=1, batch_size=64))

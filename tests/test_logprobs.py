@@ -2,10 +2,10 @@
 
 import torch
 
-from alignment_unidpo.logprobs import sequence_logps
+from alignment_unidpo.training.logprobs import sequence_logps
 from alignment_unidpo.toy import build_toy_model
-from alignment_unidpo.tokenization import IGNORE_INDEX, PreferenceCollator, tokenize_row, truncate_pair
-from alignment_unidpo.trainer import model_sequence_logps
+from alignment_unidpo.training.tokenization import IGNORE_INDEX, PreferenceCollator, tokenize_row, truncate_pair
+from alignment_unidpo.training.trainer import model_sequence_logps
 
 
 def rows():

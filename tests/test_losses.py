@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from alignment_unidpo.losses import dpo_loss, simpo_loss, uni_dpo_loss
+from alignment_unidpo.training.losses import dpo_loss, simpo_loss, uni_dpo_loss
 
 HP = dict(beta=2.0, qual_eta=0.7, perf_gamma=3.0, tau_ref=0.8, nll_lambda=0.2, tau_good=5.0)
 

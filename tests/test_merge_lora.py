@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-import alignment_unidpo.run as run
+import alignment_unidpo.training.run as run
 from alignment_unidpo.recipes import RecipeError, resolve
 
 from conftest import REPO_ROOT
@@ -56,7 +56,7 @@ def test_merged_lora_model_loads_with_automodel_and_matches_the_adapter(lora_run
 
 
 def test_merge_cli_rewrites_merged_from_an_existing_run(lora_run, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "alignment_unidpo.merge", str(lora_run), str(tmp_path / "m")],
+    proc = subprocess.run([sys.executable, "-m", "alignment_unidpo.training.merge", str(lora_run), str(tmp_path / "m")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from transformers import AutoModelForCausalLM
@@ -70,6 +70,6 @@ def test_merge_cli_rewrites_merged_from_an_existing_run(lora_run, tmp_path):
 def test_merge_lora_needs_use_peft_and_merge_needs_an_adapter(tmp_path):
     with pytest.raises(RecipeError, match="merge_lora: true needs use_peft: true"):
         resolve("default", {"merge_lora": True})
-    proc = subprocess.run([sys.executable, "-m", "alignment_unidpo.merge", str(tmp_path)], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "alignment_unidpo.training.merge", str(tmp_path)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "holds no adapter_config.json" in proc.stderr

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO_ROOT, two_rank_accelerate_config
 
-from alignment_unidpo.checkpoints import check_resume_world_size, zero_checkpoint_world_size
+from alignment_unidpo.training.checkpoints import check_resume_world_size, zero_checkpoint_world_size
 from alignment_unidpo.recipes import RecipeError, launch_command, resolve
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -113,7 +113,7 @@ SAVE_AT_2 = ["--save_strategy=steps", "--save_steps=2"]  # a checkpoint to resum
 def one_process(tmp_path_factory):
     out = tmp_path_factory.mktemp("one") / "run"
     run_machines([recipes_cmd("--accelerate_config=single", "--num_processes=1", f"--output_dir={out}", *COMMON)])
-    from alignment_unidpo.models import load_tokenizer
+    from alignment_unidpo.training.models import load_tokenizer
     from alignment_unidpo.toy import build_toy_model
 
     start = build_toy_model("toy:tiny-llama", load_tokenizer(resolve("default").model)).state_dict()

@@ -18,13 +18,13 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, Qwen2Config, Qwen2ForC
 from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.masking_utils import create_causal_mask
 
-from alignment_unidpo import packed_attention as pa
+from alignment_unidpo.training import packed_attention as pa
 from alignment_unidpo.configs import ModelArguments
-from alignment_unidpo.models import load_model
+from alignment_unidpo.training.models import load_model
 from alignment_unidpo.recipes import RecipeError, resolve
-from alignment_unidpo.tokenization import PreferenceCollator
+from alignment_unidpo.training.tokenization import PreferenceCollator
 from alignment_unidpo.toy import build_toy_model
-from alignment_unidpo.trainer import check_padding_free_support, model_sequence_logps
+from alignment_unidpo.training.trainer import check_padding_free_support, model_sequence_logps
 
 
 def model_of(kind, tokenizer, attn):

@@ -14,8 +14,8 @@ import pytest
 import real_tokenizers  # tests/real_tokenizers.py
 
 from alignment_unidpo.recipes import resolve
-from alignment_unidpo.tokenization import (IGNORE_INDEX, PreferenceCollator, TokenizationRules, render_pair,
-                                           tokenize_row)
+from alignment_unidpo.training.tokenization import (IGNORE_INDEX, PreferenceCollator, TokenizationRules, render_pair,
+                                                    tokenize_row)
 
 TRL = TokenizationRules()
 AUTHORS = TokenizationRules(label_assistant_header=True, append_eos=True, truncation_rule="authors")

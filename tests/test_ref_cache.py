@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import alignment_unidpo.ref_cache as ref_cache
-import alignment_unidpo.run as run
+import alignment_unidpo.training.ref_cache as ref_cache
+import alignment_unidpo.training.run as run
 from alignment_unidpo.recipes import resolve
-from alignment_unidpo.ref_cache import ReferenceLogpsCache, dataset_fingerprint, expected_token_counts
-from alignment_unidpo.trainer import UniDPOTrainer
+from alignment_unidpo.training.ref_cache import ReferenceLogpsCache, dataset_fingerprint, expected_token_counts
+from alignment_unidpo.training.trainer import UniDPOTrainer
 
 SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.15},
               {"path": "data/toy_preferences_chat.jsonl", "fraction": 0.15}]
@@ -99,7 +99,7 @@ def test_cache_is_reused_without_loading_the_reference_and_only_for_the_same_key
 
 @pytest.fixture
 def small_cache(tmp_path, toy_tokenizer):
-    from alignment_unidpo.tokenization import tokenize_row
+    from alignment_unidpo.training.tokenization import tokenize_row
 
     rows = [{"messages": [{"role": "user", "content": f"Reverse: w{i}"}], "chosen": f"{i}w", "rejected": "x" * (i + 1),
              "score_chosen": 8.0, "score_rejected": 3.0} for i in range(6)]
@@ -170,7 +170,7 @@ def test_failed_write_leaves_the_previous_file_intact(small_cache, monkeypatch):
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from alignment_unidpo.ref_cache import _atomic_target
+from alignment_unidpo.training.ref_cache import _atomic_target
 with _atomic_target(Path(sys.argv[1])) as tmp:
     os.kill(os.getpid(), signal.SIGKILL)  # killed after creating its (0-byte) temporary file
 """
@@ -215,7 +215,7 @@ def test_a_killed_write_leaves_no_temporary_file_behind(small_cache):
                                     {"eos_as_bos": True}, {"plain_answer_suffix": "<|im_end|>"}])
 def test_every_tokenisation_switch_is_in_the_cache_key(tmp_path, toy_tokenizer, switch):
     from alignment_unidpo.recipes import resolve
-    from alignment_unidpo.run import reference_logps_cache
+    from alignment_unidpo.training.run import reference_logps_cache
 
     def key(**overrides):
         recipe = resolve("default", {"ref_logps_cache_dir": str(tmp_path), **overrides})

@@ -6,7 +6,7 @@ import pytest
 
 from alignment_unidpo.plots import curve, log_history
 from alignment_unidpo.recipes import resolve
-from alignment_unidpo.run import train
+from alignment_unidpo.training.run import train
 
 SMALL = {"dataset_mixture": [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.3}],
          "test_split_size": 0, "eval_strategy": "no", "disable_tqdm": True, "use_cpu": True,

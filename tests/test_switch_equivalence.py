@@ -22,8 +22,8 @@ from conftest import REPO_ROOT, two_rank_accelerate_config
 sys.path.insert(0, os.path.dirname(__file__))
 from switch_matrix import COMBINATIONS, name_of, run_combination  # noqa: E402
 
-from alignment_unidpo.losses import ref_gap_indicator, uni_dpo_loss  # noqa: E402
-from alignment_unidpo.trainer import REF_GAP_TOLERANCE  # noqa: E402
+from alignment_unidpo.training.losses import ref_gap_indicator, uni_dpo_loss  # noqa: E402
+from alignment_unidpo.training.trainer import REF_GAP_TOLERANCE  # noqa: E402
 
 LOSS_RTOL = 1e-5      # measured <= 8e-7
 WEIGHT_ATOL = 1e-5    # measured <= 2.2e-7 (weights are O(0.1), moved by O(1e-2))
@@ -91,7 +91,7 @@ def test_the_comparison_is_not_vacuous(one_process):
     root, records = one_process
     indicators = [i for entry in records["plain"]["steps"] for i in entry["cnll_active"]]
     assert 0 < sum(indicators) < len(indicators)
-    from alignment_unidpo.models import load_tokenizer
+    from alignment_unidpo.training.models import load_tokenizer
     from alignment_unidpo.recipes import resolve
     from alignment_unidpo.toy import build_toy_model
 
@@ -133,7 +133,7 @@ def test_a_reference_off_by_rounding_selects_no_pairs(tmp_path, monkeypatch, tol
     """Precomputed reference log-probs that differ from the policy's by ~1e-6 relative (what another
     batch layout gives in low precision) select no c-NLL pairs at the first step, where the
     policy equals the reference; the strict indicator of Eq. (11) (tolerance 0) selects them."""
-    from alignment_unidpo.trainer import UniDPOTrainer
+    from alignment_unidpo.training.trainer import UniDPOTrainer
 
     compute = UniDPOTrainer.compute_reference_logps
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from alignment_unidpo import sft as sft_module
-from alignment_unidpo.world import (Task, WorldConfig, generate, label_flip_probability, parse_prompt, summarize,
-                                    true_score, write_world)
+from alignment_unidpo.world import sft as sft_module
+from alignment_unidpo.world.task import (Task, WorldConfig, generate, label_flip_probability, parse_prompt, summarize,
+                                         true_score, write_world)
 
 SMALL_WORLD = dict(n_sft=256, n_train_pairs=96, n_val_pairs=32, n_test_pairs=32, n_val_tasks=8, n_test_tasks=8)
 SMALL_SFT = dict(epochs=1, batch_size=64)
@@ -78,8 +78,8 @@ def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monk
 
 
 def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
-    from alignment_unidpo.demo import METHODS, demo, replot
-    from alignment_unidpo.experiment import WorldSpec
+    from alignment_unidpo.world.demo import METHODS, demo, replot
+    from alignment_unidpo.world.experiment import WorldSpec
 
     methods = {m: METHODS[m] for m in ("DPO", "SimPO", "Uni-DPO", "w/o w_perf")}
     spec = WorldSpec(root=tmp_path / "worlds", world=SMALL_WORLD, sft=SMALL_SFT)

@@ -2,7 +2,7 @@
 
 Range checks of every value happen when the recipe resolves (:func:`configs.check_values`).
 Here, on top: local model folders exist (:func:`check_model_paths`) and local data files
-validate row by row (:func:`check_data`, the same :class:`~.data.DataValidationError`
+validate row by row (:func:`check_data`, the same :class:`~.training.data.DataValidationError`
 messages the run would give). Hub models and hub datasets are left to the run.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import is_local_source, load_mixture
+from .training.data import is_local_source, load_mixture
 from .recipes import RecipeError, ResolvedRecipe
 from .toy import is_toy
 

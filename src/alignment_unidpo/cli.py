@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 
 def error_line(err: BaseException) -> str:
     """The text after ``error: ``: the message, plus a hint for errors not raised by us."""
-    from .data import DataValidationError  # imported here: recipes imports this module
+    from .training.data import DataValidationError  # imported here: recipes imports this module
     from .recipes import RecipeError
 
     text = str(err) or type(err).__name__

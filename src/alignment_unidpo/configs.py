@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from .losses import PERF_WEIGHTS
+from .training.losses import PERF_WEIGHTS
 
 LOSS_TYPES = ("uni_dpo", "dpo", "simpo")
 TAU_GOOD_MEDIAN = "median"  # tau_good computed from the training data (data.median_chosen_score)
@@ -43,7 +43,7 @@ class ModelArguments:
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "flash_attention_2, sdpa or eager (Gemma-2 needs eager); packed_varlen (ours, "
-                          "alignment_unidpo.packed_attention): with padding_free, each packed sequence attended on "
+                          "alignment_unidpo.training.packed_attention): with padding_free, each packed sequence attended on "
                           "its own, no [L x L] mask."},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Run the model repo's own Python code."})
@@ -89,7 +89,7 @@ class DataArguments:
         default=None, metadata={"help": "System message put before every prompt that has none."}
     )
     preprocessing_num_workers: int = field(default=1, metadata={"help": "Processes for tokenising (> 1000 rows)."})
-    # How pairs are tokenised (alignment_unidpo.tokenization); README "Fidelity to the authors' runs".
+    # How pairs are tokenised (alignment_unidpo.training.tokenization); README "Fidelity to the authors' runs".
     label_assistant_header: bool = field(
         default=False,
         metadata={"help": "Label the template's assistant header (e.g. Llama-3 '<|start_header_id|>assistant"
@@ -123,7 +123,7 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        from .tokenization import TokenizationRules
+        from .training.tokenization import TokenizationRules
 
         TokenizationRules.from_args(self)  # validates truncation_rule
 

@@ -88,7 +88,7 @@ def logp_curves(runs: dict[str, str | Path], path: str | Path, reductions: dict[
 
 def margin_scatter(points: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
     """Reward margin against true score margin on clean held-out pairs, Spearman's rho per panel (Fig. 4b)."""
-    from .trainer import spearman_rho
+    from .training.trainer import spearman_rho
     import torch
 
     fig, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 3.4), squeeze=False)

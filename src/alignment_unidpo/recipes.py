@@ -30,12 +30,12 @@ from typing import Any
 import torch
 import yaml
 
-from .checkpoints import check_output_dir
 from .cli import entry_point
 from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
                       derive_gradient_accumulation, ignored_by_loss_type)
+from .paths import REPO_ROOT
+from .training.checkpoints import check_output_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
 DEFAULT_RECIPE = "default"
 

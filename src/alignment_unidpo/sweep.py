@@ -5,7 +5,7 @@
 (:func:`check_grid`: a bad key or value stops the sweep before any point starts), then
 runs every combination as its own process, so a point that fails later is reported and
 the others go on. Preference-world recipes (``toy-world-*``,
-the default) run through :mod:`alignment_unidpo.experiment` and are scored on the
+the default) run through :mod:`alignment_unidpo.world.experiment` and are scored on the
 *validation* split (sweeps are for choosing values); any other recipe runs through the
 normal launcher and is scored by its ``all_results.json`` (eval loss when it has one).
 Writes ``results.md`` (one row per point) and, for one or two swept keys, ``heatmap.png``.
@@ -31,7 +31,7 @@ from .plots import heatmap
 from .recipes import REPO_ROOT, RecipeError, known_keys, parse_overrides, resolve, yaml_load
 
 DEFAULT_RECIPE = "toy-world-uni-dpo"
-WORLD_KEYS = ("world_seed", "split")  # keys of alignment_unidpo.experiment, not of the recipe
+WORLD_KEYS = ("world_seed", "split")  # keys of alignment_unidpo.world.experiment, not of the recipe
 
 
 def parse_grid(grid: str) -> dict[str, list[Any]]:
@@ -58,7 +58,7 @@ def is_world_recipe(recipe: str) -> bool:
 
 
 def point_command(recipe: str, point: dict[str, Any], out_dir: Path) -> list[str]:
-    module = "alignment_unidpo.experiment" if is_world_recipe(recipe) else "alignment_unidpo.recipes"
+    module = "alignment_unidpo.world.experiment" if is_world_recipe(recipe) else "alignment_unidpo.recipes"
     args = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items()]
     extra = ["--split=val", "--disable_tqdm=true"] if is_world_recipe(recipe) else []
     return [sys.executable, "-m", module, recipe, *args, *extra, f"--output_dir={out_dir}"]

@@ -63,7 +63,7 @@ def build_toy_model(
     """
     if attn_implementation not in TOY_ATTENTION:
         raise ValueError(f"toy models run with attention {', '.join(TOY_ATTENTION)}, not {attn_implementation!r}")
-    from . import packed_attention  # noqa: F401  (registers packed_varlen before the model is built)
+    from .training import packed_attention  # noqa: F401  (registers packed_varlen before the model is built)
 
     size = name[len(TOY_PREFIX):]
     if size not in TOY_SIZES:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..data import DataValidationError
+from ..training.data import DataValidationError
 from ..recipes import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")

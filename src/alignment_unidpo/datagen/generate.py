@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..data import read_json_records
+from ..training.data import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
 from .config import DataGenError
 
@@ -34,7 +34,7 @@ from .config import DataGenError
 # --- prompts ---------------------------------------------------------------------------
 def world_folders(p: dict[str, Any]) -> tuple[Path, Path]:
     """(world data, SFT model) folders of ``prompts.source: world``, created once and cached."""
-    from ..experiment import WORLD_ROOT, WorldSpec, prepare
+    from ..world.experiment import WORLD_ROOT, WorldSpec, prepare
 
     spec = WorldSpec(root=Path(p["world_root"] or WORLD_ROOT), world=dict(p["world"]), sft=dict(p["sft"]))
     return prepare(int(p["world_seed"]), spec, progress=False)

@@ -9,7 +9,7 @@ Every stage writes into its own folder keyed by a hash of the config parts it de
 kill loses at most the shard in progress and a rerun continues, while a changed config
 gets new folders and never reuses stale shards. The last stage writes ``pairs.jsonl``
 (our training format: prompt, chosen, rejected, score_chosen, score_rejected, which
-:mod:`alignment_unidpo.data` reads), ``stats.json`` (counts, drops per reason, score
+:mod:`alignment_unidpo.training.data` reads), ``stats.json`` (counts, drops per reason, score
 histograms and ``tau_good``, the median chosen score as the paper sets it, Table C.1)
 and ``scores.png``. The last printed line is one JSON object: dataset, pairs, tau_good.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import entry_point
-from ..data import read_json_records
+from ..training.data import read_json_records
 from ..recipes import parse_overrides
 from .config import STAGES, DataGenError, load_config, stage_dirs
 from .generate import load_prompts, run_generate, shard_path, shards_of, write_jsonl_atomic

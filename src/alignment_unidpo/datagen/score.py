@@ -16,7 +16,7 @@ Scorers (appendix C.2 of the paper):
   Zheng et al. (footnote 6); we split on blank lines (``prm_step_separator``), the model
   card's convention, and reduce step rewards by ``prm_aggregate`` (the paper does not say
   how; min is the common choice), then scale 0-1 by 10. **Not run yet** (a 7B model).
-* ``world_judge``: the preference world's noisy judge (:func:`alignment_unidpo.world.judge_score`).
+* ``world_judge``: the preference world's noisy judge (:func:`alignment_unidpo.world.task.judge_score`).
 * ``none``: no score (math rule with the verifier only).
 
 ``verifier: math`` labels each sample with :func:`alignment_unidpo.evaluation.math_grading.grade`
@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..data import read_json_records
+from ..training.data import read_json_records
 from .config import DataGenError
 from .generate import my_shards, shard_path, write_jsonl_atomic
 
@@ -169,7 +169,7 @@ def prm_scorer(s: dict[str, Any]) -> Scorer:  # pragma: no cover - a 7B PRM; not
 
 def world_judge_scorer(cfg: dict[str, Any]) -> Scorer:
     """The world's noisy judge on each sample; the noise is seeded by (world seed, prompt id, sample)."""
-    from ..world import WorldConfig, judge_score, parse_prompt
+    from ..world.task import WorldConfig, judge_score, parse_prompt
 
     p = cfg["prompts"]
     world = WorldConfig(**{"seed": int(p["world_seed"]), **p["world"]})
@@ -217,7 +217,7 @@ def run_score(cfg: dict[str, Any], gen_dir: Path, folder: Path, n_shards: int, p
             if labels is not None:
                 row["correct"] = labels[i]
             if kind == "world_judge":
-                from ..world import parse_prompt, true_score
+                from ..world.task import parse_prompt, true_score
 
                 task = parse_prompt(_prompt_text(r["prompt"]))
                 row["true_scores"] = [true_score(task, smp["text"]) for smp in r["samples"]]

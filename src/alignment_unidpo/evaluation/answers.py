@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..data import DataValidationError
+from ..training.data import DataValidationError
 
 ALPACA_EVAL_VERSION = "0.6.6"  # PyPI alpaca-eval; the default annotator is AlpacaEval 2's
 ALPACA_EVAL_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"

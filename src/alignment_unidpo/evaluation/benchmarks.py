@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data import DataValidationError, Records, read_json_records
+from ..training.data import DataValidationError, Records, read_json_records
 
 # Table 2's column order; the keys name the files. Sizes are those of the standard test sets.
 MATH_BENCHMARKS = {
@@ -36,7 +36,7 @@ DEFAULT_MATH_DIR = Path("data/eval/math")
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file, with ``numbers`` (each
     row's line in a .jsonl file, its position otherwise) for error messages. JSON files are
-    read by :func:`~alignment_unidpo.data.read_json_records` (bad lines and non-UTF-8 bytes
+    read by :func:`~alignment_unidpo.training.data.read_json_records` (bad lines and non-UTF-8 bytes
     name the file and line)."""
     path = Path(path)
     if not path.is_file():

@@ -27,7 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..cli import entry_point
-from ..data import DataValidationError
+from ..training.data import DataValidationError
 from ..recipes import _split_overrides
 from . import answers, report
 from .benchmarks import DEFAULT_MATH_DIR, MATH_BENCHMARKS, load_benchmark, load_predictions, read_rows
@@ -225,12 +225,12 @@ def eval_textual(run: str, opts: Options, out: Path) -> dict[str, Any]:
 
 # --- the preference world ----------------------------------------------------------------
 def eval_world(run: str, opts: Options, out: Path) -> dict[str, Any]:
-    from ..evaluate import METRICS
-    from ..experiment import world_run_inputs
+    from ..world.evaluate import METRICS
+    from ..world.experiment import world_run_inputs
 
     record = json.loads((Path(run) / "world_metrics.json").read_text())
     world_dir, sft_dir, spec = world_run_inputs(record)
-    from ..evaluate import evaluate_policy
+    from ..world.evaluate import evaluate_policy
 
     split = opts.split or record["split"]
     metrics = evaluate_policy(run, sft_dir, world_dir, spec, split)

@@ -5,7 +5,7 @@
   its own. A toy base (``toy:<name>``, built in memory) has no path: its weights are saved
   to ``<output_dir>/base_model`` and the adapter points there (absolute path).
 * :func:`merge_lora` (``merge_lora: true`` after training, or ``make merge RUN=<dir>`` /
-  ``python -m alignment_unidpo.merge RUN [OUT]`` for an existing run) loads the base and the
+  ``python -m alignment_unidpo.training.merge RUN [OUT]`` for an existing run) loads the base and the
   adapter on the CPU, merges the adapter into the weights and writes a full model
   (safetensors) and the tokenizer to ``<run>/merged``, loadable with ``AutoModelForCausalLM``.
 """
@@ -17,8 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .cli import entry_point
-from .toy import is_toy
+from ..cli import entry_point
+from ..toy import is_toy
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ MERGED_DIR = "merged"
 
 
 def _error(message: str) -> Exception:
-    from .recipes import RecipeError
+    from ..recipes import RecipeError
 
     return RecipeError(message)
 
@@ -88,7 +88,7 @@ def merge_lora(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
 
 @entry_point
 def main(argv: list[str]) -> int:
-    """``python -m alignment_unidpo.merge RUN_DIR [OUT_DIR]``: write RUN_DIR/merged (or OUT_DIR)."""
+    """``python -m alignment_unidpo.training.merge RUN_DIR [OUT_DIR]``: write RUN_DIR/merged (or OUT_DIR)."""
     if not argv or argv[0] in ("-h", "--help") or len(argv) > 2:
         print(main.__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -98,6 +98,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from alignment_unidpo.merge import main as package_main
+    from alignment_unidpo.training.merge import main as package_main
 
     sys.exit(package_main())

@@ -24,11 +24,12 @@ from typing import Any
 
 import datasets
 
+from ..paths import REPO_ROOT
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_TEXT_FIELDS = ("prompt", "chosen", "rejected")
 SCORE_FIELDS = ("score_chosen", "score_rejected")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 MAX_REPORTED_ERRORS = 10
 

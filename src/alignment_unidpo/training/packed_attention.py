@@ -22,8 +22,8 @@ and causality (built in each layer, where sdpa builds it once per forward).
 Attention-logit soft-capping (Gemma-2), sliding windows and attention sinks are refused
 with a ``ValueError``.
 
-Importing this module registers the name; :mod:`alignment_unidpo.models` and
-:mod:`alignment_unidpo.trainer` import it, so any model built after importing the
+Importing this module registers the name; :mod:`alignment_unidpo.training.models` and
+:mod:`alignment_unidpo.training.trainer` import it, so any model built after importing the
 package can use ``attn_implementation="packed_varlen"``.
 """
 

@@ -18,12 +18,12 @@ from accelerate import PartialState
 from transformers import set_seed
 
 from .checkpoints import check_output_dir, prepare_output_dir
-from .cli import entry_point
-from .configs import TAU_GOOD_MEDIAN
+from ..cli import entry_point
+from ..configs import TAU_GOOD_MEDIAN
 from .data import DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
 from .models import load_policy_and_reference, load_tokenizer
-from .recipes import RecipeError, ResolvedRecipe, resolve
+from ..recipes import RecipeError, ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
 from .tokenization import REFERENCE_COLUMNS, TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer

@@ -1,11 +1,11 @@
 """One preference run in the world: data and SFT (cached), a recipe, held-out metrics.
 
-``python -m alignment_unidpo.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``
+``python -m alignment_unidpo.world.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``
 is what ``make train`` runs when no RECIPE (or a ``toy-world-*`` recipe) is named. It
-generates the world for the seed (:mod:`~alignment_unidpo.world`), trains or reuses the
-SFT model (:mod:`~alignment_unidpo.sft`), trains the recipe through the normal recipe
-machinery (:func:`alignment_unidpo.run.train`) starting from, and referenced to, the SFT
-model, and prints the held-out metrics (:mod:`~alignment_unidpo.evaluate`) next to the
+generates the world for the seed (:mod:`~alignment_unidpo.world.task`), trains or reuses the
+SFT model (:mod:`~alignment_unidpo.world.sft`), trains the recipe through the normal recipe
+machinery (:func:`alignment_unidpo.training.run.train`) starting from, and referenced to, the SFT
+model, and prints the held-out metrics (:mod:`~alignment_unidpo.world.evaluate`) next to the
 SFT starting point. The seed of a run is the world seed: data, SFT and preference
 training all derive from it.
 """
@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from transformers import PrinterCallback
 
-from .cli import entry_point
+from ..cli import entry_point
 from .evaluate import METRICS, RewardSpec, evaluate_policy
-from .recipes import REPO_ROOT, RecipeError, load_recipe_dict, parse_overrides, resolve
-from .run import train
+from ..recipes import REPO_ROOT, RecipeError, load_recipe_dict, parse_overrides, resolve
+from ..training.run import train
 from .sft import SFTConfig, ensure_sft
-from .trainer import UniDPOTrainer
-from .world import WorldConfig, write_world
+from ..training.trainer import UniDPOTrainer
+from .task import WorldConfig, write_world
 
 logger = logging.getLogger("alignment_unidpo")
 
@@ -101,7 +101,7 @@ def wants_on_policy(recipe_name: str, overrides: dict[str, Any] | None) -> bool:
 
 def on_policy_config(seed: int, spec: WorldSpec = WorldSpec()) -> dict[str, Any]:
     """The toy-world data config for the world of ``seed`` (``make data`` with no CONFIG, seed 0)."""
-    from .datagen.config import load_config
+    from ..datagen.config import load_config
 
     overrides: dict[str, Any] = {"prompts.world_seed": seed}
     if spec != WorldSpec():  # tests' small worlds; the default keeps `make data`'s folders
@@ -112,7 +112,7 @@ def on_policy_config(seed: int, spec: WorldSpec = WorldSpec()) -> dict[str, Any]
 
 def on_policy_pairs(seed: int, spec: WorldSpec = WorldSpec(), make: bool = False, progress: bool = True) -> Path:
     """The on-policy pairs file of the world of ``seed``; with ``make``, generated (cached) first."""
-    from .datagen import pipeline
+    from ..datagen import pipeline
 
     cfg = on_policy_config(seed, spec)
     if make:
@@ -209,7 +209,7 @@ def dry_run(recipe_name: str, seed: int, overrides: dict[str, Any], split: str,
                      num_processes=1)
     out = recipe.to_json_dict()
     out["launch"]["command"] = shlex.join(
-        [sys.executable, "-m", "alignment_unidpo.experiment", recipe_name, f"--world_seed={seed}", f"--split={split}"]
+        [sys.executable, "-m", "alignment_unidpo.world.experiment", recipe_name, f"--world_seed={seed}", f"--split={split}"]
         + [f"--{k}={v}" for k, v in overrides.items()])
     out["world"] = {"seed": seed, "split": split, "world_dir": str(world_dir), "sft_dir": str(sft_dir),
                     "world_cached": (world_dir / "world.json").is_file(),
@@ -220,7 +220,7 @@ def dry_run(recipe_name: str, seed: int, overrides: dict[str, Any], split: str,
 
 @entry_point
 def main(argv: list[str]) -> int:
-    """``python -m alignment_unidpo.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``."""
+    """``python -m alignment_unidpo.world.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``."""
     recipe = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_WORLD_RECIPE
     overrides = parse_overrides(argv)
     seed = int(overrides.pop("world_seed", 0))

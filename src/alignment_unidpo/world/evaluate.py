@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .data import normalize_row, read_json_records
-from .logprobs import SequenceLogps
-from .tokenization import PreferenceCollator, tokenize_row
-from .trainer import model_sequence_logps, spearman_rho, uses_mean_logps
-from .world import parse_prompt, true_score
+from ..training.data import normalize_row, read_json_records
+from ..training.logprobs import SequenceLogps
+from ..training.tokenization import PreferenceCollator, tokenize_row
+from ..training.trainer import model_sequence_logps, spearman_rho, uses_mean_logps
+from .task import parse_prompt, true_score
 
 METRICS = ("pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_rejected")
 

@@ -64,7 +64,7 @@ class TokenizationRules:
 
     @classmethod
     def from_args(cls, args: Any) -> "TokenizationRules":
-        """The rules from any object with these attributes (e.g. :class:`~.configs.DataArguments`)."""
+        """The rules from any object with these attributes (e.g. :class:`~alignment_unidpo.configs.DataArguments`)."""
         return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def tokenize_row(
     row: dict[str, Any], tokenizer, max_length: int, max_prompt_length: int, apply_chat_template: bool = True,
     rules: TokenizationRules = DEFAULT_RULES,
 ) -> dict[str, Any]:
-    """Features of one normalised row (see :mod:`alignment_unidpo.data`).
+    """Features of one normalised row (see :mod:`alignment_unidpo.training.data`).
 
     ``prompt_too_long`` marks rows to drop; ``truncated`` marks rows that were cut.
     """

@@ -1,11 +1,11 @@
 """The paper's comparison and ablations in miniature, in the preference world.
 
-``python -m alignment_unidpo.demo [--seeds 0 1 2] [--out demo]`` (``make demo``) trains
+``python -m alignment_unidpo.world.demo [--seeds 0 1 2] [--out demo]`` (``make demo``) trains
 every method of :data:`METHODS` on every world seed (same pairs, SFT start and budget
 per seed), evaluates each on the test split and writes ``results.md`` (Table 1 + Table 3
 style: mean +- std over seeds, best in bold) and the figures.
 
-``python -m alignment_unidpo.demo --tune`` (``make demo-tune``) runs the documented grid
+``python -m alignment_unidpo.world.demo --tune`` (``make demo-tune``) runs the documented grid
 of :data:`GRIDS` (the same number of points for every method) on world seed 0, scores
 each point on the *validation* split only, writes ``tuning.md`` and writes each method's
 pick into its recipe (lines marked ``# tuned``).
@@ -25,12 +25,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .cli import entry_point
+from ..cli import entry_point
 from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
-from .plots import logp_curves, margin_scatter, training_curves, weight_distributions
-from .recipes import REPO_ROOT, RecipeError, find_file
-from .sweep import grid_points
+from ..plots import logp_curves, margin_scatter, training_curves, weight_distributions
+from ..recipes import REPO_ROOT, RecipeError, find_file
+from ..sweep import grid_points
 
 # label -> recipe; the first three are Table 1's rows, Uni-DPO and the rest Table 3 / D.7 / Fig. 5b.
 METHODS = {

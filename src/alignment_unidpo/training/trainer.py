@@ -1,16 +1,16 @@
 """``UniDPOTrainer``: a ``transformers.Trainer`` for Uni-DPO, DPO and SimPO.
 
 Each step runs chosen and rejected sequences through the policy in one concatenated
-forward (see :class:`~alignment_unidpo.tokenization.PreferenceCollator`), the same batch
+forward (see :class:`~alignment_unidpo.training.tokenization.PreferenceCollator`), the same batch
 through the frozen reference model without gradients, reduces token log-probs to one
 number per sequence, and hands them to the pure loss functions of
-:mod:`alignment_unidpo.losses`. Per-pair metrics are gathered from all processes and
+:mod:`alignment_unidpo.training.losses`. Per-pair metrics are gathered from all processes and
 averaged over each logging window.
 
 Three switches make a step cheaper without changing its numbers (beyond float
 rounding): ``precompute_ref_log_probs`` (reference log-probs computed once, before
-training, and cached on disk by :mod:`alignment_unidpo.ref_cache`), ``lean_logps``
-(:func:`~alignment_unidpo.logprobs.lean_sequence_logps`) and ``padding_free``
+training, and cached on disk by :mod:`alignment_unidpo.training.ref_cache`), ``lean_logps``
+(:func:`~alignment_unidpo.training.logprobs.lean_sequence_logps`) and ``padding_free``
 (sequences packed into one row by the collator).
 """
 
@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 
 from . import checkpoints
-from .configs import UniDPOConfig
+from ..configs import UniDPOConfig
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
 from .packed_attention import PACKED_VARLEN, check_packed_varlen_support
@@ -368,7 +368,7 @@ class UniDPOTrainer(Trainer):
             loss = self.preference_loss(model, inputs, "eval")
         return loss.detach(), None, None
 
-    # --- checkpoints (see alignment_unidpo.checkpoints) --------------------------------
+    # --- checkpoints (see alignment_unidpo.training.checkpoints) --------------------------------
     _carried_loss_sum: float | None = None  # loss summed over the steps before the resumed checkpoint
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):

@@ -2,7 +2,7 @@
 
 Both paths return one :class:`SequenceLogps` per sequence of a batch, whether the batch
 is padded (one sequence per row) or packed (several sequences per row, told apart by
-``sequence_ids``; see :class:`~alignment_unidpo.tokenization.PreferenceCollator`).
+``sequence_ids``; see :class:`~alignment_unidpo.training.tokenization.PreferenceCollator`).
 
 * :func:`sequence_logps` is the plain path: it takes the model's full ``[N, T, V]``
   logits and log-softmaxes all of them in float32, as most DPO trainers do. Its peak

@@ -3,7 +3,7 @@
 The SFT model is the starting policy and the reference of every preference run in the
 world. It is trained from a fixed-seed ``toy:world-llama`` on the world's demonstrations,
 through the same chat template and prompt masking as the preference data
-(:func:`~alignment_unidpo.tokenization.render_pair`), and saved with its tokenizer as a
+(:func:`~alignment_unidpo.training.tokenization.render_pair`), and saved with its tokenizer as a
 normal model folder that recipes load with ``model_name_or_path``.
 
 :func:`ensure_sft` caches it: a folder whose ``sft.json`` records the same world key and
@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .logprobs import sequence_logps
-from .tokenization import IGNORE_INDEX, render_pair
-from .toy import build_toy_model, build_toy_tokenizer
-from .data import read_json_records
+from ..training.logprobs import sequence_logps
+from ..training.tokenization import IGNORE_INDEX, render_pair
+from ..toy import build_toy_model, build_toy_tokenizer
+from ..training.data import read_json_records
 
 logger = logging.getLogger(__name__)
 

@@ -200,7 +200,7 @@ def reference_identity(name: str, revision: str | None, dtype: str, memo_dir: Pa
     models by the commit they resolve to (known once ``model`` is loaded, or from the
     local hub cache).
     """
-    from .toy import TOY_SEED, is_toy
+    from ..toy import TOY_SEED, is_toy
 
     if is_toy(name):
         weights = f"toy-seed-{TOY_SEED}"

@@ -44,7 +44,7 @@ TRUE_STRINGS, FALSE_STRINGS = ("true", "yes", "1"), ("false", "no", "0", "none",
 
 
 def _error(message: str) -> Exception:
-    from .recipes import RecipeError  # recipes imports this module
+    from ..recipes import RecipeError  # recipes imports this module
 
     return RecipeError(message)
 
