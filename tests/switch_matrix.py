@@ -47,13 +47,12 @@ class IndicatorRecordingTrainer(UniDPOTrainer):
         self.record: list[dict] = []
 
     def _store_metrics(self, metrics, split):
-        super()._store_metrics(metrics, split)
+        super()._store_metrics(metrics, split)  # gathers every metric from all processes
         if split == "train":
-            names = ("cnll_active", "logps/chosen", "score_margin")
-            stacked = torch.stack([metrics[k].detach().float() for k in names], dim=1)
-            gathered = self.accelerator.gather_for_metrics(stacked).cpu()
-            self.record.append({"step": self.state.global_step, "cnll_active": gathered[:, 0].tolist(),
-                                "logps_chosen": gathered[:, 1].tolist(), "score_margin": gathered[:, 2].tolist()})
+            gathered = {name: self._metrics[split][name][-1].tolist()
+                        for name in ("cnll_active", "logps/chosen", "score_margin")}
+            self.record.append({"step": self.state.global_step, "cnll_active": gathered["cnll_active"],
+                                "logps_chosen": gathered["logps/chosen"], "score_margin": gathered["score_margin"]})
 
 
 def run_combination(combination: dict[str, bool], out: Path, cache: Path, extra: dict | None = None,
