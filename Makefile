@@ -18,6 +18,8 @@
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 #   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
 #   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
+#   make study                                   6 methods x 4 judge-noise levels x 5 seeds -> demo/study.md (~35 min, 2 cores)
+#   make study ARGS=--quick                      the same on a small world, 2 seeds, 3 steps (~30 s) -> outputs/study-quick
 #   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"   (every point checked first)
 #   make plot RUN=outputs/toy-world/runs/uni-dpo   training-dynamics figure of any run folder
 #   make eval RUN=outputs/toy-world/runs/uni-dpo   a world run's held-out table (results.md in RUN/eval/world/)
@@ -55,7 +57,7 @@ HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
 WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: help install train test tokenizers bench clean demo demo-tune sweep plot eval data
+.PHONY: help install train test tokenizers bench clean demo demo-tune study sweep plot eval data
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -97,6 +99,9 @@ demo: $(STAMP)
 
 demo-tune: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.world.demo --tune $(ARGS)
+
+study: $(STAMP)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.world.study $(ARGS)
 
 sweep: $(STAMP)
 	$(PY) -m alignment_unidpo.sweep $(or $(RECIPE),toy-world-uni-dpo) --grid "$(GRID)" $(ARGS)

@@ -15,6 +15,7 @@ install_requires = [
     "pyyaml==6.0.3",
     "tqdm==4.70.1",
     "matplotlib==3.11.2",  # the preference-world demo and training-dynamics plots (Agg backend)
+    "scipy==1.17.1",  # Student-t intervals of the preference-world study (make study)
 ]
 
 setup(

@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 from pathlib import Path
@@ -42,12 +43,26 @@ use_cpu: true
 """
 
 
+@functools.cache
+def build_deepspeed_cpu_comm_op() -> None:
+    """JIT-build DeepSpeed's CPU shared-memory comm op once, here, before a ZeRO-3 launch.
+
+    DeepSpeed compiles it in the first process that initialises its CPU backend (about 40 s
+    on 2 cores, 1.5 GB per compiler) and the other ranks wait on a lock file: on a fresh
+    machine that would happen inside the first launched test, against its time limit.
+    """
+    from deepspeed.comm.torch import build_shm_op
+
+    build_shm_op()
+
+
 def two_rank_accelerate_config(backend: str, folder: Path) -> Path:
     """The accelerate config for a two-process CPU test: ``ddp`` (the shipped one) or ``zero3``
     (:data:`ZERO3_CPU`, written into ``folder``; skips when deepspeed is missing)."""
     if backend == "ddp":
         return REPO_ROOT / "accelerate_configs" / "ddp.yaml"
     pytest.importorskip("deepspeed")
+    build_deepspeed_cpu_comm_op()
     config = folder / "zero3_cpu.yaml"
     config.write_text(ZERO3_CPU)
     return config

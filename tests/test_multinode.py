@@ -5,9 +5,13 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,19 +95,68 @@ def recipes_cmd(*args):
 
 
 def run_machines(commands, timeout=300):
-    """Start every machine's launch at once; kill them all if one fails or time runs out."""
-    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cmd in commands]
-    try:
-        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
-    finally:
+    """Start every machine's launch at once, each in its own session and writing to its own
+    log file (a pipe left unread can fill up and stall a rank, and with it the others).
+    If time runs out, every process prints its Python stacks (SIGUSR1, registered by the
+    entry points) before all are killed, and the failure shows each machine's log."""
+    logs = [tempfile.TemporaryFile("w+") for _ in commands]
+    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) for cmd, log in zip(commands, logs)]
+    deadline = time.monotonic() + timeout
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        if any(p.returncode not in (None, 0) for p in procs):  # the others would wait for it forever
+            deadline = min(deadline, time.monotonic() + 20)
+        time.sleep(0.2)
+    hung = any(p.poll() is None for p in procs)
+    if hung:  # the ranks print their stacks; the launchers and torchrun (no handler) would die of it
         for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-6000:]
+            for rank in descendants(p.pid, "run_unidpo.py"):
+                send(rank, signal.SIGUSR1)
+        time.sleep(3)
+    for p in procs:  # whatever is left, ranks included (a finished launcher's pid may be reused: not that)
+        for pid in [*descendants(p.pid), p.pid] if p.poll() is None else []:
+            send(pid, signal.SIGKILL)
+        p.wait()
+    outputs = []
+    for log in logs:
+        log.seek(0)
+        outputs.append(log.read())
+        log.close()
+    report = "\n".join(f"--- machine {i} (exit {p.returncode}) ---\n{out[-12000 if hung else -6000:]}"
+                       for i, (p, out) in enumerate(zip(procs, outputs)))
+    assert not hung, f"still running after {timeout} s (or 20 s after a machine failed); each process's Python stacks end its log\n{report}"
+    assert all(p.returncode == 0 for p in procs), report
     return outputs
+
+
+def descendants(root: int, script: str | None = None) -> list[int]:
+    """The pids of ``root``'s descendants (Linux /proc), or of those running ``script``
+    (``python [-u] .../script``). torchrun starts each rank in a session of its own, so this
+    follows parent ids rather than a process group."""
+    parent, argv = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # "pid (comm) state ppid"
+            argv[int(stat.parent.name)] = (stat.parent / "cmdline").read_text().split("\0")
+        except (OSError, IndexError, ValueError):  # exited meanwhile
+            continue
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parent.get(pid, 0)
+            if pid == root:
+                return True
+        return False
+
+    return [pid for pid, args in argv.items()
+            if (script is None or any(a.endswith(script) for a in args[1:3])) and descends(pid)]
+
+
+def send(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:  # exited meanwhile
+        pass
 
 
 SAVE_AT_2 = ["--save_strategy=steps", "--save_steps=2"]  # a checkpoint to resume on another process count

@@ -124,3 +124,12 @@ def test_plot_command_draws_any_run_folder(tmp_path):
     (run / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     assert main([str(run)]) == 0 and (run / "training_dynamics.png").stat().st_size > 5000
     assert main([str(tmp_path / "missing")]) == 2
+
+
+def test_the_judge_and_the_pairs_do_not_change_the_demonstrations_so_worlds_share_an_sft_model():
+    base = WorldConfig(seed=2, **SMALL_WORLD)
+    other = WorldConfig(seed=2, **{**SMALL_WORLD, "judge_noise": 4.0, "gold_pair_rate": 0.5, "n_train_pairs": 50})
+    assert generate(base)["sft"] == generate(other)["sft"] and base.sft_key() == other.sft_key()
+    assert base.key() != other.key() and generate(base)["train_pairs"] != generate(other)["train_pairs"]
+    assert WorldConfig(seed=2, **{**SMALL_WORLD, "n_sft": 300}).sft_key() != base.sft_key()
+    assert WorldConfig(seed=3, **SMALL_WORLD).sft_key() != base.sft_key()

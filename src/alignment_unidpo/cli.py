@@ -4,11 +4,16 @@ Decorate a ``main(argv)`` with :func:`entry_point`; it takes ``--debug`` off the
 line and, without it, turns the project's own error types into that line instead of a
 traceback. With ``--debug`` the exception propagates, traceback and all. Anything else
 (a bug, a CUDA error) is not caught.
+
+Every entry point also prints the Python stack of each of its threads to stderr on
+``SIGUSR1`` (``kill -USR1 PID``): the first thing to look at when a distributed run hangs.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import functools
+import signal
 import sys
 from typing import Callable
 
@@ -30,12 +35,24 @@ def error_line(err: BaseException) -> str:
     return text
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` prints every thread's stack to the process's real stderr (where
+    there is one with a file descriptor, and a SIGUSR1: not on Windows)."""
+    if not hasattr(signal, "SIGUSR1") or sys.__stderr__ is None:
+        return
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: no fileno
+        pass
+
+
 def entry_point(main: Callable[[list[str]], int]) -> Callable[..., int]:
     """Wrap ``main(argv) -> exit status`` with the ``--debug`` flag and the ``error:`` line."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
+        dump_stacks_on_sigusr1()
         debug = any(flag in argv for flag in DEBUG_FLAGS)
         argv = [arg for arg in argv if arg not in DEBUG_FLAGS]
         if debug:

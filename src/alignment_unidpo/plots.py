@@ -134,6 +134,28 @@ def heatmap(values: list[list[float]], xs: list[str], ys: list[str], xlabel: str
     return _save(fig, path)
 
 
+def gaps_vs_noise(panels: dict[str, dict[str, list[tuple[float, float, float]]]], noise: list[float],
+                  flip_rates: list[float], metric: str, path: str | Path) -> Path:
+    """Paired differences with their 95% intervals against the judge's noise, one panel per
+    comparison family (e.g. "method - DPO", "Uni-DPO - ablation"), one line per method;
+    ``panels[title][label]`` holds ``(mean, low, high)`` per noise level."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+    span = (max(noise) - min(noise)) or 1.0
+    for ax, (title, lines) in zip(axes.flat, panels.items()):
+        for i, (label, points) in enumerate(lines.items()):
+            x = [n + (i - (len(lines) - 1) / 2) * 0.025 * span for n in noise]  # side by side, not on top
+            mean, low, high = zip(*points)
+            ax.errorbar(x, mean, yerr=[[m - lo for m, lo in zip(mean, low)], [hi - m for m, hi in zip(mean, high)]],
+                        marker="o", ms=4, capsize=3, lw=1.2, label=label, color=f"C{i % 10}")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(noise, [f"{n:g}\n({100 * f:.0f}% flipped)" for n, f in zip(noise, flip_rates)], fontsize=8)
+        ax.set_xlabel("judge noise sd (share of training labels flipped)")
+        ax.set_ylabel(f"difference in {metric}")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

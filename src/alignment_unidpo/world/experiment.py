@@ -82,7 +82,7 @@ def world_paths(seed: int, spec: WorldSpec = WorldSpec()) -> tuple[WorldConfig, 
     """The world and SFT configs of ``seed`` and the folders they are cached in (nothing written)."""
     world = WorldConfig(**{"seed": seed, **spec.world})
     sft = SFTConfig(**{"seed": seed, **spec.sft})
-    return world, sft, Path(spec.root) / f"world-{world.key()}", Path(spec.root) / f"sft-{world.key()}"
+    return world, sft, Path(spec.root) / f"world-{world.key()}", Path(spec.root) / f"sft-{world.sft_key()}"
 
 
 def prepare(seed: int, spec: WorldSpec = WorldSpec(), progress: bool = True) -> tuple[Path, Path]:

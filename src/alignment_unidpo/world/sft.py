@@ -6,8 +6,9 @@ through the same chat template and prompt masking as the preference data
 (:func:`~alignment_unidpo.training.tokenization.render_pair`), and saved with its tokenizer as a
 normal model folder that recipes load with ``model_name_or_path``.
 
-:func:`ensure_sft` caches it: a folder whose ``sft.json`` records the same world key and
-SFT settings is reused as is.
+:func:`ensure_sft` caches it: a folder whose ``sft.json`` records the same demonstrations
+(the world's ``sft_key``, which ignores the judge and the pairs) and SFT settings is reused
+as is.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ def train_sft(demos_path: str | Path, out_dir: str | Path, cfg: SFTConfig = SFTC
 def ensure_sft(world_dir: str | Path, out_dir: str | Path, cfg: SFTConfig = SFTConfig(), progress: bool = True) -> Path:
     """The SFT model for the world in ``world_dir``: reused from ``out_dir`` when its key matches."""
     world_dir, out_dir = Path(world_dir), Path(out_dir)
-    world_key = json.loads((world_dir / "world.json").read_text())["key"]
-    stamp = {"world_key": world_key, "sft": dataclasses.asdict(cfg)}
+    meta = json.loads((world_dir / "world.json").read_text())
+    stamp = {"demos_key": meta.get("sft_key", meta["key"]), "sft": dataclasses.asdict(cfg)}
     stamp_path = out_dir / "sft.json"
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp and (out_dir / "config.json").is_file():
         logger.info("reusing the SFT model in %s", out_dir)

@@ -70,9 +70,22 @@ class WorldConfig:
     n_test_pairs: int = 400
 
     def key(self) -> str:
-        """A short hash of the config, naming cached data and SFT folders."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        return hashlib.sha1(blob).hexdigest()[:10]
+        """A short hash of the config, naming the cached data folder."""
+        return _short_hash(dataclasses.asdict(self))
+
+    def sft_key(self) -> str:
+        """A short hash of what the SFT demonstrations depend on, naming the SFT folder: worlds
+        that differ only in :data:`PAIR_ONLY_FIELDS` (e.g. the judge's noise) share one SFT model."""
+        return _short_hash({k: v for k, v in dataclasses.asdict(self).items() if k not in PAIR_ONLY_FIELDS})
+
+
+# Fields the SFT demonstrations do not depend on: they are drawn first, from the same seed,
+# and these only shape the preference pairs drawn after them.
+PAIR_ONLY_FIELDS = ("judge_noise", "gold_pair_rate", "n_train_pairs", "n_val_pairs", "n_test_pairs")
+
+
+def _short_hash(values: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +232,7 @@ def summarize(splits: dict[str, list[dict[str, Any]]], cfg: WorldConfig) -> dict
     return {
         "config": dataclasses.asdict(cfg),
         "key": cfg.key(),
+        "sft_key": cfg.sft_key(),
         "sizes": {name: len(rows) for name, rows in splits.items()},
         "sft_mean_true_score": statistics.fmean(r["true_score"] for r in splits["sft"]),
         "sft_exact_rate": statistics.fmean(r["true_score"] == 10.0 for r in splits["sft"]),
