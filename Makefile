@@ -18,7 +18,7 @@
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 #   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
 #   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
-#   make study                                   6 methods x 4 judge-noise levels x 5 seeds -> demo/study.md (~35 min, 2 cores)
+#   make study                                   6 methods x 4 judge-noise levels x 5 seeds -> demo/study.md (~25 min, 2 cores)
 #   make study ARGS=--quick                      the same on a small world, 2 seeds, 3 steps (~30 s) -> outputs/study-quick
 #   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"   (every point checked first)
 #   make plot RUN=outputs/toy-world/runs/uni-dpo   training-dynamics figure of any run folder
