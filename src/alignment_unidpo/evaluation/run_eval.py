@@ -145,11 +145,11 @@ def eval_math_model(run: str, opts: Options, out: Path) -> dict[str, Any]:
         todo = [i for i, k in enumerate(keys) if k not in log]
         if todo:
             model, tokenizer = load_model_and_tokenizer(run)
+            convs = [math_conversation(items[i]["problem"]) for i in todo]
             bar = tqdm(total=len(todo), desc="math: generate + grade", disable=not opts.progress)
-            for start in range(0, len(todo), opts.batch_size):
+            for start, batch in zip(range(0, len(todo), opts.batch_size),
+                                    generate(model, tokenizer, convs, decoding, opts.batch_size)):
                 chunk = todo[start:start + opts.batch_size]
-                convs = [math_conversation(items[i]["problem"]) for i in chunk]
-                (batch,) = generate(model, tokenizer, convs, decoding, batch_size=len(chunk))
                 grade_rows(items, dict(zip(chunk, batch)), log, keys, opts.timeout, progress=False)
                 bar.update(len(chunk))
             bar.close()
@@ -225,20 +225,17 @@ def eval_textual(run: str, opts: Options, out: Path) -> dict[str, Any]:
 
 # --- the preference world ----------------------------------------------------------------
 def eval_world(run: str, opts: Options, out: Path) -> dict[str, Any]:
-    from ..world.evaluate import METRICS
-    from ..world.experiment import world_run_inputs
+    from ..world.evaluate import METRICS, evaluate_policy
+    from ..world.experiment import sft_metrics, world_run_inputs
 
     record = json.loads((Path(run) / "world_metrics.json").read_text())
     world_dir, sft_dir, spec = world_run_inputs(record)
-    from ..world.evaluate import evaluate_policy
-
     split = opts.split or record["split"]
     metrics = evaluate_policy(run, sft_dir, world_dir, spec, split)
-    sft = record["sft"] if split == record["split"] else evaluate_policy(sft_dir, sft_dir, world_dir, spec, split)
+    sft = sft_metrics(world_dir, sft_dir, split)  # the SFT model's own ranking, cached beside it
     meta = settings(run, opts, {"world": str(world_dir), "sft": str(sft_dir), "split": split,
                                 "decoding": "greedy, max_new_tokens 10 (evaluate.greedy_answers)",
                                 "reward": dataclasses.asdict(spec)})
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(report.world_markdown({**record, "split": split}, metrics, sft, METRICS, meta))
     result = {"suite": "world", **{k: metrics[k] for k in METRICS}}
     (out / "summary.json").write_text(json.dumps({**result, "settings": meta}, indent=2))
