@@ -54,7 +54,6 @@ def boxed_contents(text: str) -> list[str]:
             i = j + 1
         else:
             i = j
-    return found
 
 
 def _clean(answer: str) -> str:

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..paths import REPO_ROOT
 from .benchmarks import MATH_BENCHMARKS
 from .paper_numbers import TABLE1_COLUMNS, paper_row
 
@@ -23,8 +24,7 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     try:
-        root = Path(__file__).resolve().parents[3]
-        out["git"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+        out["git"] = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                                     text=True, timeout=10).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         out["git"] = "unknown"

@@ -19,17 +19,12 @@ from pathlib import Path
 
 from ..cli import entry_point
 from ..toy import is_toy
+from .checkpoints import _error
 
 logger = logging.getLogger(__name__)
 
 BASE_MODEL_DIR = "base_model"
 MERGED_DIR = "merged"
-
-
-def _error(message: str) -> Exception:
-    from ..recipes import RecipeError
-
-    return RecipeError(message)
 
 
 def record_base_model(model, model_name_or_path: str, output_dir: str | Path, is_main_process: bool) -> str:
