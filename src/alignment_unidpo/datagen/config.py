@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..training.data import DataValidationError
+from ..training.models import DTYPES
 from ..recipes import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
@@ -87,6 +88,7 @@ CHOICES = {
     ("generate", "backend"): ("transformers", "vllm"),
     ("score", "scorer"): ("reward_model", "external", "prm", "world_judge", "none"),
     ("score", "verifier"): (None, "math"),
+    ("score", "dtype"): tuple(DTYPES),  # what training.models loads; transformers takes the names
     ("score", "prm_aggregate"): ("min", "last", "mean", "prod"),
     ("normalize", "method"): ("none", "linear", "zscore_cdf"),
     ("pair", "rule"): ("best_worst", "math"),

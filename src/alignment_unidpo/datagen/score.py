@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..evaluation.generation import MATH_SYSTEM_PROMPT
 from ..training.data import read_json_records
 from .config import DataGenError
 from .generate import my_shards, shard_path, write_jsonl_atomic
@@ -52,8 +53,7 @@ def reward_model_scorer(s: dict[str, Any]) -> Scorer:
     tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = getattr(torch, str(s["dtype"])) if s["dtype"] != "auto" else "auto"
-    model = AutoModelForSequenceClassification.from_pretrained(s["model"], dtype=dtype, trust_remote_code=trust).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(s["model"], dtype=s["dtype"], trust_remote_code=trust).eval()
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -140,16 +140,14 @@ def prm_scorer(s: dict[str, Any]) -> Scorer:  # pragma: no cover - a 7B PRM; not
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=True)
-    dtype = getattr(torch, str(s["dtype"])) if s["dtype"] != "auto" else "auto"
-    model = AutoModel.from_pretrained(s["model"], dtype=dtype, device_map="auto", trust_remote_code=True).eval()
+    model = AutoModel.from_pretrained(s["model"], dtype=s["dtype"], device_map="auto", trust_remote_code=True).eval()
     sep_id = tokenizer.encode("<extra_0>")[0]
 
     @torch.no_grad()
     def score(rows):
         out = []
         for r in rows:
-            system = next((m["content"] for m in r["prompt"] if m["role"] == "system"),
-                          "Please reason step by step, and put your final answer within \\boxed{}.")
+            system = next((m["content"] for m in r["prompt"] if m["role"] == "system"), MATH_SYSTEM_PROMPT)
             query = _prompt_text(r["prompt"])
             scores = []
             for smp in r["samples"]:
