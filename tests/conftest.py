@@ -90,3 +90,8 @@ def good_row(i=0, **overrides):
            "score_chosen": 8.0, "score_rejected": 3.0}
     row.update(overrides)
     return row
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: multi-process launches and long end-to-end runs; `pytest -m 'not slow'` skips them")

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import yaml
 
+from .base.values import parse_bool
 from .cli import entry_point
 from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
                       derive_gradient_accumulation, ignored_by_loss_type)
@@ -165,8 +166,11 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         return None
     args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     args = tuple(a for a in args if a is not type(None))
-    if bool in args and not isinstance(value, bool):
-        raise RecipeError(f"{name} must be true or false, got {value!r}")
+    if bool in args:
+        try:
+            return parse_bool(value, name)
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
     if float in args and isinstance(value, (int, str)) and not isinstance(value, bool):
         try:
             return value if int in args and isinstance(value, int) else float(value)
