@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import faulthandler
 import functools
+import os
 import signal
 import sys
 from typing import Callable
 
 DEBUG_FLAGS = ("--debug", "--debug=true", "--debug=1")
+# Set by an entry point given --debug, so that the processes it launches show tracebacks too.
+DEBUG_ENV = "ALIGNMENT_UNIDPO_DEBUG"
 # RecipeError and DataValidationError are ValueErrors; a bare ValueError comes from
 # constructing a config (world, SFT, a bad model name), FileNotFoundError from a missing file.
 REPORTED_ERRORS = (ValueError, FileNotFoundError)
@@ -33,6 +36,28 @@ def error_line(err: BaseException) -> str:
     if not isinstance(err, (RecipeError, DataValidationError)):
         text += " (--debug for the traceback)"
     return text
+
+
+def debug_requested() -> bool:
+    """Whether this process or the one that launched it was given ``--debug``."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def rank_prefix() -> str:
+    """``[rank N] `` inside a launched run of several processes, else nothing."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"[rank {os.environ.get('RANK', '?')}] "
+    return ""
+
+
+def report_unexpected(err: BaseException) -> bool:
+    """In a run of several processes, ranks other than 0 print an unexpected error as one line
+    (rank 0 prints the traceback); returns whether it was printed so."""
+    if int(os.environ.get("RANK", "0")) == 0 or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    print(f"error: {rank_prefix()}{type(err).__name__}: {err} (rank 0 shows the traceback; --debug for every "
+          "rank's)", file=sys.stderr, flush=True)
+    return True
 
 
 def dump_stacks_on_sigusr1() -> None:
@@ -53,14 +78,19 @@ def entry_point(main: Callable[[list[str]], int]) -> Callable[..., int]:
     def wrapper(argv: list[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         dump_stacks_on_sigusr1()
-        debug = any(flag in argv for flag in DEBUG_FLAGS)
+        if any(flag in argv for flag in DEBUG_FLAGS):
+            os.environ[DEBUG_ENV] = "1"
         argv = [arg for arg in argv if arg not in DEBUG_FLAGS]
-        if debug:
+        if debug_requested():
             return main(argv)
         try:
             return main(argv)
         except REPORTED_ERRORS as err:
-            print(f"error: {error_line(err)}", file=sys.stderr, flush=True)
+            print(f"error: {rank_prefix()}{error_line(err)}", file=sys.stderr, flush=True)
             return EXIT_USAGE
+        except Exception as err:  # a bug: the traceback from rank 0 only
+            if report_unexpected(err):
+                return 1
+            raise
 
     return wrapper

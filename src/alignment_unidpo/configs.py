@@ -310,6 +310,8 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# torch_dtype: the names training.models.DTYPES maps to torch dtypes (a test keeps the two equal)
+TORCH_DTYPES = ("bfloat16", "float16", "float32", "auto")
 # attn_implementation: transformers' own names and ours (packed_attention.PACKED_VARLEN)
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention", "packed_varlen")
 
@@ -335,6 +337,7 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("logging_steps", "save_steps", "eval_steps"), lambda v: _finite(v) and v > 0 and (v < 1 or v == int(v)),
      "an integer >= 1, or a fraction in (0, 1) of all steps"),
     (("max_steps",), lambda v: _int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
+    (("torch_dtype",), lambda v: v in TORCH_DTYPES, f"one of {', '.join(TORCH_DTYPES)}"),
     (("attn_implementation",), lambda v: v in ATTN_IMPLEMENTATIONS or (isinstance(v, str) and "/" in v),
      f"one of {', '.join(ATTN_IMPLEMENTATIONS)}, or a hub kernel repository 'org/name'"),
 )

@@ -47,7 +47,20 @@ class RecipeError(ValueError):
 
 class RecipeLoader(yaml.SafeLoader):
     """YAML 1.2 scalars: only true/false are booleans (``eval_strategy: no`` stays the
-    string "no") and ``1e-6`` is a float, not a string as in YAML 1.1."""
+    string "no") and ``1e-6`` is a float, not a string as in YAML 1.1. A key written twice in
+    one mapping is an error (PyYAML would silently keep the last value)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                continue
+            key = self.construct_object(key_node)
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (first on line {first_line[key]})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 RecipeLoader.yaml_implicit_resolvers = {
@@ -105,9 +118,11 @@ def find_file(name: str, folder: str) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml_load(path.read_text()) or {}
+        data = yaml_load(path.read_text())
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from err
+        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    if data is None:
+        raise RecipeError(f"{path}: the file holds no keys (an empty recipe would silently run every default)")
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of key: value, got {type(data).__name__}")
     return data
@@ -324,7 +339,7 @@ def launch_command(resolved: ResolvedRecipe, overrides: list[str] | None = None)
     recipe_path = find_file(resolved.name, "recipes")
     config = accelerate_config_path(resolved.launch.accelerate_config)
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch",
+        sys.executable, "-m", "alignment_unidpo.training.launch",  # accelerate launch; failures as lines
         "--config_file", str(config),
         "--num_processes", str(resolved.launch.num_processes),
         *machine_args(resolved.launch, config),
@@ -357,7 +372,7 @@ def main(argv: list[str]) -> int:
     check_output_dir(resolved.training, dry_run=dry_run, num_processes=resolved.launch.num_processes)  # refuse a used output_dir before launching
     from .checks import preflight  # imports data (datasets); not needed to resolve
 
-    preflight(resolved)
+    warnings = preflight(resolved, dry_run=dry_run)
     # Pass launch keys to accelerate, everything else to the training script.
     launch_keys = {f.name for f in dataclasses.fields(LaunchArguments)}
     script_args = [f"--{key}={value}" for key, value in _split_overrides(argv) if key not in launch_keys]
@@ -365,6 +380,9 @@ def main(argv: list[str]) -> int:
     if dry_run:
         out = resolved.to_json_dict()
         out["launch"]["command"] = shlex.join(cmd)
+        out["warnings"] = warnings  # what this machine lacks for a real launch (checks.environment_problems)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         print(json.dumps(out, indent=2, sort_keys=False))
         return 0
     print("launching:", shlex.join(cmd), file=sys.stderr, flush=True)

@@ -20,10 +20,10 @@ from transformers import set_seed
 from .checkpoints import check_output_dir, prepare_output_dir
 from ..cli import entry_point
 from ..configs import TAU_GOOD_MEDIAN
-from .data import DropReport, load_mixture, median_chosen_score, split_eval
+from .data import DataValidationError, DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
 from .models import load_policy_and_reference, load_tokenizer
-from ..recipes import RecipeError, ResolvedRecipe, resolve
+from ..recipes import ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
 from .tokenization import REFERENCE_COLUMNS, TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer
@@ -76,7 +76,22 @@ def build_datasets(recipe: ResolvedRecipe, tokenizer):
     if eval_ is not None:
         eval_ = tokenize_dataset(eval_, tokenizer, recipe, "eval", report)
     logger.info("pairs: train %d, eval %d; dropped rows: %s", len(train), len(eval_ or []), report.summary())
+    check_splits(args, train, eval_, report)
     return train, eval_
+
+
+def check_splits(args, train: datasets.Dataset, eval_: datasets.Dataset | None, report: DropReport) -> None:
+    """Refuse data that leaves no training pairs, or no eval pairs while evaluation is asked for
+    (the launcher runs :func:`build_datasets` too, so this fails before anything launches)."""
+    if len(train) == 0:
+        raise DataValidationError(f"no training pairs left after filtering (dropped: {report.summary()}); "
+                                  f"check max_length={args.max_length} and the data")
+    strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
+    if strategy != "no" and (eval_ is None or len(eval_) == 0):
+        raise DataValidationError(
+            f"eval_strategy={strategy} but there are no eval pairs" + ("" if eval_ is None else
+            f" left after filtering (dropped: {report.summary()})") + "; set test_split_size or "
+            "eval_dataset_mixture, or --eval_strategy=no")
 
 
 def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> ReferenceLogpsCache | None:
@@ -120,8 +135,6 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     tokenizer = load_tokenizer(recipe.model)
     with PartialState().main_process_first():
         train_ds, eval_ds = build_datasets(recipe, tokenizer)
-    if eval_ds is None and args.eval_strategy != "no":
-        raise RecipeError(f"eval_strategy={args.eval_strategy} but there is no eval data; set test_split_size")
 
     need_reference = args.loss_type != "simpo"
     cache = None
