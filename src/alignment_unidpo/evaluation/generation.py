@@ -49,15 +49,18 @@ class Decoding:
 
 
 def load_model_and_tokenizer(model_dir: str, dtype: str = "auto", device: str | None = None):
-    """A saved run folder (or hub id) as an eval-mode causal LM and its tokenizer (left padding)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A saved run folder (a LoRA run: on its own base) or hub id as an eval-mode causal LM and
+    its tokenizer (left padding)."""
+    from transformers import AutoTokenizer
+
+    from ..training.merge import load_causal_lm
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.chat_template is None:
         raise ValueError(f"{model_dir}: the tokenizer has no chat template")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    model = load_causal_lm(model_dir, dtype=dtype).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), tokenizer
 

@@ -35,6 +35,7 @@ from . import checkpoints
 from ..configs import UniDPOConfig
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
+from .merge import relativize_base_model
 from .packed_attention import PACKED_VARLEN, check_packed_varlen_support
 from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, ReferenceLogpsCache, attach_reference_logps
 from .tokenization import REFERENCE_COLUMNS, PreferenceCollator
@@ -384,6 +385,13 @@ class UniDPOTrainer(Trainer):
     def _save_checkpoint(self, model, trial) -> None:
         """Written into ``tmp-checkpoint-N`` and renamed into place once complete."""
         checkpoints.save_checkpoint_atomically(self, model, trial)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Upstream's save (final model and checkpoints); a LoRA adapter then names the run's
+        own saved toy base relative to itself, so the run folder can be moved (training.merge)."""
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            relativize_base_model(output_dir or self.args.output_dir, self.args.output_dir)
 
     def _finalize_training(self, trial, num_train_samples, start_time):
         """``train_loss`` over the whole run, the steps before a resume included."""

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from ..training.data import normalize_row, read_json_records
 from ..training.logprobs import SequenceLogps
+from ..training.merge import load_causal_lm
 from ..training.tokenization import PreferenceCollator, tokenize_row
 from ..training.trainer import model_sequence_logps, spearman_rho, uses_mean_logps
 from .task import parse_prompt, true_score
@@ -54,7 +55,7 @@ class RewardSpec:
 
 
 def load(model_dir: str | Path):
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = load_causal_lm(model_dir).eval()  # a LoRA run on its own base
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
