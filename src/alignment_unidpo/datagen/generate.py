@@ -28,7 +28,9 @@ from typing import Any, Callable, Iterator
 
 from ..training.data import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
-from .config import DataGenError
+from .config import DataGenError, trusts_remote_code
+
+WORLD_SFT = "world:sft"  # generate.model: the preference world's SFT model (prompts.source: world)
 
 
 # --- prompts ---------------------------------------------------------------------------
@@ -92,7 +94,7 @@ def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 def resolve_model(cfg: dict[str, Any]) -> str:
     model = str(cfg["generate"]["model"])
-    if model == "world:sft":
+    if model == WORLD_SFT:
         if cfg["prompts"]["source"] != "world":
             raise DataGenError("generate.model: world:sft needs prompts.source: world")
         return str(world_folders(cfg["prompts"])[1])
@@ -107,7 +109,8 @@ def transformers_sampler(model_path: str, g: dict[str, Any]) -> Sampler:
     """Batched ``transformers.generate`` (evaluation/generation.py) with N copies of each prompt."""
     from ..evaluation.generation import generate, load_model_and_tokenizer
 
-    model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"])
+    model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"],
+                                                trust_remote_code=trusts_remote_code(g, "generate"))
     n = int(g["num_samples"])
 
     def sample(conversations, seed):
@@ -131,7 +134,7 @@ def vllm_sampler(model_path: str, g: dict[str, Any]) -> Sampler:  # pragma: no c
     dtype = "auto" if g["dtype"] == "auto" else str(g["dtype"])
     llm = LLM(model=model_path, tensor_parallel_size=int(g["tensor_parallel_size"]), dtype=dtype,
               seed=int(g["seed"]), gpu_memory_utilization=float(g["gpu_memory_utilization"]),
-              trust_remote_code=bool(g["trust_remote_code"]))
+              trust_remote_code=trusts_remote_code(g, "generate"))
 
     def sample(conversations, seed):
         params = SamplingParams(n=int(g["num_samples"]), temperature=float(g["temperature"]), top_p=float(g["top_p"]),

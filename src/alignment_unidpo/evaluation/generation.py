@@ -48,16 +48,18 @@ class Decoding:
         return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": None}
 
 
-def load_model_and_tokenizer(model_dir: str, dtype: str = "auto", device: str | None = None):
-    """A saved run folder (or hub id) as an eval-mode causal LM and its tokenizer (left padding)."""
+def load_model_and_tokenizer(model_dir: str, dtype: str = "auto", device: str | None = None,
+                             trust_remote_code: bool = False):
+    """A saved run folder (or hub id) as an eval-mode causal LM and its tokenizer (left padding);
+    the repository's own Python code runs only with ``trust_remote_code``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None:
         raise ValueError(f"{model_dir}: the tokenizer has no chat template")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), tokenizer
 
