@@ -137,6 +137,7 @@ BAD_VALUES = [
     ("normalize.scale", ".inf", "a finite number"),
     ("pair.min_margin", "-0.5", "a number >= 0"),
     ("prompts.limit", "0", "an integer >= 1"),
+    ("generate.model", "world:sft", "needs prompts.source: world"),
 ]
 
 
@@ -145,7 +146,7 @@ def test_a_bad_value_is_one_line_naming_file_and_key_before_anything_loads(confi
                                                                            allowed):
     assert pipeline.main([str(config), f"--{key}={value}"]) == 2
     line = one_error_line(capsys)
-    assert line.startswith(f"error: {config}: {key} ") and allowed in line and "--debug" not in line
+    assert line.startswith(f"error: {config}: {key}") and allowed in line and "--debug" not in line
     assert loads == [] and not (config.parent / "out").exists()
 
 
@@ -220,9 +221,11 @@ def test_a_judge_file_gone_after_generation_stops_the_rerun_and_keeps_the_genera
     judge = tmp_path / "judge.jsonl"
     judge.write_text(json.dumps({"prompt": "hi", "answer": "a", "score": 1}) + "\n")  # "b" has no score
     cfg = load_config(config, {"score.scorer": "external", "score.path": str(judge)})
-    fake = lambda convs, seed: [[{"text": t, "num_tokens": 1, "finished": True} for t in "ab"] for _ in convs]  # noqa: E731
+    def two_answers(conversations, seed):
+        return [[{"text": t, "num_tokens": 1, "finished": True} for t in "ab"] for _ in conversations]
+
     with pytest.raises(DataGenError, match="has no score"):
-        pipeline.run(cfg, progress=False, sampler=fake)
+        pipeline.run(cfg, progress=False, sampler=two_answers)
     dirs = stage_dirs(cfg)
     written = {p: p.read_bytes() for p in dirs["generate"].iterdir()}
     assert (dirs["generate"] / "done.json") in written
@@ -324,23 +327,38 @@ def test_the_scorers_pass_trust_remote_code_as_configured(config, from_pretraine
         assert from_pretrained == [("AutoTokenizer", trust), (model_class, trust)], scorer
 
 
+@pytest.fixture
+def vllm_llm(monkeypatch):
+    """A stand-in ``vllm`` module (not installed here) whose ``LLM(...)`` records its keyword arguments."""
+    kwargs = {}
+    fake = types.ModuleType("vllm")
+    fake.LLM = lambda **given: kwargs.update(given)
+    fake.SamplingParams = object
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    return kwargs
+
+
 @pytest.mark.parametrize("how,trust", TRUST_CASES, ids=[str(h) for h, _ in TRUST_CASES])
-def test_the_generators_pass_trust_remote_code_as_configured(config, from_pretrained, monkeypatch, how, trust):
+def test_the_generators_pass_trust_remote_code_as_configured(config, from_pretrained, vllm_llm, how, trust):
     g = trusting_config(config.parent, "generate", how)["generate"]
     with pytest.raises(Loaded):
         dg_generate.transformers_sampler(g["model"], g)
     assert from_pretrained == [("AutoTokenizer", trust), ("AutoModelForCausalLM", trust)]
-    llm_kwargs = {}
-    fake_vllm = types.ModuleType("vllm")
-    fake_vllm.LLM = lambda **kwargs: llm_kwargs.update(kwargs)
-    fake_vllm.SamplingParams = object
-    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
     dg_generate.vllm_sampler(g["model"], g)
-    assert llm_kwargs["trust_remote_code"] is trust
+    assert vllm_llm["trust_remote_code"] is trust
 
 
-def test_a_hand_made_section_saying_no_never_trusts():
-    assert trusts_remote_code({"trust_remote_code": "no"}, "score") is False
+def test_a_hand_made_section_saying_no_never_trusts(config, from_pretrained, vllm_llm):
+    """A mapping that did not come through load_config: every loader still reads "no" as false."""
+    cfg = load_config(config)
+    g, s = {**cfg["generate"], "trust_remote_code": "no"}, {**cfg["score"], "trust_remote_code": "no"}
+    dg_generate.vllm_sampler(g["model"], g)
+    assert vllm_llm["trust_remote_code"] is False
+    for load in (lambda: dg_generate.transformers_sampler(g["model"], g), lambda: dg_score.reward_model_scorer(s),
+                 lambda: dg_score.prm_scorer(s)):
+        with pytest.raises(Loaded):
+            load()
+    assert [trust for _, trust in from_pretrained] == [False] * 6
     assert trusts_remote_code({}, "score") is False
     with pytest.raises(ValueError, match="score.trust_remote_code must be true or false"):
         trusts_remote_code({"trust_remote_code": "sure"}, "score")

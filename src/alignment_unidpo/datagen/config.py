@@ -30,6 +30,7 @@ from ..training.models import DTYPES
 from ..recipes import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
+WORLD_SFT = "world:sft"  # generate.model: the preference world's SFT model (prompts.source: world)
 DEFAULT_CONFIG = REPO_ROOT / "data_configs" / "toy-world-on-policy.yaml"
 
 DEFAULTS: dict[str, Any] = {
@@ -226,6 +227,8 @@ def check(cfg: dict[str, Any], where: str) -> None:
         raise DataGenError(f"{where}: prompts.path is required for prompts.source: jsonl")
     if not g["model"]:
         raise DataGenError(f"{where}: generate.model is required")
+    if g["model"] == WORLD_SFT and p["source"] != "world":
+        raise DataGenError(f"{where}: generate.model: {WORLD_SFT} needs prompts.source: world")
     if s["scorer"] in ("reward_model", "prm") and not s["model"]:
         raise DataGenError(f"{where}: score.model is required for score.scorer: {s['scorer']}")
     if s["scorer"] == "external" and not s["path"]:

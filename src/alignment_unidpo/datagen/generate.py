@@ -28,9 +28,7 @@ from typing import Any, Callable, Iterator
 
 from ..training.data import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
-from .config import DataGenError, trusts_remote_code
-
-WORLD_SFT = "world:sft"  # generate.model: the preference world's SFT model (prompts.source: world)
+from .config import WORLD_SFT, DataGenError, trusts_remote_code
 
 
 # --- prompts ---------------------------------------------------------------------------
@@ -94,9 +92,7 @@ def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 def resolve_model(cfg: dict[str, Any]) -> str:
     model = str(cfg["generate"]["model"])
-    if model == WORLD_SFT:
-        if cfg["prompts"]["source"] != "world":
-            raise DataGenError("generate.model: world:sft needs prompts.source: world")
+    if model == WORLD_SFT:  # load_config has checked that prompts.source is world
         return str(world_folders(cfg["prompts"])[1])
     return model
 

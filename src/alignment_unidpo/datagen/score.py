@@ -13,8 +13,9 @@ Scorers (appendix C.2 of the paper):
 * ``prm``: Qwen2.5-Math-PRM-7B as its model card documents it (``AutoModel``, steps joined
   by ``<extra_0>``, the positive-class probability at each separator). Its modelling code
   ships with the model: the config must say ``trust_remote_code: true`` (never forced);
-  without it transformers loads the bare Qwen2 body, which this scorer refuses. The paper splits responses into steps by the "solution reformatting" of
-  Zheng et al. (footnote 6); we split on blank lines (``prm_step_separator``), the model
+  without it transformers loads the bare Qwen2 body, which this scorer refuses
+  (:func:`check_prm_logits`). The paper splits responses into steps by the "solution
+  reformatting" of Zheng et al. (footnote 6); we split on blank lines (``prm_step_separator``), the model
   card's convention, and reduce step rewards by ``prm_aggregate`` (the paper does not say
   how; min is the common choice), then scale 0-1 by 10. **Not run yet** (a 7B model).
 * ``world_judge``: the preference world's noisy judge (:func:`alignment_unidpo.world.task.judge_score`).
@@ -147,7 +148,8 @@ def aggregate(steps: list[float], how: str) -> float:
     return prod
 
 
-def prm_scorer(s: dict[str, Any]) -> Scorer:  # pragma: no cover - a 7B PRM; not run yet
+def prm_scorer(s: dict[str, Any]) -> Scorer:
+    """The PRM's score of each sample (tested on a stand-in model; the 7B PRM not run yet)."""
     from transformers import AutoModel, AutoTokenizer
 
     trust = trusts_remote_code(s, "score")
