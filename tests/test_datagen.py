@@ -233,7 +233,7 @@ def test_bad_inputs_are_one_error_line_with_exit_2(tmp_path, models, capsys, mon
     assert len(err) == 1 and "all 15 generations are empty" in err[0]
     # config mistakes, before anything runs
     for override, message in (("--score.scorer=oracle", "score.scorer must be one of"),
-                              ("--generate.num_samples=1", "at least 2"), ("--generat.model=x", "unknown key 'generat'")):
+                              ("--generate.num_samples=1", "generate.num_samples must be an integer >= 2"), ("--generat.model=x", "unknown key 'generat'")):
         assert pipeline.main([str(cfg_path), override]) == 2
         assert message in capsys.readouterr().err
 

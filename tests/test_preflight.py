@@ -121,8 +121,9 @@ def test_a_dry_run_warns_about_this_machine_and_still_prints(tmp_path, capsys, n
     warnings = json.loads(out[out.index("{"):])["warnings"]
     assert [f"warning: {w}" for w in warnings] == err
     assert any("W&B credentials" in w for w in warnings)
-    assert any("'princeton-nlp/Llama-3-Base-8B-SFT' is not in the local Hugging Face cache" in w for w in warnings)
-    assert any("dataset 'psp-dada/Uni-DPO' is not in the local Hugging Face cache" in w for w in warnings)
+    assert any(w.startswith("model_name_or_path: 'princeton-nlp/Llama-3-Base-8B-SFT' is not in the local "
+                            "Hugging Face cache") for w in warnings)
+    assert any(w.startswith("dataset_mixture: dataset 'psp-dada/Uni-DPO' is not in the local") for w in warnings)
 
 
 # --- hub ids offline ---------------------------------------------------------------------
@@ -147,9 +148,9 @@ def test_a_hub_model_missing_from_the_cache_offline_is_one_line(tmp_path, capsys
             f"--output_dir={tmp_path}/o"]
     code, _, err = run_launcher(argv, capsys)
     assert (code, no_model_loads) == (2, [])
-    assert err == ["error: model_name_or_path: model 'org/not-downloaded' is not in the local Hugging Face cache and "
-                   "HF_HUB_OFFLINE is set; download it on a machine with access (e.g. `huggingface-cli download "
-                   "org/not-downloaded`) or unset HF_HUB_OFFLINE"]
+    assert err == [f"error: model_name_or_path: 'org/not-downloaded' is not in the local Hugging Face cache "
+                   f"({tmp_path / 'hub'}) and HF_HUB_OFFLINE is set: download it first (hf download "
+                   "org/not-downloaded) or unset HF_HUB_OFFLINE"]
     fake_hub_cache(tmp_path / "hub", "org/not-downloaded", {"config.json": "{}"})
     code, _, err = run_launcher(argv, capsys)
     assert code == 0 and len(no_model_loads) == 1, err
@@ -160,7 +161,10 @@ def test_a_cached_hub_dataset_passes_and_an_uncached_one_is_named(tmp_path, monk
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     spec = {"path": "psp-dada/Uni-DPO", "data_files": "Math/Train_Qwen_2_5_math_7B.jsonl"}
     recipe = recipes.resolve("default", {"dataset_mixture": [spec]})
-    assert checks.hub_problems(recipe) == [checks.not_cached_message("dataset_mixture", "psp-dada/Uni-DPO", "dataset")]
+    assert checks.hub_problems(recipe) == [
+        f"dataset_mixture: dataset 'psp-dada/Uni-DPO' is not in the local Hugging Face cache ({tmp_path}) and "
+        "HF_HUB_OFFLINE is set: download it first (hf download --repo-type dataset psp-dada/Uni-DPO) or unset "
+        "HF_HUB_OFFLINE"]
     fake_hub_cache(tmp_path, "psp-dada/Uni-DPO", {"Math/Train_Qwen_2_5_math_7B.jsonl": ""}, "dataset")
     assert checks.hub_problems(recipe) == []
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # online: left to the run

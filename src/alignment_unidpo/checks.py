@@ -10,7 +10,8 @@ Here, on top, before any model or dataset loads:
 * problems of this machine (:func:`environment_problems`): the trackers of ``report_to``
   are installed and, for Weights & Biases, have credentials or an offline mode; the
   output folders can be written; with ``HF_HUB_OFFLINE`` set, hub models and datasets are
-  in the local cache. A real launch refuses them; a dry run (often made on another
+  in the local cache (:func:`hub_model_problem`, which ``make data`` uses too: one line
+  instead of a minute of retries and tracebacks). A real launch refuses them; a dry run (often made on another
   machine than the one that trains) prints them as ``warning:`` lines and in the JSON.
 """
 
@@ -33,6 +34,8 @@ MODEL_PATH_KEYS = ("model_name_or_path", "ref_model_name_or_path", "tokenizer_na
 # pip commands that install each tracker's package at the version setup.py pins
 TRACKER_INSTALL = {"wandb": "pip install -e '.[wandb]'", "tensorboard": "pip install -e '.[tensorboard]'"}
 WANDB_LOCAL_MODES = ("offline", "disabled", "dryrun")
+# A hub model counts as cached when one of these is in its cached snapshot: a model, an adapter, a tokenizer.
+HUB_CACHE_MARKERS = ("config.json", "adapter_config.json", "tokenizer_config.json")
 
 
 def looks_local(name: str) -> bool:
@@ -42,12 +45,20 @@ def looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith(("/", "\\"))
 
 
+def local_model_problem(key: str, name: str) -> str | None:
+    """``"<key>: no such local folder ..."`` when ``name`` is a local path that does not exist, else None."""
+    if looks_local(name) and not Path(name).expanduser().exists():
+        return f"{key}: no such local folder {name!r}"
+    return None
+
+
 def check_model_paths(recipe: ResolvedRecipe) -> None:
     """A model, reference or tokenizer named by a local path that does not exist fails here."""
     for key in MODEL_PATH_KEYS:
         name = getattr(recipe.model, key)
-        if name and looks_local(name) and not Path(name).expanduser().exists():
-            raise RecipeError(f"{key}: no such local folder {name!r}")
+        problem = local_model_problem(key, name) if name else None
+        if problem:
+            raise RecipeError(problem)
 
 
 # --- this machine: trackers, writable folders, the hub cache when offline ----------------
@@ -118,12 +129,6 @@ def output_problems(recipe: ResolvedRecipe) -> list[str]:
     return [p for key, folder in folders if (p := writable_problem(key, folder))]
 
 
-def hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def in_hub_cache(repo_id: str, repo_type: str = "model", revision: str | None = None,
                  filenames: tuple[str, ...] = ()) -> bool:
     """Whether the local Hugging Face cache holds ``repo_id`` (each of ``filenames``, when given;
@@ -138,30 +143,55 @@ def in_hub_cache(repo_id: str, repo_type: str = "model", revision: str | None = 
     return snapshots.is_dir() and any(snapshots.iterdir())
 
 
-def not_cached_message(key: str, repo_id: str, what: str = "model") -> str:
-    return (f"{key}: {what} {repo_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; "
-            "download it on a machine with access (e.g. `huggingface-cli download "
-            f"{'--repo-type dataset ' if what == 'dataset' else ''}{repo_id}`) or unset HF_HUB_OFFLINE")
+def not_cached_message(key: str, repo_id: str, revision: str | None = None, repo_type: str = "model") -> str:
+    from huggingface_hub import constants
+
+    at = f" at revision {revision!r}" if revision and revision != "main" else ""
+    kind = "dataset " if repo_type == "dataset" else ""
+    return (f"{key}: {kind}{repo_id!r}{at} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            f"HF_HUB_OFFLINE is set: download it first (hf download {'--repo-type dataset ' if kind else ''}"
+            f"{repo_id}) or unset HF_HUB_OFFLINE")
+
+
+def hub_model_problem(key: str, name: str, revision: str | None = None) -> str | None:
+    """Why the hub model ``name`` cannot load, or None: with ``HF_HUB_OFFLINE`` set (as
+    huggingface_hub reads it) it must be in the local cache at ``revision`` (default main).
+
+    Local paths (existing or not: :func:`local_model_problem`) and ``toy:`` models pass, and
+    online every hub id passes (the run downloads it).
+    """
+    from huggingface_hub import is_offline_mode
+
+    if not is_offline_mode() or is_toy(name) or looks_local(name) or Path(name).expanduser().exists():
+        return None
+    if any(in_hub_cache(name, revision=revision, filenames=(marker,)) for marker in HUB_CACHE_MARKERS):
+        return None
+    return not_cached_message(key, name, revision)
+
+
+def check_hub_model(key: str, name: str, revision: str | None = None) -> None:
+    """Raise RecipeError when :func:`hub_model_problem` finds one (for the launcher's checks)."""
+    problem = hub_model_problem(key, name, revision)
+    if problem:
+        raise RecipeError(problem)
 
 
 def hub_problems(recipe: ResolvedRecipe) -> list[str]:
     """Offline only: hub models, tokenizers and datasets the run needs but the cache lacks."""
-    if not hub_offline():
+    from huggingface_hub import is_offline_mode
+
+    if not is_offline_mode():
         return []
-    problems = []
     model = recipe.model
-    needs = {"model_name_or_path": ("config.json",), "tokenizer_name_or_path": ("tokenizer_config.json",)}
+    keys = ["model_name_or_path", "tokenizer_name_or_path"]
     if recipe.training.loss_type != "simpo":
-        needs["ref_model_name_or_path"] = ("config.json",)
-    for key, files in needs.items():
-        name = getattr(model, key)
-        if name and not is_toy(name) and not looks_local(name) and not Path(name).expanduser().exists() \
-                and not in_hub_cache(name, revision=model.model_revision, filenames=files):
-            problems.append(not_cached_message(key, name))
+        keys.append("ref_model_name_or_path")
+    problems = [p for key in keys if getattr(model, key)
+                and (p := hub_model_problem(key, getattr(model, key), model.model_revision))]
     for key in ("dataset_mixture", "eval_dataset_mixture"):
         for spec in getattr(recipe.data, key) or []:
             if isinstance(spec, dict) and not is_local_source(spec) and not _dataset_cached(spec):
-                problems.append(not_cached_message(key, str(spec.get("path")), "dataset"))
+                problems.append(not_cached_message(key, str(spec.get("path")), spec.get("revision"), "dataset"))
     return problems
 
 

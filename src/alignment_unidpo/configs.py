@@ -302,11 +302,13 @@ def derive_gradient_accumulation(
 # --- Checks before launch: value ranges and which loss uses which key -------------------
 # One table each, used by recipes.resolve (ranges), the dry-run JSON and --help (loss keys).
 
-def _finite(v: Any) -> bool:
+def finite_number(v: Any) -> bool:
+    """An int or float (not a bool, not a numeric string), neither inf nor nan."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _int(v: Any) -> bool:
+def is_integer(v: Any) -> bool:
+    """An int, not a bool (``8.0`` and ``"8"`` are not)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -317,31 +319,53 @@ ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3
 
 # (keys, predicate, allowed range as written in the error message)
 VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
-    (("beta", "lora_alpha"), lambda v: _finite(v) and v > 0, "a number > 0"),
+    (("beta", "lora_alpha"), lambda v: finite_number(v) and v > 0, "a number > 0"),
     (("qual_eta", "perf_gamma", "nll_lambda", "nll_ref_gap_tolerance", "simpo_gamma_beta_ratio", "learning_rate",
       "weight_decay",
       "max_grad_norm", "num_train_epochs", "warmup_steps", "test_split_size"),
-     lambda v: _finite(v) and v >= 0, "a number >= 0"),
-    (("tau_ref",), _finite, "a finite number"),
-    (("tau_good",), lambda v: _finite(v) or v == TAU_GOOD_MEDIAN, f"a finite number or '{TAU_GOOD_MEDIAN}'"),
+     lambda v: finite_number(v) and v >= 0, "a number >= 0"),
+    (("tau_ref",), finite_number, "a finite number"),
+    (("tau_good",), lambda v: finite_number(v) or v == TAU_GOOD_MEDIAN, f"a finite number or '{TAU_GOOD_MEDIAN}'"),
     (("truncation_rule",), lambda v: v in ("fit", "authors"), "'fit' or 'authors'"),
-    (("label_smoothing",), lambda v: _finite(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
-    (("warmup_ratio", "lora_dropout"), lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
+    (("label_smoothing",), lambda v: finite_number(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
+    (("warmup_ratio", "lora_dropout"), lambda v: finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     (("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
       "global_batch_size", "precompute_ref_batch_size", "max_length", "max_prompt_length", "logps_chunk_size",
       "lora_r", "num_processes", "num_machines", "preprocessing_num_workers", "save_total_limit"),
-     lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    (("machine_rank",), lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    (("main_process_port",), lambda v: _int(v) and 0 <= v <= 65535, "a port number in [0, 65535]"),
+     lambda v: is_integer(v) and v >= 1, "an integer >= 1"),
+    (("machine_rank",), lambda v: is_integer(v) and v >= 0, "an integer >= 0"),
+    (("main_process_port",), lambda v: is_integer(v) and 0 <= v <= 65535, "a port number in [0, 65535]"),
     (("main_process_ip",), lambda v: isinstance(v, str) and v.strip() != "", "a host name or IP address"),
-    (("logging_steps", "save_steps", "eval_steps"), lambda v: _finite(v) and v > 0 and (v < 1 or v == int(v)),
+    (("logging_steps", "save_steps", "eval_steps"), lambda v: finite_number(v) and v > 0 and (v < 1 or v == int(v)),
      "an integer >= 1, or a fraction in (0, 1) of all steps"),
-    (("max_steps",), lambda v: _int(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
+    (("max_steps",), lambda v: is_integer(v) and (v == -1 or v >= 1), "-1 (train num_train_epochs) or an integer >= 1"),
     (("torch_dtype",), lambda v: v in TORCH_DTYPES, f"one of {', '.join(TORCH_DTYPES)}"),
     (("attn_implementation",), lambda v: v in ATTN_IMPLEMENTATIONS or (isinstance(v, str) and "/" in v),
      f"one of {', '.join(ATTN_IMPLEMENTATIONS)}, or a hub kernel repository 'org/name'"),
 )
-VALUE_RULE_OF = {key: (check, allowed) for keys, check, allowed in VALUE_RULES for key in keys}
+
+
+def rules_by_key(rules: tuple[tuple[tuple[str, ...], Any, str], ...]) -> dict[str, tuple[Any, str]]:
+    """A rule table as ``{key: (predicate, allowed)}``."""
+    return {key: (check, allowed) for keys, check, allowed in rules for key in keys}
+
+
+VALUE_RULE_OF = rules_by_key(VALUE_RULES)
+
+
+def first_bad_value(values: dict[str, Any], rule_of: dict[str, tuple[Any, str]],
+                    nullable: set[str] = frozenset()) -> tuple[str, Any, str] | None:
+    """``(key, value, allowed)`` of the first value its rule in ``rule_of`` refuses, or None.
+
+    Keys without a rule pass; so does ``null`` for the keys in ``nullable`` (null means "unset").
+    """
+    for key, value in values.items():
+        if key not in rule_of or (value is None and key in nullable):
+            continue
+        check, allowed = rule_of[key]
+        if not check(value):
+            return key, value, allowed
+    return None
 
 
 def check_values(values: dict[str, Any], nullable: set[str] = frozenset()) -> None:
@@ -349,12 +373,10 @@ def check_values(values: dict[str, Any], nullable: set[str] = frozenset()) -> No
 
     ``nullable`` are the keys whose ``null`` means "unset" (their default is None).
     """
-    for key, value in values.items():
-        if key not in VALUE_RULE_OF or (value is None and key in nullable):
-            continue
-        check, allowed = VALUE_RULE_OF[key]
-        if not check(value):
-            raise ValueError(f"{key}={value!r} is out of range: must be {allowed}")
+    bad = first_bad_value(values, VALUE_RULE_OF, nullable)
+    if bad is not None:
+        key, value, allowed = bad
+        raise ValueError(f"{key}={value!r} is out of range: must be {allowed}")
 
 
 UNI_DPO_KEYS = ("qual_eta", "perf_gamma", "tau_ref", "nll_lambda", "tau_good", "length_normalize",

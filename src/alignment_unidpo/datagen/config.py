@@ -6,6 +6,11 @@ stage's output folder is ``<output_root>/<name>/<stage>-<hash>``, where the hash
 that stage's keys and those of every stage before it (:func:`stage_keys`): changing the
 scorer re-scores but does not re-generate, changing the prompts redoes everything.
 Keys that cannot change a stage's output (batch sizes, progress) are left out of its hash.
+
+:func:`load_config` refuses a bad value before anything runs, naming the file and the key:
+each number against :data:`VALUE_RULES` (one table, the same style as the training
+recipe's :data:`alignment_unidpo.configs.VALUE_RULES`), each choice against
+:data:`CHOICES`, each boolean through :func:`alignment_unidpo.base.values.parse_bool`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Any
 
 import yaml
 
+from ..base.values import parse_bool
+from ..configs import TORCH_DTYPES, finite_number, first_bad_value, is_integer, rules_by_key
 from ..training.data import DataValidationError
-from ..training.models import DTYPES
 from ..recipes import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
+WORLD_SFT = "world:sft"  # generate.model: the preference world's SFT model (prompts.source: world)
 DEFAULT_CONFIG = REPO_ROOT / "data_configs" / "toy-world-on-policy.yaml"
 
 DEFAULTS: dict[str, Any] = {
@@ -86,13 +93,49 @@ CHOICES = {
     ("prompts", "source"): ("jsonl", "world"),
     ("prompts", "template"): ("chat", "math"),
     ("generate", "backend"): ("transformers", "vllm"),
+    ("generate", "dtype"): TORCH_DTYPES,
     ("score", "scorer"): ("reward_model", "external", "prm", "world_judge", "none"),
     ("score", "verifier"): (None, "math"),
-    ("score", "dtype"): tuple(DTYPES),  # what training.models loads; transformers takes the names
+    ("score", "dtype"): TORCH_DTYPES,  # what training.models loads; transformers takes the names
     ("score", "prm_aggregate"): ("min", "last", "mean", "prod"),
     ("normalize", "method"): ("none", "linear", "zscore_cdf"),
     ("pair", "rule"): ("best_worst", "math"),
 }
+
+SECTIONS = ("prompts", *STAGES)
+
+
+def _positive_int(v: Any) -> bool:
+    return is_integer(v) and v >= 1
+
+
+# (dotted keys, predicate, allowed values as written in the error message)
+VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
+    (("generate.temperature",), lambda v: finite_number(v) and v >= 0, "a number >= 0 (0: greedy)"),
+    (("generate.top_p", "generate.gpu_memory_utilization"), lambda v: finite_number(v) and 0 < v <= 1,
+     "a number in (0, 1]"),
+    (("generate.num_samples",), lambda v: is_integer(v) and v >= 2, "an integer >= 2 (a pair needs two answers)"),
+    (("generate.max_new_tokens", "generate.shard_size", "generate.batch_size", "generate.tensor_parallel_size",
+      "score.batch_size", "score.max_length"), _positive_int, "an integer >= 1"),
+    (("generate.seed", "prompts.world_seed"), is_integer, "an integer"),
+    (("prompts.limit",), _positive_int, "an integer >= 1, or null (every prompt)"),
+    (("score.prm_scale",), lambda v: finite_number(v) and v > 0, "a number > 0"),
+    (("score.prm_step_separator",), lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    (("normalize.scale", "normalize.offset"), finite_number, "a finite number"),
+    (("pair.min_margin",), lambda v: finite_number(v) and v >= 0, "a number >= 0"),
+)
+VALUE_RULE_OF = rules_by_key(VALUE_RULES)
+
+
+def dotted(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The stage sections of a config (or of :data:`DEFAULTS`) flat: ``{"generate.temperature": 0.8, ...}``."""
+    return {f"{section}.{key}": value for section in SECTIONS for key, value in cfg[section].items()}
+
+
+# Every boolean key (a bool default): read with parse_bool, never bool() ("no" is truthy).
+BOOL_KEYS = tuple(key for key, value in dotted(DEFAULTS).items() if isinstance(value, bool))
+# Keys whose null means "unset": not range-checked when null.
+NULLABLE_KEYS = frozenset(key for key, value in dotted(DEFAULTS).items() if value is None)
 
 
 class DataGenError(DataValidationError):
@@ -140,12 +183,41 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg = _merge(DEFAULTS, raw, str(path))
     cfg["name"] = cfg["name"] or path.stem
     cfg["config_path"] = str(path)
+    parse_bools(cfg, str(path))
     check(cfg, str(path))
     return cfg
 
 
+def parse_bools(cfg: dict[str, Any], where: str) -> None:
+    """Every key of :data:`BOOL_KEYS` as a real bool, in place (``no``, ``"no"``, ``0`` are False)."""
+    for key in BOOL_KEYS:
+        section, leaf = key.split(".")
+        try:
+            cfg[section][leaf] = parse_bool(cfg[section][leaf], key)
+        except ValueError as err:
+            raise DataGenError(f"{where}: {err}") from None
+
+
+def check_values(cfg: dict[str, Any], where: str) -> None:
+    """The first value outside its :data:`VALUE_RULES` range, as an error naming file, key and value."""
+    bad = first_bad_value(dotted(cfg), VALUE_RULE_OF, NULLABLE_KEYS)
+    if bad is not None:
+        key, value, allowed = bad
+        raise DataGenError(f"{where}: {key} must be {allowed}, got {value!r}")
+
+
+def trusts_remote_code(section: dict[str, Any], stage: str) -> bool:
+    """``<stage>.trust_remote_code`` as the model loaders take it: a bool, default false.
+
+    :func:`load_config` has parsed it already; parsing again costs nothing and keeps a
+    hand-made mapping holding ``"no"`` from ever meaning True.
+    """
+    return parse_bool(section.get("trust_remote_code", False), f"{stage}.trust_remote_code")
+
+
 def check(cfg: dict[str, Any], where: str) -> None:
-    """Choices and the combinations the stages need, before anything runs."""
+    """Value ranges, choices and the combinations the stages need, before anything runs."""
+    check_values(cfg, where)
     for (section, key), allowed in CHOICES.items():
         if cfg[section][key] not in allowed:
             raise DataGenError(f"{where}: {section}.{key} must be one of {allowed}, got {cfg[section][key]!r}")
@@ -154,8 +226,8 @@ def check(cfg: dict[str, Any], where: str) -> None:
         raise DataGenError(f"{where}: prompts.path is required for prompts.source: jsonl")
     if not g["model"]:
         raise DataGenError(f"{where}: generate.model is required")
-    if int(g["num_samples"]) < 2:
-        raise DataGenError(f"{where}: generate.num_samples must be at least 2 to make a pair")
+    if g["model"] == WORLD_SFT and p["source"] != "world":
+        raise DataGenError(f"{where}: generate.model: {WORLD_SFT} needs prompts.source: world")
     if s["scorer"] in ("reward_model", "prm") and not s["model"]:
         raise DataGenError(f"{where}: score.model is required for score.scorer: {s['scorer']}")
     if s["scorer"] == "external" and not s["path"]:
@@ -174,11 +246,25 @@ def _digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def hash_input(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """What of a stage's settings goes into its hash: all but :data:`NOT_HASHED`.
+
+    The PRM scorer loaded remote code whatever ``score.trust_remote_code`` said until that
+    key was honoured, so every PRM score folder was named with the key at its default
+    (false); a PRM's hash keeps that input (the key decides whether the model loads, not
+    what it scores) and those folders keep their names.
+    """
+    out = {k: v for k, v in settings.items() if k not in NOT_HASHED}
+    if stage == "score" and settings["scorer"] == "prm":
+        out["trust_remote_code"] = DEFAULTS["score"]["trust_remote_code"]
+    return out
+
+
 def stage_keys(cfg: dict[str, Any]) -> dict[str, str]:
     """Each stage's hash: its own keys and every earlier stage's (batch sizes excluded)."""
     keys, upstream = {}, {"prompts": cfg["prompts"]}
     for stage in STAGES:
-        upstream[stage] = {k: v for k, v in cfg[stage].items() if k not in NOT_HASHED}
+        upstream[stage] = hash_input(stage, cfg[stage])
         keys[stage] = _digest(upstream)
     return keys
 

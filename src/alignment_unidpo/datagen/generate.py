@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 from ..training.data import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
-from .config import DataGenError
+from .config import WORLD_SFT, DataGenError, trusts_remote_code
 
 
 # --- prompts ---------------------------------------------------------------------------
@@ -92,9 +92,7 @@ def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 def resolve_model(cfg: dict[str, Any]) -> str:
     model = str(cfg["generate"]["model"])
-    if model == "world:sft":
-        if cfg["prompts"]["source"] != "world":
-            raise DataGenError("generate.model: world:sft needs prompts.source: world")
+    if model == WORLD_SFT:  # load_config has checked that prompts.source is world
         return str(world_folders(cfg["prompts"])[1])
     return model
 
@@ -107,7 +105,8 @@ def transformers_sampler(model_path: str, g: dict[str, Any]) -> Sampler:
     """Batched ``transformers.generate`` (evaluation/generation.py) with N copies of each prompt."""
     from ..evaluation.generation import generate, load_model_and_tokenizer
 
-    model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"])
+    model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"],
+                                                trust_remote_code=trusts_remote_code(g, "generate"))
     n = int(g["num_samples"])
 
     def sample(conversations, seed):
@@ -131,7 +130,7 @@ def vllm_sampler(model_path: str, g: dict[str, Any]) -> Sampler:  # pragma: no c
     dtype = "auto" if g["dtype"] == "auto" else str(g["dtype"])
     llm = LLM(model=model_path, tensor_parallel_size=int(g["tensor_parallel_size"]), dtype=dtype,
               seed=int(g["seed"]), gpu_memory_utilization=float(g["gpu_memory_utilization"]),
-              trust_remote_code=bool(g["trust_remote_code"]))
+              trust_remote_code=trusts_remote_code(g, "generate"))
 
     def sample(conversations, seed):
         params = SamplingParams(n=int(g["num_samples"]), temperature=float(g["temperature"]), top_p=float(g["top_p"]),

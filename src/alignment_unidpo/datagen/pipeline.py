@@ -15,6 +15,11 @@ and ``scores.png``. The last printed line is one JSON object: dataset, pairs, ta
 
 Under ``accelerate launch -m alignment_unidpo.datagen ...`` every process generates and
 scores its own shards (every n-th); the main process then normalises and pairs.
+
+Before anything loads, :func:`input_problems` checks what the stages still to run need:
+the prompts file, the judge's scores file, and each model (a local folder must exist; with
+``HF_HUB_OFFLINE`` set a hub id must be in the local cache). A run stops on them in one
+line; the dry run lists them under ``problems``.
 """
 
 from __future__ import annotations
@@ -25,27 +30,73 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..base.values import parse_bool
+from ..checks import hub_model_problem, local_model_problem
 from ..cli import entry_point
 from ..training.data import read_json_records
 from ..recipes import parse_overrides
-from .config import STAGES, DataGenError, load_config, stage_dirs
+from .config import STAGES, WORLD_SFT, DataGenError, load_config, stage_dirs
 from .generate import load_prompts, run_generate, shard_path, shards_of, write_jsonl_atomic
 from .normalize import normalize_rows
 from .pair import make_pairs
 from .score import run_score
 
 PAIRS_FILE, STATS_FILE, PLOT_FILE = "pairs.jsonl", "stats.json", "scores.png"
+MODEL_SCORERS = ("reward_model", "prm")  # the scorers that load score.model
+
+
+def stages_done(dirs: dict[str, Path]) -> dict[str, bool]:
+    """Which stage folders hold a complete output (a run skips those)."""
+    return {"generate": (dirs["generate"] / "done.json").is_file(), "score": (dirs["score"] / "done.json").is_file(),
+            "normalize": (dirs["normalize"] / "normalized.jsonl").is_file(),
+            "pair": (dirs["pair"] / STATS_FILE).is_file()}
+
+
+def _file_problem(key: str, path: str, what: str) -> str | None:
+    return None if Path(path).is_file() else f"{key}: no such file {path!r} ({what})"
+
+
+def _model_problem(key: str, name: str) -> str | None:
+    return local_model_problem(key, name) or hub_model_problem(key, name)
+
+
+def input_problems(cfg: dict[str, Any]) -> list[str]:
+    """What the stages still to run would fail on once started, each naming its key; loads nothing.
+
+    The prompts file (read by every run), and only for a stage not yet complete: its model
+    (a local folder that does not exist; a hub id not in the local cache with HF_HUB_OFFLINE
+    set) and the external judge's scores file. A stage already done needs none of them.
+    """
+    p, g, s = cfg["prompts"], cfg["generate"], cfg["score"]
+    done = stages_done(stage_dirs(cfg))
+    found = []
+    if p["source"] == "jsonl":
+        found.append(_file_problem("prompts.path", p["path"], "the prompts"))
+    if not done["generate"] and g["model"] != WORLD_SFT:
+        found.append(_model_problem("generate.model", str(g["model"])))
+    if not done["score"] and s["scorer"] in MODEL_SCORERS:
+        found.append(_model_problem("score.model", str(s["model"])))
+    if not done["score"] and s["scorer"] == "external":
+        found.append(_file_problem("score.path", s["path"], "the external judge's scores"))
+    return [problem for problem in found if problem]
+
+
+def check_inputs(cfg: dict[str, Any]) -> None:
+    """Raise one DataGenError naming the config file and every :func:`input_problems` found."""
+    problems = input_problems(cfg)
+    if problems:
+        raise DataGenError(f"{cfg['config_path']}: {'; '.join(problems)}")
 
 
 def plan(cfg: dict[str, Any]) -> dict[str, Any]:
-    """What a run would do: each stage's settings, folder and whether it is complete (nothing runs)."""
+    """What a run would do: each stage's settings, folder and whether it is complete, and
+    the :func:`input_problems` a run would stop on (nothing runs)."""
     dirs = stage_dirs(cfg)
-    done = {"generate": (dirs["generate"] / "done.json").is_file(), "score": (dirs["score"] / "done.json").is_file(),
-            "normalize": (dirs["normalize"] / "normalized.jsonl").is_file(),
-            "pair": (dirs["pair"] / STATS_FILE).is_file()}
+    done = stages_done(dirs)
     return {"config": cfg["config_path"], "name": cfg["name"], "prompts": cfg["prompts"],
             "stages": [{"stage": s, "folder": str(dirs[s]), "cached": done[s], "settings": cfg[s]} for s in STAGES],
-            "dataset": str(dirs["pair"] / PAIRS_FILE)}
+            "dataset": str(dirs["pair"] / PAIRS_FILE), "problems": input_problems(cfg),
+            "trust_remote_code": {s: cfg[s]["trust_remote_code"] for s in ("generate", "score")}}
 
 
 def _read_shards(folder: Path, n: int) -> list[dict[str, Any]]:
@@ -130,7 +181,10 @@ def _process() -> tuple[int, int, Any]:
 
 
 def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, Any] | None:
-    """All four stages, each skipped when its output is complete; the summary (None on non-main processes)."""
+    """All four stages, each skipped when its output is complete; the summary (None on non-main processes).
+
+    Stops before anything loads or is written when :func:`check_inputs` finds a problem."""
+    check_inputs(cfg)
     dirs = stage_dirs(cfg)
     index, count, state = _process()
     # 1. generate
@@ -202,13 +256,20 @@ def _check_generations(folder: Path, n_shards: int) -> None:
                            "generate.max_new_tokens and the chat template)")
 
 
+def _flag(overrides: dict[str, Any], name: str, default: bool) -> bool:
+    """Pop the command-line flag ``--name`` from ``overrides`` as a bool (parse_bool's spellings)."""
+    try:
+        return parse_bool(overrides.pop(name, default), f"--{name}")
+    except ValueError as err:
+        raise DataGenError(str(err)) from None
+
+
 @entry_point
 def main(argv: list[str]) -> int:
     """``python -m alignment_unidpo.datagen [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``."""
     config = argv.pop(0) if argv and not argv[0].startswith("--") else None
     overrides = parse_overrides(argv)
-    dry = bool(overrides.pop("dry_run", False))
-    progress = bool(overrides.pop("progress", True))
+    dry, progress = _flag(overrides, "dry_run", False), _flag(overrides, "progress", True)
     cfg = load_config(config, overrides)
     if dry:
         print(json.dumps(plan(cfg), indent=2, default=str))

@@ -10,10 +10,12 @@ Scorers (appendix C.2 of the paper):
 * ``external``: scores from an outside judge (GPT-4o "single-v1" 1-10 ratings, Qwen2.5-72B)
   in a jsonl of ``{prompt, answer, score}``, joined by prompt text and answer text; a
   sample without a score is an error naming the generation shard and line.
-* ``prm``: Qwen2.5-Math-PRM-7B as its model card documents it (``AutoModel``,
-  ``trust_remote_code``, steps joined by ``<extra_0>``, the positive-class probability at
-  each separator). The paper splits responses into steps by the "solution reformatting" of
-  Zheng et al. (footnote 6); we split on blank lines (``prm_step_separator``), the model
+* ``prm``: Qwen2.5-Math-PRM-7B as its model card documents it (``AutoModel``, steps joined
+  by ``<extra_0>``, the positive-class probability at each separator). Its modelling code
+  ships with the model: the config must say ``trust_remote_code: true`` (never forced);
+  without it transformers loads the bare Qwen2 body, which this scorer refuses
+  (:func:`check_prm_logits`). The paper splits responses into steps by the "solution
+  reformatting" of Zheng et al. (footnote 6); we split on blank lines (``prm_step_separator``), the model
   card's convention, and reduce step rewards by ``prm_aggregate`` (the paper does not say
   how; min is the common choice), then scale 0-1 by 10. **Not run yet** (a 7B model).
 * ``world_judge``: the preference world's noisy judge (:func:`alignment_unidpo.world.task.judge_score`).
@@ -34,7 +36,7 @@ import torch
 
 from ..evaluation.generation import MATH_SYSTEM_PROMPT
 from ..training.data import read_json_records
-from .config import DataGenError
+from .config import DataGenError, trusts_remote_code
 from .generate import my_shards, shard_path, write_jsonl_atomic
 
 Scorer = Callable[[list[dict[str, Any]]], list[list[float | None]]]  # shard rows -> per-sample scores
@@ -49,7 +51,7 @@ def _prompt_text(messages: list[dict[str, str]]) -> str:
 def reward_model_scorer(s: dict[str, Any]) -> Scorer:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    trust = bool(s["trust_remote_code"])
+    trust = trusts_remote_code(s, "score")
     tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -121,6 +123,16 @@ def prm_step_rewards(logits: torch.Tensor, token_mask: torch.Tensor) -> list[lis
     return out
 
 
+def check_prm_logits(logits: torch.Tensor, s: dict[str, Any]) -> None:
+    """A PRM gives two logits (negative, positive) per token; anything else (the bare Qwen2
+    body's hidden states, when the PRM's own code was not trusted) would score silently wrong."""
+    if logits.shape[-1] != 2:
+        hint = "" if trusts_remote_code(s, "score") else (" (score.trust_remote_code is false: a PRM that ships its "
+                                                          "own modelling code, as Qwen2.5-Math-PRM does, needs true)")
+        raise DataGenError(f"score.model {s['model']!r} gives {logits.shape[-1]} outputs per token, not a process "
+                           f"reward model's 2 step logits{hint}")
+
+
 def aggregate(steps: list[float], how: str) -> float:
     if not steps:
         return 0.0
@@ -136,11 +148,13 @@ def aggregate(steps: list[float], how: str) -> float:
     return prod
 
 
-def prm_scorer(s: dict[str, Any]) -> Scorer:  # pragma: no cover - a 7B PRM; not run yet
+def prm_scorer(s: dict[str, Any]) -> Scorer:
+    """The PRM's score of each sample (tested on a stand-in model; the 7B PRM not run yet)."""
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=True)
-    model = AutoModel.from_pretrained(s["model"], dtype=s["dtype"], device_map="auto", trust_remote_code=True).eval()
+    trust = trusts_remote_code(s, "score")
+    tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
+    model = AutoModel.from_pretrained(s["model"], dtype=s["dtype"], device_map="auto", trust_remote_code=trust).eval()
     sep_id = tokenizer.encode("<extra_0>")[0]
 
     @torch.no_grad()
@@ -157,6 +171,7 @@ def prm_scorer(s: dict[str, Any]) -> Scorer:  # pragma: no cover - a 7B PRM; not
                 text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
                 ids = tokenizer.encode(text, return_tensors="pt").to(model.device)
                 logits = model(input_ids=ids)[0]
+                check_prm_logits(logits, s)
                 rewards = prm_step_rewards(logits, ids == sep_id)[0]
                 scores.append(float(s["prm_scale"]) * aggregate(rewards, s["prm_aggregate"]))
             out.append(scores)

@@ -48,19 +48,21 @@ class Decoding:
         return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": None}
 
 
-def load_model_and_tokenizer(model_dir: str, dtype: str = "auto", device: str | None = None):
+def load_model_and_tokenizer(model_dir: str, dtype: str = "auto", device: str | None = None,
+                             trust_remote_code: bool = False):
     """A saved run folder (a LoRA run: on its own base) or hub id as an eval-mode causal LM and
-    its tokenizer (left padding)."""
+    its tokenizer (left padding); the repository's own Python code runs only with
+    ``trust_remote_code``."""
     from transformers import AutoTokenizer
 
     from ..training.merge import load_causal_lm
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None:
         raise ValueError(f"{model_dir}: the tokenizer has no chat template")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_causal_lm(model_dir, dtype=dtype).eval()
+    model = load_causal_lm(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), tokenizer
 
