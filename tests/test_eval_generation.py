@@ -48,7 +48,9 @@ def test_math_suite_generates_grades_writes_the_table_and_resumes(tiny_run, caps
     assert result["n"] == 5 and set(result["benchmarks"]) == {"math500", "gsm8k"}
     folder = tiny_run / "eval" / "math"
     rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
-    assert [r["index"] for r in rows] == list(range(5)) and all("correct" in r and "output" in r for r in rows)
+    # keyed by benchmark and the item's index in its file, in the order asked for
+    assert [r["key"] for r in rows] == ["math500/0", "math500/1", "math500/2", "gsm8k/0", "gsm8k/1"]
+    assert all("correct" in r and "output" in r for r in rows)
     text = (folder / "results.md").read_text()
     assert "paper (Table 2, Qwen2.5-Math 7B, Uni-DPO) | 88.9 | 78.2 |" in text  # GSM8K, MATH columns only
     assert "'max_new_tokens': 3" in text and "'strategy': 'greedy'" in text
@@ -56,6 +58,31 @@ def test_math_suite_generates_grades_writes_the_table_and_resumes(tiny_run, caps
     monkeypatch.setattr(run_eval, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
     assert run_eval.main(list(argv)) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+
+
+def test_logged_generations_are_kept_across_graders_benchmark_subsets_and_old_logs(tiny_run, tmp_path, capsys,
+                                                                                    monkeypatch):
+    argv = [str(tiny_run), "--suite=math", f"--data_dir={FIXTURES}", "--max_new_tokens=3", "--batch_size=2",
+            "--progress=false", f"--out={tmp_path}"]
+    both = argv + ["--benchmarks=math500,gsm8k"]
+    read = lambda: [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]  # noqa: E731
+    assert run_eval.main(list(both)) == 0
+    first = read()
+    monkeypatch.setattr(run_eval, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
+    # another grader: the logged outputs graded again, nothing generated
+    assert run_eval.main(both + ["--timeout=9"]) == 0
+    assert [r["output"] for r in read()] == [r["output"] for r in first]
+    assert {r["stamp"]["timeout_s"] for r in read()} == {9}
+    # one benchmark, then both again: keys are per benchmark, so nothing is generated either
+    assert run_eval.main(argv + ["--benchmarks=gsm8k"]) == 0
+    assert run_eval.main(list(both)) == 0 and read() == first
+    # a log of the old format (keys "<index in the whole run>:<digest>", no stamp): outputs reused, graded again
+    old = [{**{k: v for k, v in r.items() if k not in ("digest", "stamp")}, "key": f"{n}:{r['digest']}", "index": n,
+            "correct": not r["correct"]} for n, r in enumerate(first)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    capsys.readouterr()
+    assert run_eval.main(list(both)) == 0 and read() == first
+    assert [r["key"] for r in read()] == ["math500/0", "math500/1", "math500/2", "gsm8k/0", "gsm8k/1"]
 
 
 def test_alpacaeval_answers_are_the_list_alpaca_eval_reads(tiny_run, tmp_path, capsys):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..training.data import DataValidationError
+from .item_log import write_atomic
 
 ALPACA_EVAL_VERSION = "0.6.6"  # PyPI alpaca-eval; the default annotator is AlpacaEval 2's
 ALPACA_EVAL_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
@@ -91,8 +92,7 @@ def validate_arena_answers(lines: list[Any], where: str = "model_answer") -> Non
 
 def write_alpaca_outputs(records: list[dict[str, Any]], path: Path) -> Path:
     validate_alpaca_outputs(records, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_atomic(path, json.dumps(records, ensure_ascii=False, indent=2))
     return path
 
 
@@ -100,9 +100,8 @@ def write_arena_answers(records: list[dict[str, Any]], folder: Path, model_id: s
     """``folder/model_answer/<model_id>.jsonl``, sorted by question id as gen_answer.py leaves it."""
     validate_arena_answers(records, model_id)
     path = folder / "model_answer" / f"{model_id}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = sorted(records, key=lambda r: r["question_id"])
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
 
 

@@ -90,4 +90,6 @@ def load_predictions(path: str | Path) -> list[dict[str, Any]]:
         for name in ("output", "answer"):
             if name not in row or row[name] is None:
                 raise DataValidationError(f"{path}, line {n}: missing field {name!r}")
+        if not isinstance(row.get("benchmark", ""), (str, type(None))):
+            raise DataValidationError(f"{path}, line {n}: 'benchmark' must be a name, got {row['benchmark']!r}")
     return rows

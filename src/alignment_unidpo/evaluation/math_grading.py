@@ -15,10 +15,14 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 
 # Seconds math-verify may spend parsing one string and comparing one pair. Its timeouts use
 # SIGALRM, which only the main thread can set: elsewhere they are off (see _timeouts).
 DEFAULT_TIMEOUT_S = 5
+# Bump when extraction or equivalence changes what they decide: grades logged under another
+# number are graded again (see grader_stamp and evaluation.item_log).
+GRADING_RULES = 1
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_SENTENCE = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*(.+)", re.IGNORECASE)
@@ -134,3 +138,12 @@ def grade(output: str, answer: str, timeout_s: int | None = DEFAULT_TIMEOUT_S) -
     extracted, how = extract_answer(output)
     correct, note = is_equivalent(reference_answer(answer), extracted, timeout_s)
     return Grade(extracted, how, correct, note)
+
+
+def grader_stamp(timeout_s: int | None) -> dict:
+    """What a grade depends on besides its inputs: these rules, math-verify's version, the timeout."""
+    try:
+        version = metadata.version("math-verify")
+    except metadata.PackageNotFoundError:
+        version = "not installed"
+    return {"rules": GRADING_RULES, "math-verify": version, "timeout_s": timeout_s}

@@ -42,29 +42,38 @@ def _footer(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table; every row has as many cells as the header."""
+    assert all(len(row) == len(head) for row in rows), (head, rows)
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def math_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, Any]) -> str:
-    """Table 2's columns: ours (pass@1, %) and the paper's row for ``recipe``."""
+    """Table 2's columns: ours (pass@1, %) and the paper's row for ``recipe``.
+
+    Columns: the Table 2 benchmarks graded, in its order, then any other group of rows (a
+    benchmark the paper does not have, or ``all`` for rows that name none), then Average.
+    """
     row = paper_row(recipe)
     paper = row[3] if row and row[0] == "Table 2" else {}
-    names = [n for n in MATH_BENCHMARKS if n in summary["benchmarks"]]
-    head = ["", *(MATH_BENCHMARKS[n][0] for n in names), "Average"]
-    lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    ours = [100 * summary["benchmarks"][n]["accuracy"] for n in names]
-    lines.append("| ours | " + " | ".join(_pct(v) for v in ours) + f" | {_pct(summary['average'] * 100)} |")
+    groups = summary["benchmarks"]
+    names = [n for n in MATH_BENCHMARKS if n in groups] + [n for n in groups if n not in MATH_BENCHMARKS]
+    head = ["", *(MATH_BENCHMARKS[n][0] if n in MATH_BENCHMARKS else n for n in names), "Average"]
+    table = [["ours", *(_pct(100 * groups[n]["accuracy"]) for n in names), _pct(100 * summary["average"])]]
+    notes = []
     if paper:
-        label = f"paper ({row[0]}, {row[1]}, {row[2]})"
-        lines.append(f"| {label} | " + " | ".join(_pct(paper.get(n)) for n in names) + f" | {_pct(paper['average'])} |")
-        if len(names) < len(MATH_BENCHMARKS):
-            lines.append("")
-            lines.append(f"The paper's Average is over all {len(MATH_BENCHMARKS)} benchmarks; ours over the "
-                         f"{len(names)} evaluated.")
+        table.append([f"paper ({row[0]}, {row[1]}, {row[2]})", *(_pct(paper.get(n)) for n in names),
+                      _pct(paper["average"])])
+        if len(names) < len(MATH_BENCHMARKS) or set(names) - set(MATH_BENCHMARKS):
+            notes = [f"The paper's Average is over its {len(MATH_BENCHMARKS)} benchmarks; ours over the "
+                     f"{len(names)} evaluated."]
     else:
-        lines += ["", "The paper has no row for this run's recipe."]
-    lines += ["", "| benchmark | items | correct | pass@1 (%) |", "|---|---|---|---|"]
-    for n in names:
-        b = summary["benchmarks"][n]
-        lines.append(f"| {n} | {b['n']} | {b['correct']} | {100 * b['accuracy']:.1f} |")
+        notes = ["The paper has no row for this run's recipe."]
+    detail = [[n, str(groups[n]["n"]), str(groups[n]["correct"]), f"{100 * groups[n]['accuracy']:.1f}"] for n in names]
+    lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "", *_table(head, table), ""]
+    if notes:
+        lines += [*notes, ""]
+    lines += _table(["benchmark", "items", "correct", "pass@1 (%)"], detail)
     return "\n".join(lines + _footer(meta)) + "\n"
 
 
@@ -75,11 +84,11 @@ def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe:
     cols = {"alpacaeval": ("alpacaeval_lc", "alpacaeval_wr"), "arenahard": ("arenahard_wr",)}[suite]
     lines = [f"# {suite} answers (paper Table 1){f': {recipe}' if recipe else ''}", "",
              f"Answers: `{answer_file}`. Judging needs an API judge; run:", "", "```"] + commands + ["```", ""]
-    lines += ["| | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
-              "| ours | " + " | ".join("(judge)" for _ in cols) + " |"]
+    table = [["ours", *("(judge)" for _ in cols)]]
     if row and row[0] == "Table 1":
-        lines.append(f"| paper ({row[1]}, {row[2]}) | " + " | ".join(_pct(row[3][c]) for c in cols) + " |")
-    else:
+        table.append([f"paper ({row[1]}, {row[2]})", *(_pct(row[3][c]) for c in cols)])
+    lines += _table(["", *cols], table)
+    if len(table) == 1:
         lines += ["", "The paper has no Table 1 row for this run's recipe."]
     assert set(cols) <= set(TABLE1_COLUMNS)
     return "\n".join(lines + _footer(meta)) + "\n"
@@ -90,9 +99,9 @@ def world_markdown(record: dict[str, Any], metrics: dict[str, Any], sft: dict[st
     """The preference world's held-out metrics: SFT start, this run, and the run's own record."""
     lines = [f"# Preference-world evaluation: {record['recipe']} (world seed {record['seed']}, "
              f"{record['split']} split)", "",
-             "| metric | SFT | ours | recorded at training |", "|---|---|---|---|"]
-    for name in names:
-        lines.append(f"| {name} | {sft[name]:.3f} | {metrics[name]:.3f} | {record['metrics'][name]:.3f} |")
+             *_table(["metric", "SFT", "ours", "recorded at training"],
+                     [[name, f"{sft[name]:.3f}", f"{metrics[name]:.3f}", f"{record['metrics'][name]:.3f}"]
+                      for name in names])]
     lines += ["", "The paper has no preference-world numbers: the world is this project's offline stand-in "
               "(README, 'Preference world'). Graded by `world.true_score` and `evaluate.evaluate_policy`."]
     return "\n".join(lines + _footer(meta)) + "\n"

@@ -5,39 +5,50 @@
 * ``--suite=math`` with a RUN: greedy answers to the Tab. C.2 prompt for each benchmark of
   Table 2 found in ``--data_dir`` (``--benchmarks=a,b`` to choose), graded with
   :mod:`.math_grading`; pass@1 from one run. Without a RUN, ``--predictions=FILE`` grades a
-  jsonl of ``{"output", "answer"[, "benchmark"]}`` lines, no model involved.
+  jsonl of ``{"output", "answer"[, "benchmark"]}`` lines, no model involved
+  (``--benchmarks=a,b``: only the lines of those).
 * ``--suite=alpacaeval`` / ``arenahard``: answers in the judges' formats (:mod:`.answers`)
   and the judge commands; judging itself needs API keys.
 * ``--suite=world`` (the default for a preference-world run): the world's held-out metrics.
 
+Every input is checked before a model loads or a file is written: RUN, SUITE, each option's
+value (and whether this kind of evaluation reads it at all), the input files, and that the
+output folder takes a file. A bad one is one ``error: ...`` line, exit status 2.
+
 Outputs go to ``RUN/eval/<suite>/`` (grade-only: ``--out`` or ``<predictions dir>/<stem>-eval/``):
-``results.jsonl`` (one line per item, input order after a resume is restored from keys),
-``results.md``, ``summary.json``. Per-item lines are appended and flushed as items finish,
-so a killed run resumes where it stopped. The last line printed is one JSON object.
+``results.jsonl`` (one line per item, :mod:`.item_log`), ``results.md``, ``summary.json``.
+Per-item lines are appended and flushed as items finish, so a killed run resumes where it
+stopped; at the end the log is rewritten to exactly the current items, in input order (with
+``--benchmarks``, the rows of the other benchmarks are left as they were). The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
+from ..base.values import parse_bool
 from ..cli import entry_point
 from ..training.data import DataValidationError
 from ..recipes import _split_overrides
 from . import answers, report
 from .benchmarks import DEFAULT_MATH_DIR, MATH_BENCHMARKS, load_benchmark, load_predictions, read_rows
 from .generation import Decoding, generate, load_model_and_tokenizer, math_conversation
-from .item_log import ItemLog, item_key
-from .math_grading import DEFAULT_TIMEOUT_S, grade
+from .item_log import ItemKey, ItemLog, digest, write_atomic
+from .math_grading import DEFAULT_TIMEOUT_S, grade, grader_stamp
 
 SUITES = ("math", "alpacaeval", "arenahard", "world")
 DEFAULT_QUESTIONS = {"alpacaeval": Path("data/eval/alpaca_eval.json"),
                      "arenahard": Path("data/eval/arena-hard-v0.1/question.jsonl")}
+MODEL_FILES = ("config.json", "adapter_config.json")  # what makes a folder loadable as a model
 
 
 @dataclasses.dataclass
@@ -46,7 +57,7 @@ class Options:
     predictions: str = ""  # grade-only math
     out: str = ""
     data_dir: str = str(DEFAULT_MATH_DIR)
-    benchmarks: str = ""  # comma-separated MATH_BENCHMARKS keys; default: all
+    benchmarks: str = ""  # comma-separated benchmark names; default: all
     questions: str = ""  # alpacaeval / arenahard question file
     recipe: str = ""  # the paper row to compare with; default: the run folder's name
     model_id: str = ""  # generator / model_id in the answer files; default: the run folder's name
@@ -60,27 +71,106 @@ class Options:
     progress: bool = True
 
 
-def parse_args(argv: list[str]) -> tuple[str | None, Options]:
-    run = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    fields = {f.name: f for f in dataclasses.fields(Options)}
-    opts = Options()
-    for key, value in _split_overrides(argv):
-        if key not in fields:
-            raise DataValidationError(f"unknown option --{key}; known: {', '.join('--' + k for k in fields)}")
-        kind = type(getattr(Options(), key))
-        try:
-            parsed = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-        except ValueError:
-            raise DataValidationError(f"--{key} must be {kind.__name__}, got {value!r}") from None
-        setattr(opts, key, parsed)
-    if run and not opts.suite and (Path(run) / "world_metrics.json").is_file():
+# Allowed values of the numeric options: (test, what the error line says is allowed).
+NUMBER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "limit": (lambda v: v >= 0, "0 or more (0: every item)"),
+    "batch_size": (lambda v: v >= 1, "1 or more"),
+    "max_new_tokens": (lambda v: v >= 0, "0 or more (0: the suite's default)"),
+    "timeout": (lambda v: v >= 1, "1 or more (seconds)"),
+    "temperature": (lambda v: v >= 0, "0 or more (0: greedy)"),
+    "top_p": (lambda v: 0 < v <= 1, "more than 0 and at most 1"),
+}
+SPLITS = ("val", "test")
+# The options each kind of evaluation reads: any other one given is an error, not ignored.
+_ANY = {"suite", "out", "progress"}
+_DECODING = {"limit", "batch_size", "max_new_tokens", "temperature", "top_p"}
+MODE_OPTIONS = {
+    "grade-only": _ANY | {"predictions", "benchmarks", "recipe", "timeout"},
+    "math": _ANY | _DECODING | {"data_dir", "benchmarks", "recipe", "timeout"},
+    "textual": _ANY | _DECODING | {"questions", "recipe", "model_id"},
+    "world": _ANY | {"split"},
+}
+MODE_NAMES = {"grade-only": "grade-only SUITE=math PREDICTIONS=...", "math": "SUITE=math with a model"}
+
+
+def benchmark_names(value: str) -> str:
+    """``--benchmarks``: comma-separated names, repeats dropped; none at all is an error."""
+    names = list(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
+    if not names:
+        raise DataValidationError(f"--benchmarks={value} names no benchmark: name one or more (a,b), "
+                                  "or leave it out for all")
+    return ",".join(names)
+
+
+def parse_value(key: str, value: str) -> Any:
+    """``value`` as the type of option ``key``'s default, checked against its rule."""
+    default = getattr(Options(), key)
+    try:
+        parsed = parse_bool(value, f"--{key}") if isinstance(default, bool) else type(default)(value)
+    except ValueError as err:
+        text = str(err) if isinstance(default, bool) else f"--{key} must be {type(default).__name__}, got {value!r}"
+        raise DataValidationError(text) from None
+    if key in NUMBER_RULES and not NUMBER_RULES[key][0](parsed):
+        raise DataValidationError(f"--{key} must be {NUMBER_RULES[key][1]}, got {value!r}")
+    if key == "split" and parsed not in SPLITS:
+        raise DataValidationError(f"--split must be {' or '.join(SPLITS)}, got {value!r}")
+    return benchmark_names(value) if key == "benchmarks" else parsed
+
+
+def mode(opts: Options) -> str:
+    """grade-only, math (with a model), textual (alpacaeval / arenahard) or world."""
+    if opts.suite == "math":
+        return "grade-only" if opts.predictions else "math"
+    return "world" if opts.suite == "world" else "textual"
+
+
+def check_run(run: str | None, opts: Options) -> None:
+    """RUN and SUITE: fill in the world suite for a world run, or one error line naming what
+    is wrong (a RUN that is not a folder first of all)."""
+    folder = Path(run) if run is not None else None
+    if folder is not None and not folder.is_dir():
+        raise DataValidationError(f"no such folder {run} (RUN=... names a trained model's folder)")
+    world = folder is not None and (folder / "world_metrics.json").is_file()
+    if not opts.suite and world:
         opts.suite = "world"
+    if not opts.suite:
+        what = f"{run} is not a preference-world run (no world_metrics.json)" if run else "no suite given"
+        raise DataValidationError(f"{what}: choose a suite, SUITE={'|'.join(SUITES)}")
     if opts.suite not in SUITES:
         raise DataValidationError(f"unknown suite {opts.suite!r}; choose one of {', '.join(SUITES)} (SUITE=...)")
-    if run is None and not (opts.suite == "math" and opts.predictions):
+    if folder is None and mode(opts) != "grade-only":
         raise DataValidationError("name a model folder (RUN=...), or give PREDICTIONS=... with SUITE=math")
-    if run is not None and not Path(run).is_dir():
-        raise FileNotFoundError(f"{run}: no such run folder")
+    if folder is not None and mode(opts) == "grade-only":  # its eval/math/ holds the model's own log
+        raise DataValidationError(f"PREDICTIONS grades given outputs, no model: leave RUN={run} out "
+                                  "(results go beside the predictions, or to --out=...)")
+    if opts.suite == "world" and not world:
+        raise DataValidationError(f"{run} is not a preference-world run (no world_metrics.json); SUITE=world needs one")
+    if mode(opts) in ("math", "textual") and not any((folder / name).is_file() for name in MODEL_FILES):
+        raise DataValidationError(f"{run} is not a model folder (no {' or '.join(MODEL_FILES)})")
+
+
+def check_options(given: list[str], opts: Options) -> None:
+    """An option this kind of evaluation would not read is an error naming those it reads."""
+    allowed = MODE_OPTIONS[mode(opts)]
+    for key in given:
+        if key not in allowed:
+            what = MODE_NAMES.get(mode(opts), f"SUITE={opts.suite}")
+            raise DataValidationError(f"--{key} does not apply to {what}; it takes "
+                                      f"{', '.join('--' + k for k in Options.__dataclass_fields__ if k in allowed)}")
+
+
+def parse_args(argv: list[str]) -> tuple[str | None, Options]:
+    """RUN and the options, every value checked: one error line for the first bad one."""
+    run = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    opts, given = Options(), []
+    for key, value in _split_overrides(argv):
+        if key not in Options.__dataclass_fields__:
+            raise DataValidationError(f"unknown option --{key}; known: "
+                                      f"{', '.join('--' + k for k in Options.__dataclass_fields__)}")
+        setattr(opts, key, parse_value(key, value))
+        given.append(key)
+    check_run(run, opts)
+    check_options(given, opts)
     return run, opts
 
 
@@ -93,6 +183,20 @@ def out_dir(run: str | None, opts: Options) -> Path:
     return pred.parent / f"{pred.stem}-eval"
 
 
+def writable(out: Path) -> Path:
+    """``out``, created if need be, once a file could be created and removed in it (else one error line)."""
+    if out.exists() and not out.is_dir():
+        raise DataValidationError(f"{out} is a file, not a folder (choose another: --out=...)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=out, prefix=".write-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise DataValidationError(f"cannot write in {out}: {err.strerror or err} (choose another: --out=...)") from None
+    return out
+
+
 def decoding_of(opts: Options) -> Decoding:
     default = 3000 if opts.suite == "math" else 4096
     return Decoding(max_new_tokens=opts.max_new_tokens or default, temperature=opts.temperature, top_p=opts.top_p)
@@ -102,77 +206,48 @@ def settings(run: str | None, opts: Options, extra: dict[str, Any]) -> dict[str,
     return {"model": run or "(none: grade-only)", "suite": opts.suite, **extra, "versions": report.versions()}
 
 
-# --- math (Table 2) ----------------------------------------------------------------------
-def summarize_math(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy overall, per benchmark, and Table 2's Average (the mean of the benchmarks')."""
-    by: dict[str, list[bool]] = {}
-    for row in rows:
-        by.setdefault(row.get("benchmark") or "all", []).append(bool(row["correct"]))
-    benchmarks = {name: {"n": len(v), "correct": sum(v), "accuracy": sum(v) / len(v)} for name, v in by.items()}
-    return {"accuracy": sum(r["correct"] for r in rows) / len(rows), "n": len(rows), "benchmarks": benchmarks,
-            "average": sum(b["accuracy"] for b in benchmarks.values()) / len(benchmarks)}
+def chosen_benchmarks(opts: Options, available: list[str], where: str) -> list[str]:
+    """The benchmarks ``--benchmarks`` names (all of ``available`` without it); a name not
+    in ``available`` is an error naming them."""
+    if not opts.benchmarks:
+        return available
+    names = opts.benchmarks.split(",")
+    unknown = [name for name in names if name not in available]
+    if unknown:
+        raise DataValidationError(f"--benchmarks: unknown benchmark {unknown[0]!r}; {where}: {', '.join(available)}")
+    return names
 
 
-def grade_rows(items: list[dict[str, Any]], outputs: dict[int, dict[str, Any]] | None, log: ItemLog, keys: list[str],
-               timeout: int, progress: bool) -> None:
-    """Grade every item not in ``log`` yet: those in ``outputs`` (index -> generation), or, when
-    ``outputs`` is None, all items, each carrying its own ``output`` (grade-only)."""
-    todo = [i for i, k in enumerate(keys) if k not in log and (outputs is None or i in outputs)]
-    for i in tqdm(todo, desc="grading", disable=not progress):
-        item = items[i]
-        gen = outputs[i] if outputs is not None else {"output": str(item["output"])}
-        g = grade(gen["output"], item["answer"], timeout)
-        log.append({"key": keys[i], "index": i, "benchmark": item.get("benchmark"), "answer": str(item["answer"]),
-                    **gen, "extracted": g.extracted, "how": g.how, "correct": g.correct, "note": g.note})
+def untouched(opts: Options) -> Callable[[dict[str, Any]], bool]:
+    """Which logged rows a run leaves as they are: with ``--benchmarks``, those of the others."""
+    names = set(opts.benchmarks.split(",")) if opts.benchmarks else None
+    return lambda row: names is not None and row.get("benchmark") not in names
 
 
-def eval_math_predictions(opts: Options, out: Path) -> dict[str, Any]:
-    items = load_predictions(opts.predictions)
-    keys = [item_key(i, str(r["output"]), str(r["answer"]), r.get("benchmark")) for i, r in enumerate(items)]
-    with ItemLog(out / "results.jsonl") as log:
-        grade_rows(items, None, log, keys, opts.timeout, opts.progress)
-        rows = log.results(keys)
-    meta = settings(None, opts, {"predictions": opts.predictions, "items": len(items), "grader timeout (s)": opts.timeout})
-    return finish_math(rows, out, opts.recipe or None, meta)
+# --- reading the inputs (everything checked before anything loads or is written) ---------
+def prediction_items(run: str | None, opts: Options) -> list[dict[str, Any]]:
+    """Grade-only: ``{"index", "benchmark", "output", "answer"}`` per line of the predictions
+    (index: the line's position), those of the ``--benchmarks`` named."""
+    rows = load_predictions(opts.predictions)
+    items = [{"index": i, "benchmark": row.get("benchmark"), "output": str(row["output"]), "answer": str(row["answer"])}
+             for i, row in enumerate(rows)]
+    if not opts.benchmarks:
+        return items
+    present = list(dict.fromkeys(item["benchmark"] for item in items if item["benchmark"]))
+    if not present:
+        raise DataValidationError(f"--benchmarks: the lines of {opts.predictions} name no benchmark "
+                                  "(no 'benchmark' field)")
+    names = chosen_benchmarks(opts, present, f"{opts.predictions} has")
+    return [item for item in items if item["benchmark"] in names]
 
 
-def eval_math_model(run: str, opts: Options, out: Path) -> dict[str, Any]:
-    names = [b for b in opts.benchmarks.split(",") if b] or list(MATH_BENCHMARKS)
-    items = [it for name in names for it in load_benchmark(name, opts.data_dir, opts.limit or None)]
-    decoding = decoding_of(opts)
-    keys = [item_key(i, it["benchmark"], it["problem"], it["answer"], decoding.as_dict()) for i, it in enumerate(items)]
-    with ItemLog(out / "results.jsonl") as log:
-        todo = [i for i, k in enumerate(keys) if k not in log]
-        if todo:
-            model, tokenizer = load_model_and_tokenizer(run)
-            convs = [math_conversation(items[i]["problem"]) for i in todo]
-            bar = tqdm(total=len(todo), desc="math: generate + grade", disable=not opts.progress)
-            for start, batch in zip(range(0, len(todo), opts.batch_size),
-                                    generate(model, tokenizer, convs, decoding, opts.batch_size)):
-                chunk = todo[start:start + opts.batch_size]
-                grade_rows(items, dict(zip(chunk, batch)), log, keys, opts.timeout, progress=False)
-                bar.update(len(chunk))
-            bar.close()
-        rows = log.results(keys)
-    meta = settings(run, opts, {"benchmarks": ",".join(names), "data_dir": opts.data_dir, "items": len(items),
-                                "decoding": decoding.as_dict(), "prompt": "Tab. C.2 (system + user, chat template)",
-                                "pass@1": "one greedy run", "grader timeout (s)": opts.timeout})
-    return finish_math(rows, out, opts.recipe or Path(run).name, meta)
+def benchmark_items(run: str, opts: Options) -> list[dict[str, Any]]:
+    """``{"index", "benchmark", "problem", "answer"}`` of each chosen benchmark (index: in its file)."""
+    names = chosen_benchmarks(opts, list(MATH_BENCHMARKS), "known")
+    return [{"index": i, **item} for name in names
+            for i, item in enumerate(load_benchmark(name, opts.data_dir, opts.limit or None))]
 
 
-def finish_math(rows: list[dict[str, Any]], out: Path, recipe: str | None, meta: dict[str, Any]) -> dict[str, Any]:
-    summary = summarize_math(rows)
-    (out / "results.md").write_text(report.math_markdown(summary, recipe, meta))
-    result = {"suite": "math", "accuracy": summary["accuracy"], "n": summary["n"]}
-    if any(r.get("benchmark") for r in rows):
-        result["benchmarks"] = {k: v["accuracy"] for k, v in summary["benchmarks"].items()}
-        result["average"] = summary["average"]
-    result["results"] = str(out / "results.jsonl")
-    (out / "summary.json").write_text(json.dumps({**result, "settings": meta}, indent=2))
-    return result
-
-
-# --- textual (Table 1) -------------------------------------------------------------------
 def load_questions(suite: str, path: Path) -> list[dict[str, Any]]:
     """``[{"id", "prompt", "dataset"}]`` from alpaca_eval's eval set or arena-hard's question.jsonl."""
     rows = read_rows(path)
@@ -190,14 +265,113 @@ def load_questions(suite: str, path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def eval_textual(run: str, opts: Options, out: Path) -> dict[str, Any]:
+def question_items(run: str, opts: Options) -> list[dict[str, Any]]:
     questions = load_questions(opts.suite, Path(opts.questions or DEFAULT_QUESTIONS[opts.suite]))
-    questions = questions[:opts.limit] if opts.limit else questions
+    return questions[:opts.limit] if opts.limit else questions
+
+
+def world_inputs(run: str, opts: Options) -> dict[str, Any]:
+    """The run's ``world_metrics.json`` record and what it points to (world, SFT, reward)."""
+    from ..world.experiment import world_run_inputs
+
+    path = Path(run) / "world_metrics.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict) or not {"split", "recipe", "seed", "metrics"} <= set(record):
+        raise DataValidationError(f"{path}: not a world run's record (a JSON object with split, recipe, seed, "
+                                  "metrics); `make train` writes it")
+    world_dir, sft_dir, spec = world_run_inputs(record)
+    return {"record": record, "world_dir": world_dir, "sft_dir": sft_dir, "spec": spec}
+
+
+# --- math (Table 2) ----------------------------------------------------------------------
+GENERATION_FIELDS = ("output", "num_tokens", "finished")
+
+
+def generation_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The generated part of a logged row (what :func:`generation.generate` gave)."""
+    return {name: row[name] for name in GENERATION_FIELDS if name in row}
+
+
+def summarize_math(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy overall, per benchmark, and Table 2's Average (the mean of the benchmarks')."""
+    by: dict[str, list[bool]] = {}
+    for row in rows:
+        by.setdefault(row.get("benchmark") or "all", []).append(bool(row["correct"]))
+    benchmarks = {name: {"n": len(v), "correct": sum(v), "accuracy": sum(v) / len(v)} for name, v in by.items()}
+    return {"accuracy": sum(r["correct"] for r in rows) / len(rows), "n": len(rows), "benchmarks": benchmarks,
+            "average": sum(b["accuracy"] for b in benchmarks.values()) / len(benchmarks)}
+
+
+def grade_items(jobs: list[tuple[ItemKey, str, dict[str, Any]]], log: ItemLog, timeout: int, progress: bool) -> None:
+    """Grade each ``(key, gold answer, generation)`` and log its row."""
+    for key, answer, gen in tqdm(jobs, desc="grading", disable=not progress):
+        g = grade(gen["output"], answer, timeout)
+        log.append(key, {"answer": answer, **gen, "extracted": g.extracted, "how": g.how, "correct": g.correct,
+                         "note": g.note})
+
+
+def eval_math_predictions(run: str | None, opts: Options, out: Path, items: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [ItemKey(it["index"], digest(it["output"], it["answer"], it["benchmark"]), it["benchmark"]) for it in items]
+    with ItemLog(out / "results.jsonl", grader_stamp(opts.timeout)) as log:
+        grade_items([(key, it["answer"], {"output": it["output"]}) for key, it in zip(keys, items)
+                     if not log.is_current(key)], log, opts.timeout, opts.progress)
+        rows = log.rewrite(keys, untouched(opts))
+    meta = settings(None, opts, {"predictions": opts.predictions, "benchmarks": opts.benchmarks or "all",
+                                 "items": len(items), "grader timeout (s)": opts.timeout})
+    return finish_math(rows, out, opts.recipe or None, meta)
+
+
+def eval_math_model(run: str, opts: Options, out: Path, items: list[dict[str, Any]]) -> dict[str, Any]:
+    decoding = decoding_of(opts)
+    keys = [ItemKey(it["index"], digest(it["benchmark"], it["problem"], it["answer"], decoding.as_dict()),
+                    it["benchmark"]) for it in items]
+    with ItemLog(out / "results.jsonl", grader_stamp(opts.timeout)) as log:
+        logged = [log.row(key) for key in keys]
+        # generated before, graded by another grader (or logged in the old format): graded again, not generated
+        grade_items([(key, it["answer"], generation_of(row)) for key, it, row in zip(keys, items, logged)
+                     if row is not None and not log.is_current(key)], log, opts.timeout, opts.progress)
+        todo = [i for i, row in enumerate(logged) if row is None]
+        if todo:
+            model, tokenizer = load_model_and_tokenizer(run)
+            convs = [math_conversation(items[i]["problem"]) for i in todo]
+            bar = tqdm(total=len(todo), desc="math: generate + grade", disable=not opts.progress)
+            for start, batch in zip(range(0, len(todo), opts.batch_size),
+                                    generate(model, tokenizer, convs, decoding, opts.batch_size)):
+                chunk = todo[start:start + opts.batch_size]
+                grade_items([(keys[i], items[i]["answer"], gen) for i, gen in zip(chunk, batch)], log, opts.timeout,
+                            progress=False)
+                bar.update(len(chunk))
+            bar.close()
+        rows = log.rewrite(keys, untouched(opts))
+    names = list(dict.fromkeys(it["benchmark"] for it in items))
+    meta = settings(run, opts, {"benchmarks": ",".join(names), "data_dir": opts.data_dir, "items": len(items),
+                                "decoding": decoding.as_dict(), "prompt": "Tab. C.2 (system + user, chat template)",
+                                "pass@1": "one greedy run", "grader timeout (s)": opts.timeout})
+    return finish_math(rows, out, opts.recipe or Path(run).name, meta)
+
+
+def finish_math(rows: list[dict[str, Any]], out: Path, recipe: str | None, meta: dict[str, Any]) -> dict[str, Any]:
+    summary = summarize_math(rows)
+    write_atomic(out / "results.md", report.math_markdown(summary, recipe, meta))
+    result = {"suite": "math", "accuracy": summary["accuracy"], "n": summary["n"]}
+    if any(r.get("benchmark") for r in rows):
+        result["benchmarks"] = {k: v["accuracy"] for k, v in summary["benchmarks"].items()}
+        result["average"] = summary["average"]
+    result["results"] = str(out / "results.jsonl")
+    write_atomic(out / "summary.json", json.dumps({**result, "settings": meta}, indent=2))
+    return result
+
+
+# --- textual (Table 1) -------------------------------------------------------------------
+def eval_textual(run: str, opts: Options, out: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
     decoding = decoding_of(opts)
     model_id = opts.model_id or Path(run).resolve().name
-    keys = [item_key(i, q["prompt"], decoding.as_dict()) for i, q in enumerate(questions)]
+    keys = [ItemKey(i, digest(q["prompt"], decoding.as_dict())) for i, q in enumerate(questions)]
     with ItemLog(out / "generations.jsonl") as log:
-        todo = [i for i, k in enumerate(keys) if k not in log]
+        todo = [i for i, key in enumerate(keys) if not log.is_current(key)]
         if todo:
             model, tokenizer = load_model_and_tokenizer(run)
             convs = [[{"role": "user", "content": questions[i]["prompt"]}] for i in todo]
@@ -205,10 +379,10 @@ def eval_textual(run: str, opts: Options, out: Path) -> dict[str, Any]:
             for start, batch in zip(range(0, len(todo), opts.batch_size),
                                     generate(model, tokenizer, convs, decoding, opts.batch_size)):
                 for i, gen in zip(todo[start:start + opts.batch_size], batch):
-                    log.append({"key": keys[i], "index": i, "id": questions[i]["id"], **gen})
+                    log.append(keys[i], {"id": questions[i]["id"], **gen})
                 bar.update(len(batch))
             bar.close()
-        rows = log.results(keys)
+        rows = log.rewrite(keys)
     if opts.suite == "alpacaeval":
         records = [answers.alpaca_record(q["prompt"], r["output"], model_id, q["dataset"]) for q, r in zip(questions, rows)]
         path = answers.write_alpaca_outputs(records, out / "model_outputs.json")
@@ -218,41 +392,46 @@ def eval_textual(run: str, opts: Options, out: Path) -> dict[str, Any]:
     commands = answers.judge_commands(opts.suite, path, model_id)
     meta = settings(run, opts, {"questions": len(questions), "decoding": decoding.as_dict(),
                                 "prompt": "the model's chat template, one user turn", "model_id": model_id})
-    (out / "results.md").write_text(report.textual_markdown(opts.suite, path, commands, opts.recipe or Path(run).name, meta))
+    write_atomic(out / "results.md", report.textual_markdown(opts.suite, path, commands, opts.recipe or Path(run).name,
+                                                             meta))
     print("judge with:\n  " + "\n  ".join(commands), file=sys.stderr)
     return {"suite": opts.suite, "answers": str(path), "n": len(records), "judge": commands[-1]}
 
 
 # --- the preference world ----------------------------------------------------------------
-def eval_world(run: str, opts: Options, out: Path) -> dict[str, Any]:
+def eval_world(run: str, opts: Options, out: Path, inputs: dict[str, Any]) -> dict[str, Any]:
     from ..world.evaluate import METRICS, evaluate_policy
-    from ..world.experiment import sft_metrics, world_run_inputs
+    from ..world.experiment import sft_metrics
 
-    record = json.loads((Path(run) / "world_metrics.json").read_text())
-    world_dir, sft_dir, spec = world_run_inputs(record)
+    record, world_dir, sft_dir, spec = (inputs[k] for k in ("record", "world_dir", "sft_dir", "spec"))
     split = opts.split or record["split"]
     metrics = evaluate_policy(run, sft_dir, world_dir, spec, split)
     sft = sft_metrics(world_dir, sft_dir, split)  # the SFT model's own ranking, cached beside it
     meta = settings(run, opts, {"world": str(world_dir), "sft": str(sft_dir), "split": split,
                                 "decoding": "greedy, max_new_tokens 10 (evaluate.greedy_answers)",
                                 "reward": dataclasses.asdict(spec)})
-    (out / "results.md").write_text(report.world_markdown({**record, "split": split}, metrics, sft, METRICS, meta))
+    write_atomic(out / "results.md", report.world_markdown({**record, "split": split}, metrics, sft, METRICS, meta))
     result = {"suite": "world", **{k: metrics[k] for k in METRICS}}
-    (out / "summary.json").write_text(json.dumps({**result, "settings": meta}, indent=2))
+    write_atomic(out / "summary.json", json.dumps({**result, "settings": meta}, indent=2))
     return result
+
+
+# Per kind of evaluation: (read and check its inputs, evaluate them).
+MODES = {
+    "grade-only": (prediction_items, eval_math_predictions),
+    "math": (benchmark_items, eval_math_model),
+    "textual": (question_items, eval_textual),
+    "world": (world_inputs, eval_world),
+}
 
 
 @entry_point
 def main(argv: list[str]) -> int:
     run, opts = parse_args(argv)
-    out = out_dir(run, opts)
-    out.mkdir(parents=True, exist_ok=True)
-    if opts.suite == "world":
-        result = eval_world(run, opts, out)
-    elif opts.suite == "math":
-        result = eval_math_predictions(opts, out) if opts.predictions else eval_math_model(run, opts, out)
-    else:
-        result = eval_textual(run, opts, out)
+    read_inputs, evaluate = MODES[mode(opts)]
+    inputs = read_inputs(run, opts)  # every input checked before a model loads or a file is written
+    out = writable(out_dir(run, opts))
+    result = evaluate(run, opts, out, inputs)
     print(f"results: {out / 'results.md'}", file=sys.stderr)
     print(json.dumps(result), flush=True)
     return 0
