@@ -15,6 +15,7 @@
 #   make merge RUN=outputs/<lora-run>            merge a LoRA run's adapter into its base -> RUN/merged (full model)
 #   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
 #   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
+#   make trials                                  regenerate docs/trials.md: bad inputs on every stage and what they do
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 #   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
 #   make demo-tune                               the validation grid; writes picks into recipes/toy-world-*.yaml
@@ -57,7 +58,7 @@ HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
 WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 
-.PHONY: help install train test tokenizers bench clean demo demo-tune study sweep plot eval data
+.PHONY: help install train test tokenizers bench clean demo demo-tune study sweep plot eval data trials
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -120,6 +121,10 @@ tokenizers: $(STAMP)
 
 test: $(STAMP) tokenizers
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests -q -rs
+
+# docs/trials.md: bad inputs tried on every stage and what each does now (tests/test_trials.py keeps it true)
+trials: $(STAMP)
+	$(PY) scripts/trials.py --write
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench_cpu.py $(ARGS)

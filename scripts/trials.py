@@ -107,6 +107,48 @@ TRIALS = [
                      f"--output_dir={t}/run"]),
 ]
 
+DATA = "alignment_unidpo.datagen.pipeline:main"
+
+
+def data_config(t: Path, model: str, judge: bool = True) -> str:
+    """A jsonl-prompt data config with an external judge, in the trial's folder."""
+    prompts = jsonl(t / "prompts.jsonl", [{"prompt": "Say hi"}, {"prompt": "Count to 3"}])
+    if judge:
+        jsonl(t / "judge.jsonl", [])
+    return str(write(t / "data.yaml", f"name: t\noutput_root: {t}/out\nprompts: {{source: jsonl, path: {prompts}}}\n"
+                                      f"generate: {{model: {model}}}\nscore: {{scorer: external, path: {t}/judge.jsonl}}\n"))
+
+
+TRIALS += [
+    Trial("data", "`--generate.temperature=-1`", DATA, lambda t: [f"--output_root={t}", "--generate.temperature=-1"]),
+    Trial("data", "`--generate.num_samples=abc`", DATA, lambda t: [f"--output_root={t}", "--generate.num_samples=abc"]),
+    Trial("data", "`--generate.top_p=0`", DATA, lambda t: [f"--output_root={t}", "--generate.top_p=0"]),
+    Trial("data", "a local model folder that does not exist", DATA, lambda t: [data_config(t, "./no-such-model")]),
+    Trial("data", "the external judge's file missing", DATA, lambda t: [data_config(t, str(t), judge=False)]),
+    Trial("data", "hub model not in the local cache, `HF_HUB_OFFLINE=1`", DATA,
+          lambda t: [data_config(t, "org/not-downloaded")]),
+    Trial("data", "`--generate.trust_remote_code=no`", DATA,
+          lambda t: [f"--output_root={t}", "--generate.trust_remote_code=no", "--dry_run"],
+          show=dry_run_field("trust_remote_code")),
+    Trial("data", "`--score.trust_remote_code=maybe`", DATA,
+          lambda t: [f"--output_root={t}", "--score.trust_remote_code=maybe"]),
+]
+
+EVAL = "alignment_unidpo.evaluation.run_eval:main"
+PREDICTIONS = REPO_ROOT / "tests" / "fixtures" / "eval" / "predictions.jsonl"
+TRIALS += [
+    Trial("eval", "`RUN=outputs/nope`, no SUITE", EVAL, lambda t: [f"{t}/nope"]),
+    Trial("eval", "an existing folder that is not a world run, no SUITE", EVAL, lambda t: [str(t)]),
+    Trial("eval", "`--benchmarks=` with PREDICTIONS", EVAL,
+          lambda t: ["--suite=math", f"--predictions={PREDICTIONS}", "--benchmarks=", f"--out={t}/eval"]),
+    Trial("eval", "`--benchmarks=amc23` with PREDICTIONS that have none", EVAL,
+          lambda t: ["--suite=math", f"--predictions={PREDICTIONS}", "--benchmarks=amc23", f"--out={t}/eval"]),
+    Trial("eval", "`--limit=2` in grade-only mode", EVAL,
+          lambda t: ["--suite=math", f"--predictions={PREDICTIONS}", "--limit=2", f"--out={t}/eval"]),
+    Trial("eval", "`--out` below a file", EVAL,
+          lambda t: ["--suite=math", f"--predictions={PREDICTIONS}", f"--out={write(t / 'f', 'x')}/eval"]),
+]
+
 
 def run_trial(trial: Trial) -> tuple[int, str, list[str]]:
     """Call the entry point in a fresh folder; (exit status, stdout, stderr lines)."""
@@ -124,7 +166,11 @@ def run_trial(trial: Trial) -> tuple[int, str, list[str]]:
     finally:
         for key, value in saved_env.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-    lines = [line for line in text_err.splitlines() if line.startswith(("error:", "warning:"))]
+    lines, keep = [], False
+    for line in text_err.splitlines():  # error/warning lines, with the indented lines that continue them
+        keep = line.startswith(("error:", "warning:")) or (keep and line.startswith("  "))
+        if keep:
+            lines.append(line)
     if launched:
         lines.append("checks pass; `accelerate launch` would start")
     return code, text_out, lines

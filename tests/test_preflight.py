@@ -240,7 +240,7 @@ def test_duplicate_keys_and_empty_recipes_are_refused(tmp_path, capsys, no_model
     duplicated = tmp_path / "dup.yaml"
     duplicated.write_text("base: default\nbeta: 1.0\nlearning_rate: 1e-5\nbeta: 2.0\n")
     code, _, err = run_launcher([str(duplicated), "--dry_run"], capsys)
-    assert (code, len(err)) == (2, 1) and "key 'beta' appears twice (first on line 2)" in err[0]
+    assert (code, len(err)) == (2, 1) and err[0].endswith("dup.yaml, line 4: not valid YAML: key 'beta' appears twice (first on line 2)")
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing here yet\n")
     code, _, err = run_launcher([str(empty), "--dry_run"], capsys)

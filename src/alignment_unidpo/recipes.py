@@ -120,7 +120,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml_load(path.read_text())
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        raise RecipeError(f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
     if data is None:
         raise RecipeError(f"{path}: the file holds no keys (an empty recipe would silently run every default)")
     if not isinstance(data, dict):
