@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from alignment_unidpo.training.data import DataValidationError, DropReport, load_mixture, split_eval
+from alignment_unidpo.base.errors import DataValidationError
+from alignment_unidpo.training.data import DropReport, load_mixture, split_eval
 from alignment_unidpo.training.run import tokenize_dataset
 from alignment_unidpo.recipes import resolve
 from conftest import good_row
@@ -160,7 +161,8 @@ def test_tau_good_median_is_computed_from_the_training_data(write_jsonl, toy_tok
 
 @pytest.mark.parametrize("value", ["mean", "nan", True])
 def test_tau_good_other_strings_are_refused(value):
-    from alignment_unidpo.recipes import RecipeError, resolve
+    from alignment_unidpo.base.errors import RecipeError
+    from alignment_unidpo.recipes import resolve
 
     with pytest.raises(RecipeError, match="tau_good"):
         resolve("default", {"tau_good": value})

@@ -14,7 +14,8 @@ from alignment_unidpo.training.data import load_mixture
 from alignment_unidpo.datagen import config as dg_config
 from alignment_unidpo.datagen import generate as dg_generate
 from alignment_unidpo.datagen import pipeline
-from alignment_unidpo.datagen.config import DataGenError, load_config, stage_dirs
+from alignment_unidpo.base.errors import DataGenError
+from alignment_unidpo.datagen.config import load_config, stage_dirs
 from alignment_unidpo.datagen.normalize import normal_cdf, normalize_rows, zscore_cdf
 from alignment_unidpo.datagen.pair import best_worst, make_pairs, math_rule
 from alignment_unidpo.datagen.score import aggregate, prm_step_rewards

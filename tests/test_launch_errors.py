@@ -16,7 +16,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
 SCRIPT = textwrap.dedent("""
     import os, sys
-    from alignment_unidpo.cli import entry_point
+    from alignment_unidpo.base.cli import entry_point
 
     @entry_point
     def main(argv):

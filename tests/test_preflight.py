@@ -12,6 +12,7 @@ import pytest
 import transformers
 
 from alignment_unidpo import checks, recipes
+from alignment_unidpo.base.errors import RecipeError
 from alignment_unidpo.checks import tracker_problems, wandb_has_credentials, writable_problem
 from alignment_unidpo.configs import TORCH_DTYPES
 from alignment_unidpo.training.models import DTYPES
@@ -255,12 +256,12 @@ def test_booleans_typed_on_the_command_line_follow_one_rule(word, value):
 
 
 def test_a_word_that_is_not_a_boolean_is_refused():
-    with pytest.raises(recipes.RecipeError, match=r"^trust_remote_code must be true or false \(or yes/no, on/off, "
+    with pytest.raises(RecipeError, match=r"^trust_remote_code must be true or false \(or yes/no, on/off, "
                                                   r"1/0\), got 'maybe'$"):
         recipes.resolve("default", ["--trust_remote_code=maybe"])
 
 
 def test_torch_dtype_is_checked_when_the_recipe_resolves_and_matches_the_loader():
     assert set(TORCH_DTYPES) == set(DTYPES)
-    with pytest.raises(recipes.RecipeError, match="torch_dtype='float64' is out of range"):
+    with pytest.raises(RecipeError, match="torch_dtype='float64' is out of range"):
         recipes.resolve("default", {"torch_dtype": "float64"})

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment_unidpo.recipes import RecipeError, resolve
+from alignment_unidpo.base.errors import RecipeError
+from alignment_unidpo.recipes import resolve
 from conftest import REPO_ROOT
 
 RECIPES = sorted(p.stem for p in (REPO_ROOT / "recipes").glob("*.yaml"))

@@ -27,7 +27,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .training.data import is_local_source, load_mixture
-from .recipes import RecipeError, ResolvedRecipe
+from .base.errors import RecipeError
+from .recipes import ResolvedRecipe
 from .toy import is_toy
 
 MODEL_PATH_KEYS = ("model_name_or_path", "ref_model_name_or_path", "tokenizer_name_or_path")

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .cli import entry_point  # noqa: E402
+from .base.cli import entry_point  # noqa: E402
 
 CURVES = ("loss", "grad_norm", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies",
           "w_qual", "w_perf")

@@ -30,8 +30,9 @@ from typing import Any
 import torch
 import yaml
 
+from .base.cli import entry_point
+from .base.errors import RecipeError
 from .base.values import parse_bool
-from .cli import entry_point
 from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
                       derive_gradient_accumulation, ignored_by_loss_type)
 from .paths import REPO_ROOT
@@ -39,10 +40,6 @@ from .training.checkpoints import check_output_dir
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
 DEFAULT_RECIPE = "default"
-
-
-class RecipeError(ValueError):
-    """A recipe, base config or override that cannot be resolved."""
 
 
 class RecipeLoader(yaml.SafeLoader):
@@ -393,7 +390,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    # the package's own module, so that its RecipeError is the one the rest of the package catches
-    from alignment_unidpo.recipes import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

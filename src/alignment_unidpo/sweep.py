@@ -26,9 +26,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .cli import entry_point
+from .base.cli import entry_point
 from .plots import heatmap
-from .recipes import REPO_ROOT, RecipeError, known_keys, parse_overrides, resolve, yaml_load
+from .base.errors import RecipeError
+from .recipes import REPO_ROOT, known_keys, parse_overrides, resolve, yaml_load
 
 DEFAULT_RECIPE = "toy-world-uni-dpo"
 WORLD_KEYS = ("world_seed", "split")  # keys of alignment_unidpo.world.experiment, not of the recipe

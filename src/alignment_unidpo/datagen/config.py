@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
+from ..base.errors import DataGenError
 from ..base.values import parse_bool
 from ..configs import TORCH_DTYPES, finite_number, first_bad_value, is_integer, rules_by_key
-from ..training.data import DataValidationError
 from ..recipes import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
@@ -136,10 +136,6 @@ def dotted(cfg: dict[str, Any]) -> dict[str, Any]:
 BOOL_KEYS = tuple(key for key, value in dotted(DEFAULTS).items() if isinstance(value, bool))
 # Keys whose null means "unset": not range-checked when null.
 NULLABLE_KEYS = frozenset(key for key, value in dotted(DEFAULTS).items() if value is None)
-
-
-class DataGenError(DataValidationError):
-    """A data-generation config or input that cannot be used; the message names file and line."""
 
 
 def _merge(defaults: dict[str, Any], given: dict[str, Any], where: str) -> dict[str, Any]:

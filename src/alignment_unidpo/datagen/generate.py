@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator
 
 from ..training.data import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
-from .config import WORLD_SFT, DataGenError, trusts_remote_code
+from ..base.errors import DataGenError
+from .config import WORLD_SFT, trusts_remote_code
 
 
 # --- prompts ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .config import DataGenError
+from ..base.errors import DataGenError
 
 
 def normal_cdf(z: float) -> float:

@@ -32,10 +32,11 @@ from typing import Any
 
 from ..base.values import parse_bool
 from ..checks import hub_model_problem, local_model_problem
-from ..cli import entry_point
+from ..base.cli import entry_point
 from ..training.data import read_json_records
 from ..recipes import parse_overrides
-from .config import STAGES, WORLD_SFT, DataGenError, load_config, stage_dirs
+from ..base.errors import DataGenError
+from .config import STAGES, WORLD_SFT, load_config, stage_dirs
 from .generate import load_prompts, run_generate, shard_path, shards_of, write_jsonl_atomic
 from .normalize import normalize_rows
 from .pair import make_pairs

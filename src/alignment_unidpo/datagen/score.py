@@ -36,7 +36,8 @@ import torch
 
 from ..evaluation.generation import MATH_SYSTEM_PROMPT
 from ..training.data import read_json_records
-from .config import DataGenError, trusts_remote_code
+from ..base.errors import DataGenError
+from .config import trusts_remote_code
 from .generate import my_shards, shard_path, write_jsonl_atomic
 
 Scorer = Callable[[list[dict[str, Any]]], list[list[float | None]]]  # shard rows -> per-sample scores

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..training.data import DataValidationError
+from ..base.errors import DataValidationError
 from .item_log import write_atomic
 
 ALPACA_EVAL_VERSION = "0.6.6"  # PyPI alpaca-eval; the default annotator is AlpacaEval 2's

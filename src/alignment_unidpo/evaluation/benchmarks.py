@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..training.data import DataValidationError, Records, read_json_records
+from ..base.errors import DataValidationError
+from ..training.data import Records, read_json_records
 
 # Table 2's column order; the keys name the files. Sizes are those of the standard test sets.
 MATH_BENCHMARKS = {

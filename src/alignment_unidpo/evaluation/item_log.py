@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..training.data import DataValidationError
+from ..base.errors import DataValidationError
 from ..training.ref_cache import _atomic_target  # private there; the package's one synced temp-file + rename writer
 
 LEGACY_KEY = re.compile(r"^(\d+):([0-9a-f]{12})$")  # "<index>:<digest>", before rows stored "digest"

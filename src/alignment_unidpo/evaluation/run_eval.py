@@ -36,8 +36,8 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from ..base.values import parse_bool
-from ..cli import entry_point
-from ..training.data import DataValidationError
+from ..base.cli import entry_point
+from ..base.errors import DataValidationError
 from ..recipes import _split_overrides
 from . import answers, report
 from .benchmarks import DEFAULT_MATH_DIR, MATH_BENCHMARKS, load_benchmark, load_predictions, read_rows

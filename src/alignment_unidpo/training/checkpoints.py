@@ -25,6 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..base.errors import RecipeError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -41,12 +43,6 @@ RUN_FILE_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pyto
                      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                      "README.md")
 TRUE_STRINGS, FALSE_STRINGS = ("true", "yes", "1"), ("false", "no", "0", "none", "null", "")
-
-
-def _error(message: str) -> Exception:
-    from ..recipes import RecipeError  # recipes imports this module
-
-    return RecipeError(message)
 
 
 def parse_resume(value: Any) -> bool | str | None:
@@ -123,12 +119,12 @@ def resolve_resume(value: Any, output_dir: str | Path, warn: bool = True) -> str
     if resume is True:
         found = latest_complete_checkpoint(output_dir, warn=warn)
         if found is None:
-            raise _error(f"resume_from_checkpoint=true but output_dir '{output_dir}' holds no complete checkpoint "
+            raise RecipeError(f"resume_from_checkpoint=true but output_dir '{output_dir}' holds no complete checkpoint "
                          f"(checkpoint-* folders found: {len(checkpoint_dirs(output_dir))})")
         return str(found)
     problem = checkpoint_problem(resume)
     if problem is not None:
-        raise _error(f"resume_from_checkpoint '{resume}' is not a complete checkpoint ({problem})")
+        raise RecipeError(f"resume_from_checkpoint '{resume}' is not a complete checkpoint ({problem})")
     return resume
 
 
@@ -167,7 +163,7 @@ def check_resume_world_size(checkpoint: str | Path, num_processes: int) -> None:
     if written_by is None or written_by == num_processes:
         return
     step = next(iter(sorted(Path(checkpoint).glob("global_step*"))), Path(checkpoint) / "global_stepN")
-    raise _error(
+    raise RecipeError(
         f"checkpoint '{checkpoint}' holds DeepSpeed ZeRO optimizer states partitioned over {written_by} processes, "
         f"but this run has {num_processes}; resume it with num_processes={written_by} (e.g. NUM_PROCESSES="
         f"{written_by}, on the same number of GPUs in total), or convert it to a universal checkpoint with "
@@ -184,7 +180,7 @@ def check_output_dir(args, dry_run: bool = False, num_processes: int | None = No
     anything is loaded, that a requested resume has a complete checkpoint to start from
     and, given ``num_processes`` (the total), that a ZeRO checkpoint is resumed on the
     process count that wrote it (:func:`check_resume_world_size`).
-    Raises :class:`~alignment_unidpo.recipes.RecipeError` (printed as one ``error:`` line).
+    Raises :class:`~alignment_unidpo.base.errors.RecipeError` (printed as one ``error:`` line).
     A ``dry_run`` (print the resolved recipe, train nothing) is never refused.
     """
     if dry_run:
@@ -195,7 +191,7 @@ def check_output_dir(args, dry_run: bool = False, num_processes: int | None = No
             check_resume_world_size(checkpoint, num_processes)
         return
     if holds_trained_run(args.output_dir) and not getattr(args, "overwrite_output_dir", False):
-        raise _error(f"output_dir '{args.output_dir}' already holds a trained model/checkpoints; pass "
+        raise RecipeError(f"output_dir '{args.output_dir}' already holds a trained model/checkpoints; pass "
                      "--resume_from_checkpoint=true to continue it or --overwrite_output_dir=true to replace it")
 
 

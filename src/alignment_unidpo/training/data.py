@@ -24,6 +24,7 @@ from typing import Any
 
 import datasets
 
+from ..base.errors import DataValidationError
 from ..paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ REQUIRED_TEXT_FIELDS = ("prompt", "chosen", "rejected")
 SCORE_FIELDS = ("score_chosen", "score_rejected")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 MAX_REPORTED_ERRORS = 10
-
-
-class DataValidationError(ValueError):
-    """Bad preference data; the message names the source, row and field of each problem."""
 
 
 @dataclass

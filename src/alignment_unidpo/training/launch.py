@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 
-from ..cli import EXIT_USAGE, debug_requested
+from ..base.cli import EXIT_USAGE, debug_requested
 
 
 def failure_line(rank: int | None, exit_code: int) -> str:

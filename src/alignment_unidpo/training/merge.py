@@ -29,9 +29,10 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import entry_point
+from ..base.cli import entry_point
+from ..base.errors import RecipeError
 from ..toy import is_toy
-from .checkpoints import CHECKPOINT_RE, _error
+from .checkpoints import CHECKPOINT_RE
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def resolve_base_model(adapter_dir: str | Path) -> str:
     adapter_dir = Path(adapter_dir)
     config_path = adapter_dir / ADAPTER_CONFIG
     if not config_path.is_file():
-        raise _error(f"{adapter_dir} holds no {ADAPTER_CONFIG}: not a LoRA run (one trained with use_peft: true)")
+        raise RecipeError(f"{adapter_dir} holds no {ADAPTER_CONFIG}: not a LoRA run (one trained with use_peft: true)")
     recorded = json.loads(config_path.read_text()).get("base_model_name_or_path")
     own = own_base_model(adapter_dir)
     if own is not None and is_saved_base(recorded):
@@ -133,13 +134,13 @@ def resolve_base_model(adapter_dir: str | Path) -> str:
                            config_path, recorded, own)
         return str(own)
     if not recorded or is_toy(recorded):
-        raise _error(f"{config_path}: base_model_name_or_path is {recorded!r}; set it to the base model's hub id "
+        raise RecipeError(f"{config_path}: base_model_name_or_path is {recorded!r}; set it to the base model's hub id "
                      "or folder, then merge again")
     if not names_a_folder(recorded):
         return recorded
     folder = adapter_dir / recorded  # an absolute recorded path stays as it is
     if not folder.is_dir():
-        raise _error(f"{config_path}: base_model_name_or_path {recorded!r} is not a folder (moved or deleted?); "
+        raise RecipeError(f"{config_path}: base_model_name_or_path {recorded!r} is not a folder (moved or deleted?); "
                      f"put the base model back there, copy it to {adapter_dir / BASE_MODEL_DIR}, or set "
                      "base_model_name_or_path to its hub id or folder")
     return str(folder)
@@ -199,6 +200,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from alignment_unidpo.training.merge import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

@@ -18,9 +18,10 @@ from accelerate import PartialState
 from transformers import set_seed
 
 from .checkpoints import check_output_dir, prepare_output_dir
-from ..cli import entry_point
+from ..base.cli import entry_point
 from ..configs import TAU_GOOD_MEDIAN
-from .data import DataValidationError, DropReport, load_mixture, median_chosen_score, split_eval
+from ..base.errors import DataValidationError
+from .data import DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
 from .models import load_policy_and_reference, load_tokenizer
 from ..recipes import ResolvedRecipe, resolve

@@ -39,12 +39,10 @@ from typing import Any
 
 import torch
 
+from ..base.errors import ChatTemplateError
+
 IGNORE_INDEX = -100
 TRUNCATION_RULES = ("fit", "authors")
-
-
-class ChatTemplateError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

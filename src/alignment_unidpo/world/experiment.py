@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from transformers import PrinterCallback
 
-from ..cli import entry_point
+from ..base.cli import entry_point
 from .evaluate import METRICS, RewardSpec, evaluate_policy
-from ..recipes import REPO_ROOT, RecipeError, load_recipe_dict, parse_overrides, resolve
+from ..base.errors import RecipeError
+from ..recipes import REPO_ROOT, load_recipe_dict, parse_overrides, resolve
 from ..training.run import train
 from .sft import SFTConfig, ensure_sft
 from ..training.trainer import UniDPOTrainer

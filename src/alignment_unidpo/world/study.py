@@ -43,9 +43,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..cli import entry_point
+from ..base.cli import entry_point
 from ..plots import gaps_vs_noise
-from ..recipes import REPO_ROOT, RecipeError
+from ..base.errors import RecipeError
+from ..recipes import REPO_ROOT
 from .demo import METHODS as DEMO_METHODS, run_dir
 from .experiment import WORLD_ROOT, WorldSpec, prepare, run_in_world, world_paths
 

@@ -18,10 +18,12 @@ import signal
 import sys
 from typing import Callable
 
+from .errors import InputError
+
 DEBUG_FLAGS = ("--debug", "--debug=true", "--debug=1")
 # Set by an entry point given --debug, so that the processes it launches show tracebacks too.
 DEBUG_ENV = "ALIGNMENT_UNIDPO_DEBUG"
-# RecipeError and DataValidationError are ValueErrors; a bare ValueError comes from
+# The package's errors (base.errors) are ValueErrors; a bare ValueError comes from
 # constructing a config (world, SFT, a bad model name), FileNotFoundError from a missing file.
 REPORTED_ERRORS = (ValueError, FileNotFoundError)
 EXIT_USAGE = 2
@@ -29,11 +31,8 @@ EXIT_USAGE = 2
 
 def error_line(err: BaseException) -> str:
     """The text after ``error: ``: the message, plus a hint for errors not raised by us."""
-    from .training.data import DataValidationError  # imported here: recipes imports this module
-    from .recipes import RecipeError
-
     text = str(err) or type(err).__name__
-    if not isinstance(err, (RecipeError, DataValidationError)):
+    if not isinstance(err, InputError):
         text += " (--debug for the traceback)"
     return text
 
