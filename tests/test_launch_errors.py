@@ -78,3 +78,13 @@ def test_the_failure_line_names_the_rank_and_the_signal():
     assert failure_line(3, 1) == ("error: training process rank 3 exited with status 1; its output is above "
                                   "(--debug for the launcher's traceback)")
     assert failure_line(None, -9).startswith("error: the training process was killed by SIGKILL (out of memory?)")
+
+
+def test_debug_in_one_call_does_not_leak_into_the_next(capsys):
+    from alignment_unidpo import recipes
+
+    with pytest.raises(Exception):
+        recipes.main(["default", "--beta=-2", "--dry_run", "--debug"])
+    assert "ALIGNMENT_UNIDPO_DEBUG" not in os.environ
+    assert recipes.main(["default", "--beta=-2", "--dry_run"]) == 2
+    assert capsys.readouterr().err.startswith("error: recipe 'default': beta=-2.0 is out of range")

@@ -12,6 +12,7 @@ Every entry point also prints the Python stack of each of its threads to stderr 
 from __future__ import annotations
 
 import faulthandler
+import contextlib
 import functools
 import os
 import signal
@@ -40,6 +41,20 @@ def error_line(err: BaseException) -> str:
 def debug_requested() -> bool:
     """Whether this process or the one that launched it was given ``--debug``."""
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def debug_environment():
+    """``ALIGNMENT_UNIDPO_DEBUG=1`` while the block runs, the previous value after."""
+    before = os.environ.get(DEBUG_ENV)
+    os.environ[DEBUG_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = before
 
 
 def rank_prefix() -> str:
@@ -78,8 +93,8 @@ def entry_point(main: Callable[[list[str]], int]) -> Callable[..., int]:
         argv = list(sys.argv[1:] if argv is None else argv)
         dump_stacks_on_sigusr1()
         if any(flag in argv for flag in DEBUG_FLAGS):
-            os.environ[DEBUG_ENV] = "1"
-        argv = [arg for arg in argv if arg not in DEBUG_FLAGS]
+            with debug_environment():  # the processes main launches inherit it; nothing leaks after
+                return main([arg for arg in argv if arg not in DEBUG_FLAGS])
         if debug_requested():
             return main(argv)
         try:
