@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..training.data import read_json_records
+from ..base.jsonio import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
 from ..base.errors import DataGenError
 from .config import WORLD_SFT, trusts_remote_code

@@ -33,7 +33,7 @@ from typing import Any
 from ..base.values import parse_bool
 from ..checks import hub_model_problem, local_model_problem
 from ..base.cli import entry_point
-from ..training.data import read_json_records
+from ..base.jsonio import read_json_records
 from ..recipes import parse_overrides
 from ..base.errors import DataGenError
 from .config import STAGES, WORLD_SFT, load_config, stage_dirs

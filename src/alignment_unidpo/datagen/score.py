@@ -35,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from ..evaluation.generation import MATH_SYSTEM_PROMPT
-from ..training.data import read_json_records
+from ..base.jsonio import read_json_records
 from ..base.errors import DataGenError
 from .config import trusts_remote_code
 from .generate import my_shards, shard_path, write_jsonl_atomic

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import DataValidationError
-from ..training.data import Records, read_json_records
-
-# Table 2's column order; the keys name the files. Sizes are those of the standard test sets.
+from ..base.jsonio import Records, read_json_records
 MATH_BENCHMARKS = {
     "gsm8k": ("GSM8K", 1319),
     "math500": ("MATH", 500),
@@ -37,7 +35,7 @@ DEFAULT_MATH_DIR = Path("data/eval/math")
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``.jsonl``, ``.json`` (a list) or ``.parquet`` file, with ``numbers`` (each
     row's line in a .jsonl file, its position otherwise) for error messages. JSON files are
-    read by :func:`~alignment_unidpo.training.data.read_json_records` (bad lines and non-UTF-8 bytes
+    read by :func:`~alignment_unidpo.base.jsonio.read_json_records` (bad lines and non-UTF-8 bytes
     name the file and line)."""
     path = Path(path)
     if not path.is_file():

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
-from ..training.data import normalize_row, read_json_records
+from ..base.jsonio import read_json_records
+from ..training.data import normalize_row
 from ..training.logprobs import SequenceLogps
 from ..training.merge import load_causal_lm
 from ..training.tokenization import PreferenceCollator, tokenize_row

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..training.logprobs import sequence_logps
 from ..training.tokenization import IGNORE_INDEX, render_pair
 from ..toy import build_toy_model, build_toy_tokenizer
-from ..training.data import read_json_records
+from ..base.jsonio import read_json_records
 
 logger = logging.getLogger(__name__)
 
