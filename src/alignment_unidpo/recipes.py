@@ -35,7 +35,7 @@ from .base.errors import RecipeError
 from .base.values import parse_bool
 from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
                       derive_gradient_accumulation, ignored_by_loss_type)
-from .paths import REPO_ROOT
+from .base.paths import REPO_ROOT
 from .training.checkpoints import check_output_dir
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from .base.cli import entry_point
 from .plots import heatmap
 from .base.errors import RecipeError
-from .recipes import REPO_ROOT, known_keys, parse_overrides, resolve, yaml_load
+from .base.paths import REPO_ROOT
+from .recipes import known_keys, parse_overrides, resolve, yaml_load
 
 DEFAULT_RECIPE = "toy-world-uni-dpo"
 WORLD_KEYS = ("world_seed", "split")  # keys of alignment_unidpo.world.experiment, not of the recipe

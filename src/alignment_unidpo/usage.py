@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from .configs import USED_BY_LOSS, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig
-from .recipes import REPO_ROOT
+from .base.paths import REPO_ROOT
 
 USAGE = """usage: python -m alignment_unidpo.recipes [RECIPE] [--dry_run] [--debug] [--key=value ...]
 

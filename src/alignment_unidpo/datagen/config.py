@@ -26,7 +26,7 @@ import yaml
 from ..base.errors import DataGenError
 from ..base.values import parse_bool
 from ..configs import TORCH_DTYPES, finite_number, first_bad_value, is_integer, rules_by_key
-from ..recipes import REPO_ROOT
+from ..base.paths import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
 WORLD_SFT = "world:sft"  # generate.model: the preference world's SFT model (prompts.source: world)

@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ..paths import REPO_ROOT
+from ..base.paths import REPO_ROOT
 from .benchmarks import MATH_BENCHMARKS
 from .paper_numbers import TABLE1_COLUMNS, paper_row
 

@@ -25,7 +25,7 @@ import datasets
 
 from ..base.errors import DataValidationError
 from ..base.jsonio import read_json_records
-from ..paths import REPO_ROOT
+from ..base.paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
 from ..plots import logp_curves, margin_scatter, training_curves, weight_distributions
 from ..base.errors import RecipeError
-from ..recipes import REPO_ROOT, find_file
+from ..base.paths import REPO_ROOT
+from ..recipes import find_file
 from ..sweep import grid_points
 
 # label -> recipe; the first three are Table 1's rows, Uni-DPO and the rest Table 3 / D.7 / Fig. 5b.

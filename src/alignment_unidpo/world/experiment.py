@@ -26,7 +26,8 @@ from transformers import PrinterCallback
 from ..base.cli import entry_point
 from .evaluate import METRICS, RewardSpec, evaluate_policy
 from ..base.errors import RecipeError
-from ..recipes import REPO_ROOT, load_recipe_dict, parse_overrides, resolve
+from ..base.paths import REPO_ROOT
+from ..recipes import load_recipe_dict, parse_overrides, resolve
 from ..training.run import train
 from .sft import SFTConfig, ensure_sft
 from ..training.trainer import UniDPOTrainer

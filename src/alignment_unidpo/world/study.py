@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from ..base.cli import entry_point
 from ..plots import gaps_vs_noise
 from ..base.errors import RecipeError
-from ..recipes import REPO_ROOT
+from ..base.paths import REPO_ROOT
 from .demo import METHODS as DEMO_METHODS, run_dir
 from .experiment import WORLD_ROOT, WorldSpec, prepare, run_in_world, world_paths
 
