@@ -109,7 +109,7 @@ def test_a_killed_run_resumes_without_recomputing_a_shard_and_a_changed_config_s
         pipeline.run(cfg, progress=False, sampler=lambda c, s: fake(c, s, fail_at=2))
     gen = stage_dirs(cfg)["generate"]
     done = sorted(gen.glob("shard-*.jsonl"))
-    assert [p.name for p in done] == ["shard-00000.jsonl", "shard-00001.jsonl"] and not list(gen.glob("*.tmp-*"))
+    assert [p.name for p in done] == ["shard-00000.jsonl", "shard-00001.jsonl"] and not list(gen.glob(".*.tmp"))
     stamps = [p.stat().st_mtime_ns for p in done]
     calls.clear()
     summary = pipeline.run(cfg, progress=False, sampler=fake)

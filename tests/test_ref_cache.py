@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import alignment_unidpo.training.ref_cache as ref_cache
+from alignment_unidpo.base import files
 import alignment_unidpo.training.run as run
 from alignment_unidpo.recipes import resolve
 from alignment_unidpo.training.ref_cache import ReferenceLogpsCache, dataset_fingerprint, expected_token_counts
@@ -170,8 +171,8 @@ def test_failed_write_leaves_the_previous_file_intact(small_cache, monkeypatch):
 KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
-from alignment_unidpo.training.ref_cache import _atomic_target
-with _atomic_target(Path(sys.argv[1])) as tmp:
+from alignment_unidpo.base.files import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
     os.kill(os.getpid(), signal.SIGKILL)  # killed after creating its (0-byte) temporary file
 """
 
@@ -191,15 +192,15 @@ def test_a_killed_write_leaves_no_temporary_file_behind(small_cache):
     assert proc.wait() == -9
     orphans = [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
     assert len(orphans) == 1 and orphans[0].stat().st_size == 0
-    assert f".{ref_cache._host_tag()}.{proc.pid}." in orphans[0].name
-    live = target.parent / f".{target.name}.{ref_cache._host_tag()}.{os.getpid()}.abc123.tmp"
+    assert f".{files.host_tag()}.{proc.pid}." in orphans[0].name
+    live = target.parent / f".{target.name}.{files.host_tag()}.{os.getpid()}.abc123.tmp"
     elsewhere = target.parent / f".{target.name}.otherhost.1.abc123.tmp"
     old_elsewhere = target.parent / f".{target.name}.otherhost.2.abc123.tmp"
     old_unnamed = target.parent / f".{target.name}.k3j9x_2a.tmp"  # the pre-pid naming
     unrelated = target.parent / "notes.tmp"
     for path in (live, elsewhere, old_elsewhere, old_unnamed, unrelated):
         path.write_bytes(b"")
-    hour_ago = time.time() - 2 * ref_cache.STALE_TEMP_SECONDS
+    hour_ago = time.time() - 2 * files.STALE_TEMP_SECONDS
     for path in (old_elsewhere, old_unnamed):
         os.utime(path, (hour_ago, hour_ago))
     assert cache.load(ds) is None  # nothing cached yet, but the orphans are gone

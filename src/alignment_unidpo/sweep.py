@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .base.cli import entry_point
 from .plots import heatmap
 from .base.errors import RecipeError
+from .base.files import write_text_atomic
 from .base.paths import REPO_ROOT
 from .recipes import known_keys, parse_overrides, resolve, yaml_load
 
@@ -143,7 +144,7 @@ def write_report(recipe: str, grid: dict[str, list[Any]], rows: list[dict[str, A
         cells = [str(r["point"][k]) for k in keys] + [
             f"{r['metrics'][n]:.4g}" if n in r["metrics"] else "" for n in names]
         lines.append("| " + " | ".join(cells) + f" | {r['status']} |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
     if len(keys) in (1, 2):
         ys = grid[keys[1]] if len(keys) == 2 else [""]
         lookup = {tuple(r["point"][k] for k in keys): r["metrics"].get(metric, math.nan) for r in rows}

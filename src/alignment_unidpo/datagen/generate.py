@@ -20,12 +20,11 @@ SamplingParams(n=N, temperature, top_p, max_tokens, seed))``.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ..base.files import write_jsonl_atomic
 from ..base.jsonio import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
 from ..base.errors import DataGenError
@@ -146,15 +145,6 @@ def vllm_sampler(model_path: str, g: dict[str, Any]) -> Sampler:  # pragma: no c
 # --- sharded, resumable stage ------------------------------------------------------------
 def shard_path(folder: Path, k: int) -> Path:
     return folder / f"shard-{k:05d}.jsonl"
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write to ``path.tmp-<pid>`` then rename: readers never see half a file."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
 
 
 def shards_of(prompts: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:

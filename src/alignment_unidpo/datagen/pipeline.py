@@ -33,11 +33,12 @@ from typing import Any
 from ..base.values import parse_bool
 from ..checks import hub_model_problem, local_model_problem
 from ..base.cli import entry_point
+from ..base.files import write_jsonl_atomic, write_text_atomic
 from ..base.jsonio import read_json_records
 from ..recipes import parse_overrides
 from ..base.errors import DataGenError
 from .config import STAGES, WORLD_SFT, load_config, stage_dirs
-from .generate import load_prompts, run_generate, shard_path, shards_of, write_jsonl_atomic
+from .generate import load_prompts, run_generate, shard_path, shards_of
 from .normalize import normalize_rows
 from .pair import make_pairs
 from .score import run_score
@@ -201,13 +202,13 @@ def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, A
         barrier()
         if index == 0:
             _check_generations(dirs["generate"], n_shards)
-            (dirs["generate"] / "done.json").write_text(json.dumps({"shards": n_shards, "prompts": len(prompts)}))
+            write_text_atomic(dirs["generate"] / "done.json", json.dumps({"shards": n_shards, "prompts": len(prompts)}))
     # 2. score
     if not (dirs["score"] / "done.json").is_file():
         run_score(cfg, dirs["generate"], dirs["score"], n_shards, index, count, progress)
         barrier()
         if index == 0:
-            (dirs["score"] / "done.json").write_text(json.dumps({"shards": n_shards}))
+            write_text_atomic(dirs["score"] / "done.json", json.dumps({"shards": n_shards}))
     if index != 0:
         return None
     # 3. normalise (the whole set: z-scores need every score)
@@ -217,8 +218,7 @@ def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, A
         rows, params = list(read_json_records(norm_path)), json.loads(params_path.read_text())
     else:
         rows, params = normalize_rows(_read_shards(dirs["score"], n_shards), cfg["normalize"])
-        dirs["normalize"].mkdir(parents=True, exist_ok=True)
-        params_path.write_text(json.dumps(params))
+        write_text_atomic(params_path, json.dumps(params))
         write_jsonl_atomic(norm_path, rows)
     # 4. pair
     out = dirs["pair"]
@@ -235,7 +235,7 @@ def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, A
         stats["config"] = {k: cfg[k] for k in ("name", "config_path", "prompts", *STAGES)}
         plot_scores([s for r in rows for s in r["norm_scores"] if s is not None], pairs, out / PLOT_FILE,
                     f"{cfg['name']}: {len(pairs)} pairs, tau_good = {stats['tau_good']:.3g}")
-        stats_path.write_text(json.dumps(stats, indent=2))
+        write_text_atomic(stats_path, json.dumps(stats, indent=2))
     return {"dataset": str(pairs_path), "pairs": stats["pairs"], "tau_good": stats["tau_good"],
             "dropped": stats["dropped"], "stats": str(stats_path), "plot": str(out / PLOT_FILE)}
 

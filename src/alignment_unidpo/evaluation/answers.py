@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import DataValidationError
-from .item_log import write_atomic
+from ..base.files import write_text_atomic
 
 ALPACA_EVAL_VERSION = "0.6.6"  # PyPI alpaca-eval; the default annotator is AlpacaEval 2's
 ALPACA_EVAL_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
@@ -92,7 +92,7 @@ def validate_arena_answers(lines: list[Any], where: str = "model_answer") -> Non
 
 def write_alpaca_outputs(records: list[dict[str, Any]], path: Path) -> Path:
     validate_alpaca_outputs(records, str(path))
-    write_atomic(path, json.dumps(records, ensure_ascii=False, indent=2))
+    write_text_atomic(path, json.dumps(records, ensure_ascii=False, indent=2))
     return path
 
 
@@ -101,7 +101,7 @@ def write_arena_answers(records: list[dict[str, Any]], folder: Path, model_id: s
     validate_arena_answers(records, model_id)
     path = folder / "model_answer" / f"{model_id}.jsonl"
     rows = sorted(records, key=lambda r: r["question_id"])
-    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
 
 

@@ -18,9 +18,8 @@ with stale and repeated rows after an input changed) are read too: such a row st
 the current item of the same benchmark and digest, and has no stamp, so it is graded
 again; the others are dropped at the rewrite.
 
-Whole-file writes (the rewrite, and :func:`write_atomic` for the reports and answer
-files) go through a synced temporary file renamed into place: a reader, or a kill, never
-leaves half a file.
+Whole-file writes (the rewrite) go through the package's atomic writer
+(:mod:`alignment_unidpo.base.files`): a reader, or a kill, never leaves half a file.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from ..base.errors import DataValidationError
-from ..training.ref_cache import _atomic_target  # private there; the package's one synced temp-file + rename writer
+from ..base.files import write_jsonl_atomic
 
 LEGACY_KEY = re.compile(r"^(\d+):([0-9a-f]{12})$")  # "<index>:<digest>", before rows stored "digest"
 
@@ -61,16 +60,6 @@ class ItemKey:
         """What a row records of its key (``benchmark`` only when there is one)."""
         row = {"key": self.name, "digest": self.digest, "index": self.index}
         return row if self.benchmark is None else {**row, "benchmark": self.benchmark}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a synced temporary file renamed onto it."""
-    with _atomic_target(Path(path)) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-
-def _jsonl(rows: Iterable[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
 def _read_rows(path: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -117,7 +106,7 @@ class ItemLog:
             for row in rows:
                 self._remember(row)
             if unterminated:  # so that appends start on a line of their own
-                write_atomic(self.path, _jsonl(rows))
+                write_jsonl_atomic(self.path, rows, ensure_ascii=False)
 
     def _remember(self, row: dict[str, Any]) -> None:
         """File a row read from the log: by key and digest, or, in the old format, by benchmark and digest."""
@@ -168,7 +157,7 @@ class ItemLog:
         current = {k.name for k in keys}
         others = {row["key"]: row for row in [*self._legacy.values(), *self._rows.values()]
                   if keep(row) and row["key"] not in current}
-        write_atomic(self.path, _jsonl(rows + list(others.values())))
+        write_jsonl_atomic(self.path, rows + list(others.values()), ensure_ascii=False)
         return rows
 
     def close(self) -> None:

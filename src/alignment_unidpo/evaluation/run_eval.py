@@ -38,11 +38,12 @@ from tqdm.auto import tqdm
 from ..base.values import parse_bool
 from ..base.cli import entry_point
 from ..base.errors import DataValidationError
+from ..base.files import write_text_atomic
 from ..recipes import _split_overrides
 from . import answers, report
 from .benchmarks import DEFAULT_MATH_DIR, MATH_BENCHMARKS, load_benchmark, load_predictions, read_rows
 from .generation import Decoding, generate, load_model_and_tokenizer, math_conversation
-from .item_log import ItemKey, ItemLog, digest, write_atomic
+from .item_log import ItemKey, ItemLog, digest
 from .math_grading import DEFAULT_TIMEOUT_S, grade, grader_stamp
 
 SUITES = ("math", "alpacaeval", "arenahard", "world")
@@ -355,13 +356,13 @@ def eval_math_model(run: str, opts: Options, out: Path, items: list[dict[str, An
 
 def finish_math(rows: list[dict[str, Any]], out: Path, recipe: str | None, meta: dict[str, Any]) -> dict[str, Any]:
     summary = summarize_math(rows)
-    write_atomic(out / "results.md", report.math_markdown(summary, recipe, meta))
+    write_text_atomic(out / "results.md", report.math_markdown(summary, recipe, meta))
     result = {"suite": "math", "accuracy": summary["accuracy"], "n": summary["n"]}
     if any(r.get("benchmark") for r in rows):
         result["benchmarks"] = {k: v["accuracy"] for k, v in summary["benchmarks"].items()}
         result["average"] = summary["average"]
     result["results"] = str(out / "results.jsonl")
-    write_atomic(out / "summary.json", json.dumps({**result, "settings": meta}, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps({**result, "settings": meta}, indent=2))
     return result
 
 
@@ -392,7 +393,7 @@ def eval_textual(run: str, opts: Options, out: Path, questions: list[dict[str, A
     commands = answers.judge_commands(opts.suite, path, model_id)
     meta = settings(run, opts, {"questions": len(questions), "decoding": decoding.as_dict(),
                                 "prompt": "the model's chat template, one user turn", "model_id": model_id})
-    write_atomic(out / "results.md", report.textual_markdown(opts.suite, path, commands, opts.recipe or Path(run).name,
+    write_text_atomic(out / "results.md", report.textual_markdown(opts.suite, path, commands, opts.recipe or Path(run).name,
                                                              meta))
     print("judge with:\n  " + "\n  ".join(commands), file=sys.stderr)
     return {"suite": opts.suite, "answers": str(path), "n": len(records), "judge": commands[-1]}
@@ -410,9 +411,9 @@ def eval_world(run: str, opts: Options, out: Path, inputs: dict[str, Any]) -> di
     meta = settings(run, opts, {"world": str(world_dir), "sft": str(sft_dir), "split": split,
                                 "decoding": "greedy, max_new_tokens 10 (evaluate.greedy_answers)",
                                 "reward": dataclasses.asdict(spec)})
-    write_atomic(out / "results.md", report.world_markdown({**record, "split": split}, metrics, sft, METRICS, meta))
+    write_text_atomic(out / "results.md", report.world_markdown({**record, "split": split}, metrics, sft, METRICS, meta))
     result = {"suite": "world", **{k: metrics[k] for k in METRICS}}
-    write_atomic(out / "summary.json", json.dumps({**result, "settings": meta}, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps({**result, "settings": meta}, indent=2))
     return result
 
 

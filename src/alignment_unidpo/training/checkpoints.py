@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import RecipeError
+from ..base.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -375,5 +376,5 @@ def _save_trainer_state(trainer, folder: Path, loss_sum: float) -> None:
             state.stateful_callbacks[cb_name].append(cb.state())
         else:
             state.stateful_callbacks[cb_name] = cb.state()
-    (folder / LOSS_STATE_NAME).write_text(json.dumps({"loss_sum": loss_sum, "global_step": state.global_step}))
+    write_text_atomic(folder / LOSS_STATE_NAME, json.dumps({"loss_sum": loss_sum, "global_step": state.global_step}))
     state.save_to_json(str(folder / TRAINER_STATE_NAME))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..base.cli import entry_point
 from ..base.errors import RecipeError
+from ..base.files import write_text_atomic
 from ..toy import is_toy
 from .checkpoints import CHECKPOINT_RE
 
@@ -85,9 +86,7 @@ def relativize_base_model(adapter_dir: str | Path, output_dir: str | Path) -> No
     if config.get("base_model_name_or_path") != str(own):
         return
     config["base_model_name_or_path"] = os.path.relpath(own, Path(adapter_dir).resolve())
-    tmp = config_path.with_name(config_path.name + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True))  # as peft writes it
-    os.replace(tmp, config_path)
+    write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True))  # as peft writes it
 
 
 def own_base_model(adapter_dir: Path) -> Path | None:

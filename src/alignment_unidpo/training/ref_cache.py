@@ -19,23 +19,16 @@ of a key made of
 
 The key is also stored inside the file and compared on load. A file that cannot be
 parsed, whose checksum or key does not match, or whose contents do not fit the dataset
-is reported and rebuilt, never read. Files are written to a temporary name in the same
-folder and renamed into place, so a reader sees a complete file or none; the temporary
-name carries the writer's host and pid, and temporary files of writers that are gone (a
-killed run) are removed whenever the cache is read or written.
+is reported and rebuilt, never read. Files are written by the package's atomic writer
+(:mod:`alignment_unidpo.base.files`), so a reader sees a complete file or none; temporary
+files of writers that are gone (a killed run) are removed whenever the cache is read or written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import re
-import socket
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +38,7 @@ import pyarrow.compute as pc
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from ..base.files import atomic_path, remove_stale_temp_files, write_text_atomic
 from .tokenization import REFERENCE_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -94,75 +88,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256((body + "\0" + str(tokenizer.chat_template)).encode()).hexdigest()
 
 
-# Our temporary files: ".<target>.<host>.<pid>.<random>.tmp" (and, from before they carried
-# a host and pid, ".<target>.<random>.tmp"); <target> is a cache file or the hash memo.
-TEMP_RE = re.compile(r"^\.(?P<target>.+\.(?:safetensors|json))\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?"
-                     r"[A-Za-z0-9_]+\.tmp$")
-STALE_TEMP_SECONDS = 3600  # a temp file this old is orphaned whoever wrote it (another host, a reused pid)
-
-
-def _host_tag() -> str:
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def remove_stale_temp_files(directory: Path, now: float | None = None) -> list[Path]:
-    """Delete temporary files that a killed write left in ``directory``.
-
-    Only names of our own pattern (:data:`TEMP_RE`) are touched, and only when the writer
-    is gone: its pid (on this host) is not alive, or the file is older than
-    :data:`STALE_TEMP_SECONDS`. A write still in progress in another process is left alone.
-    """
-    if directory is None or not directory.is_dir():
-        return []
-    now = time.time() if now is None else now
-    host, removed = _host_tag(), []
-    for path in directory.iterdir():
-        match = TEMP_RE.match(path.name)
-        if match is None or not path.is_file():
-            continue
-        try:
-            age = now - path.stat().st_mtime
-        except FileNotFoundError:  # renamed or removed meanwhile
-            continue
-        writer_gone = match["host"] == host and not _pid_alive(int(match["pid"]))
-        if writer_gone or age > STALE_TEMP_SECONDS:
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    if removed:
-        logger.info("removed %d temporary file(s) left by interrupted writes in %s", len(removed), directory)
-    return removed
-
-
-@contextlib.contextmanager
-def _atomic_target(path: Path):
-    """Yield a temporary path next to ``path``; on success it is synced and renamed onto it.
-
-    The temporary name carries this host and pid, so a later run can tell an orphan
-    (:func:`remove_stale_temp_files`) from another process's write in progress.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_host_tag()}.{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def folder_content_hash(folder: Path, memo_dir: Path | None = None) -> str:
     """SHA-256 over the weight, config and tokenizer files of a model folder.
 
@@ -188,8 +113,7 @@ def folder_content_hash(folder: Path, memo_dir: Path | None = None) -> str:
                 digest.update(block)
     memo[stamp] = digest.hexdigest()
     if memo_path:
-        with _atomic_target(memo_path) as tmp:
-            Path(tmp).write_text(json.dumps(memo, indent=1))
+        write_text_atomic(memo_path, json.dumps(memo, indent=1))
     return memo[stamp]
 
 
@@ -280,8 +204,7 @@ class ReferenceLogpsCache:
             return None
         tensors = {k: np.ascontiguousarray(values[k]) for k in REFERENCE_COLUMNS + COUNT_COLUMNS}
         metadata = {"key": json.dumps(self.key(ds), sort_keys=True), "checksum": _checksum(tensors)}
-        remove_stale_temp_files(self.directory)
-        with _atomic_target(path) as tmp:
+        with atomic_path(path) as tmp:  # also removes the leftovers of killed writes
             save_file(tensors, tmp, metadata=metadata)
         logger.info("reference log-probs for %d pairs written to %s", len(ds), path)
         return path

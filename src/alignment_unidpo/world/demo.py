@@ -30,6 +30,7 @@ from .evaluate import METRICS
 from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
 from ..plots import logp_curves, margin_scatter, training_curves, weight_distributions
 from ..base.errors import RecipeError
+from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
 from ..recipes import find_file
 from ..sweep import grid_points
@@ -71,7 +72,7 @@ def write_picks(recipe: str, picks: dict[str, Any]) -> None:
     path = find_file(recipe, "recipes")
     lines = [ln for ln in path.read_text().splitlines() if ln.split(":")[0].strip() not in picks]
     lines += [f"{k}: {v}  # tuned (demo/tuning.md)" for k, v in picks.items()]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def tune(out: Path, seed: int = 0, methods: dict[str, str] = METHODS, reuse: bool = True) -> dict[str, dict[str, Any]]:
@@ -106,7 +107,7 @@ def tune(out: Path, seed: int = 0, methods: dict[str, str] = METHODS, reuse: boo
             lines.append(f"| {label} | " + " | ".join(str(v) for v in p.values()) + " | "
                          + " | ".join(f"{m[k]:.3f}" for k in METRICS) + f" | {'**yes**' if p == best else ''} |")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tuning.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "tuning.md", "\n".join(lines) + "\n")
     return picks
 
 
@@ -152,8 +153,8 @@ def summarize(out: Path, seeds: list[int], methods: dict[str, str], records: dic
               elapsed: float, world: dict[str, Any]) -> Path:
     """results.json, the figures and results.md from every run's metrics."""
     stats = {label: {k: mean_std([r[k] for r in recs]) for k in METRICS} for label, recs in records.items()}
-    (out / "results.json").write_text(json.dumps({"seeds": seeds, "seconds": elapsed, "stats": stats, "world": world},
-                                                 indent=1))
+    write_text_atomic(out / "results.json", json.dumps({"seeds": seeds, "seconds": elapsed, "stats": stats,
+                                                        "world": world}, indent=1))
     figures = draw_figures(out, seeds[0], methods, records)
     write_results(out, seeds, elapsed, stats, methods, figures, world)
     return out / "results.md"
@@ -212,7 +213,7 @@ def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: d
     lines += ["What these numbers do and do not show: see the README section "
               "'Preference world / demo'. Hyper-parameters: demo/tuning.md.", ""]
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
 
 
 @entry_point

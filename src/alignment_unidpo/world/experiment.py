@@ -26,6 +26,7 @@ from transformers import PrinterCallback
 from ..base.cli import entry_point
 from .evaluate import METRICS, RewardSpec, evaluate_policy
 from ..base.errors import RecipeError
+from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
 from ..recipes import load_recipe_dict, parse_overrides, resolve
 from ..training.run import train
@@ -65,8 +66,7 @@ class WeightRecordingTrainer(UniDPOTrainer):
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)
         if self.is_world_process_zero() and self.pair_weights["step"]:
-            Path(self.args.output_dir).mkdir(parents=True, exist_ok=True)
-            (Path(self.args.output_dir) / WEIGHTS_FILE).write_text(json.dumps(self.pair_weights))
+            write_text_atomic(Path(self.args.output_dir) / WEIGHTS_FILE, json.dumps(self.pair_weights))
         return result
 
 
@@ -138,7 +138,7 @@ def sft_metrics(world_dir: Path, sft_dir: Path, split: str) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())
     metrics = evaluate_policy(sft_dir, sft_dir, world_dir, RewardSpec("sft"), split, keep_pairs=True)
-    path.write_text(json.dumps(metrics))
+    write_text_atomic(path, json.dumps(metrics))
     return metrics
 
 
@@ -165,7 +165,7 @@ def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrid
               "metrics": metrics, "sft": sft_metrics(world_dir, sft_dir, split),
               "world_dir": str(world_dir), "sft_dir": str(sft_dir),
               "reward": dataclasses.asdict(RewardSpec.of(recipe.training))}
-    (out / "world_metrics.json").write_text(json.dumps(record))
+    write_text_atomic(out / "world_metrics.json", json.dumps(record))
     return record
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ..training.logprobs import sequence_logps
 from ..training.tokenization import IGNORE_INDEX, render_pair
 from ..toy import build_toy_model, build_toy_tokenizer
+from ..base.files import write_text_atomic
 from ..base.jsonio import read_json_records
 
 logger = logging.getLogger(__name__)
@@ -110,5 +111,5 @@ def ensure_sft(world_dir: str | Path, out_dir: str | Path, cfg: SFTConfig = SFTC
         return out_dir
     logger.info("training the SFT model into %s", out_dir)
     train_sft(world_dir / "sft.jsonl", out_dir, cfg, progress=progress)
-    stamp_path.write_text(json.dumps(stamp, indent=2))
+    write_text_atomic(stamp_path, json.dumps(stamp, indent=2))
     return out_dir

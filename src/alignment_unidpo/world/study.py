@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 from ..base.cli import entry_point
 from ..plots import gaps_vs_noise
 from ..base.errors import RecipeError
+from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
 from .demo import METHODS as DEMO_METHODS, run_dir
 from .experiment import WORLD_ROOT, WorldSpec, prepare, run_in_world, world_paths
@@ -230,7 +231,7 @@ def write_report(out: Path, grid: Grid, results: dict[str, Any], command: str, w
     record = {"command": command, "grid": {**dataclasses.asdict(grid), "world_root": str(grid.world_root),
                                            "runs": str(grid.runs)},
               "methods": METHODS, "wall_seconds": wall, **results, "comparisons": comps}
-    (out / "study.json").write_text(json.dumps(record, indent=1))
+    write_text_atomic(out / "study.json", json.dumps(record, indent=1))
     per_run = f"{trained_s / results['trained']:.1f} s per trained run" if results["trained"] else "every run read back"
     lines = [
         "# When does Uni-DPO help? The preference world across judge noise", "",
@@ -268,7 +269,7 @@ def write_report(out: Path, grid: Grid, results: dict[str, Any], command: str, w
                                                             for c, iv in comps[metric]["components"].items()}, header),
                   "", *absolute_table(results, metric, header), "", f"![{metric}]({figure.name})", ""]
     path = out / "study.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -45,6 +45,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..base.files import write_jsonl_atomic, write_text_atomic
+
 TASK_FORMAT = "count {n} from {start} by {step}"
 TASK_PATTERN = re.compile(r"^count (\d) from (\d) by (\d)$")
 
@@ -248,12 +250,9 @@ def write_world(cfg: WorldConfig, folder: str | Path) -> Path:
     meta_path = folder / "world.json"
     if meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == cfg.key():
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
     splits = generate(cfg)
     for name, rows in splits.items():
-        with open(folder / f"{name}.jsonl", "w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-    meta_path.write_text(json.dumps(summarize(splits, cfg), indent=2))
+        write_jsonl_atomic(folder / f"{name}.jsonl", rows)
+    write_text_atomic(meta_path, json.dumps(summarize(splits, cfg), indent=2))
     return folder
 
