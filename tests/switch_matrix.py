@@ -79,7 +79,7 @@ def run_combination(combination: dict[str, bool], out: Path, cache: Path, extra:
 def main(argv: list[str]) -> int:
     import logging
 
-    from alignment_unidpo.recipes import parse_overrides
+    from alignment_unidpo.base.yamlio import parse_overrides
 
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     root, extra = Path(argv[0]), parse_overrides(argv[1:])

@@ -20,7 +20,7 @@ from alignment_unidpo.datagen import pipeline
 from alignment_unidpo.datagen import score as dg_score
 from alignment_unidpo.datagen.config import load_config, stage_dirs, stage_keys, trusts_remote_code
 from alignment_unidpo.base.errors import DataGenError, RecipeError
-from alignment_unidpo.recipes import parse_overrides
+from alignment_unidpo.base.yamlio import parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD_CONFIG = REPO / "data_configs" / "toy-world-on-policy.yaml"

@@ -19,7 +19,6 @@ import dataclasses
 import difflib
 import json
 import os
-import re
 import shlex
 import sys
 import types
@@ -33,6 +32,7 @@ import yaml
 from .base.cli import entry_point
 from .base.errors import RecipeError
 from .base.values import parse_bool
+from .base.yamlio import parse_overrides, read_yaml, split_overrides
 from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
                       derive_gradient_accumulation, ignored_by_loss_type)
 from .base.paths import REPO_ROOT
@@ -40,40 +40,6 @@ from .training.checkpoints import check_output_dir
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
 DEFAULT_RECIPE = "default"
-
-
-class RecipeLoader(yaml.SafeLoader):
-    """YAML 1.2 scalars: only true/false are booleans (``eval_strategy: no`` stays the
-    string "no") and ``1e-6`` is a float, not a string as in YAML 1.1. A key written twice in
-    one mapping is an error (PyYAML would silently keep the last value)."""
-
-    def construct_mapping(self, node, deep=False):
-        first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
-                continue
-            key = self.construct_object(key_node)
-            if key in first_line:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (first on line {first_line[key]})", key_node.start_mark)
-            first_line[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-RecipeLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-RecipeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-RecipeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
-
-
-def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=RecipeLoader)
 
 
 def _field_owner() -> dict[str, type]:
@@ -114,12 +80,7 @@ def find_file(name: str, folder: str) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
-        raise RecipeError(f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}") from None
+    data = read_yaml(path, RecipeError)
     if data is None:
         raise RecipeError(f"{path}: the file holds no keys (an empty recipe would silently run every default)")
     if not isinstance(data, dict):
@@ -149,29 +110,6 @@ def load_recipe_dict(recipe: str, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     merged = load_recipe_dict(base, _seen + (path.resolve(),))
     merged.update(data)
     return merged
-
-
-def _split_overrides(args: list[str]) -> list[tuple[str, str]]:
-    """``['--beta=3', '--output_dir', 'x', '--use_peft']`` -> ``[('beta', '3'), ('output_dir', 'x'), ('use_peft', 'true')]``."""
-    pairs, i = [], 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or arg == "--":
-            raise RecipeError(f"expected an override like --key=value, got {arg!r}")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 < len(args) and not args[i + 1].startswith("--"):
-                value, i = args[i + 1], i + 1
-            else:
-                value = "true"  # a bare flag
-        pairs.append((key.replace("-", "_"), value))
-        i += 1
-    return pairs
-
-
-def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """Command-line overrides as a mapping, each value parsed as YAML."""
-    return {key: (yaml_load(value) if value != "" else "") for key, value in _split_overrides(args)}
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
@@ -374,7 +312,7 @@ def main(argv: list[str]) -> int:
     warnings = preflight(resolved, dry_run=dry_run)
     # Pass launch keys to accelerate, everything else to the training script.
     launch_keys = {f.name for f in dataclasses.fields(LaunchArguments)}
-    script_args = [f"--{key}={value}" for key, value in _split_overrides(argv) if key not in launch_keys]
+    script_args = [f"--{key}={value}" for key, value in split_overrides(argv) if key not in launch_keys]
     cmd = launch_command(resolved, script_args)
     if dry_run:
         out = resolved.to_json_dict()

@@ -21,10 +21,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..base.errors import DataGenError
 from ..base.values import parse_bool
+from ..base.yamlio import read_yaml
 from ..configs import TORCH_DTYPES, finite_number, first_bad_value, is_integer, rules_by_key
 from ..base.paths import REPO_ROOT
 
@@ -168,10 +167,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         path = REPO_ROOT / path
     if not path.is_file():
         raise DataGenError(f"{path}: no such data config (see data_configs/)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise DataGenError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml(path, DataGenError) or {}
     if not isinstance(raw, dict):
         raise DataGenError(f"{path}: a data config must be a mapping")
     for key, value in (overrides or {}).items():

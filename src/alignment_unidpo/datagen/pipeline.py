@@ -35,7 +35,7 @@ from ..checks import hub_model_problem, local_model_problem
 from ..base.cli import entry_point
 from ..base.files import write_jsonl_atomic, write_text_atomic
 from ..base.jsonio import read_json_records
-from ..recipes import parse_overrides
+from ..base.yamlio import parse_overrides
 from ..base.errors import DataGenError
 from .config import STAGES, WORLD_SFT, load_config, stage_dirs
 from .generate import load_prompts, run_generate, shard_path, shards_of

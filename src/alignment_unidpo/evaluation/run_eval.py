@@ -39,7 +39,7 @@ from ..base.values import parse_bool
 from ..base.cli import entry_point
 from ..base.errors import DataValidationError
 from ..base.files import write_text_atomic
-from ..recipes import _split_overrides
+from ..base.yamlio import split_overrides
 from . import answers, report
 from .benchmarks import DEFAULT_MATH_DIR, MATH_BENCHMARKS, load_benchmark, load_predictions, read_rows
 from .generation import Decoding, generate, load_model_and_tokenizer, math_conversation
@@ -164,7 +164,7 @@ def parse_args(argv: list[str]) -> tuple[str | None, Options]:
     """RUN and the options, every value checked: one error line for the first bad one."""
     run = argv.pop(0) if argv and not argv[0].startswith("--") else None
     opts, given = Options(), []
-    for key, value in _split_overrides(argv):
+    for key, value in split_overrides(argv):
         if key not in Options.__dataclass_fields__:
             raise DataValidationError(f"unknown option --{key}; known: "
                                       f"{', '.join('--' + k for k in Options.__dataclass_fields__)}")

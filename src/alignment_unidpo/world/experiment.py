@@ -28,7 +28,8 @@ from .evaluate import METRICS, RewardSpec, evaluate_policy
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
-from ..recipes import load_recipe_dict, parse_overrides, resolve
+from ..base.yamlio import parse_overrides
+from ..recipes import load_recipe_dict, resolve
 from ..training.run import train
 from .sft import SFTConfig, ensure_sft
 from ..training.trainer import UniDPOTrainer
