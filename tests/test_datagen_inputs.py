@@ -18,7 +18,8 @@ from alignment_unidpo.checks import check_hub_model, hub_model_problem
 from alignment_unidpo.datagen import generate as dg_generate
 from alignment_unidpo.datagen import pipeline
 from alignment_unidpo.datagen import score as dg_score
-from alignment_unidpo.datagen.config import load_config, stage_dirs, stage_keys, trusts_remote_code
+from alignment_unidpo.base.values import trusts_remote_code
+from alignment_unidpo.datagen.config import load_config, stage_dirs, stage_keys
 from alignment_unidpo.base.errors import DataGenError, RecipeError
 from alignment_unidpo.base.yamlio import parse_overrides
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from alignment_unidpo.world import study
-from alignment_unidpo.world.study import COMPONENTS, METHODS, STUDY_METRICS, paired_interval, verdict
+from alignment_unidpo.base.stats import paired_interval
+from alignment_unidpo.world.study import COMPONENTS, METHODS, STUDY_METRICS, verdict
 
 # two-sided 95% Student-t quantiles from a printed table (df = 1, 4)
 T_975 = {1: 12.706, 4: 2.776}

@@ -13,12 +13,12 @@ belongs to (see :mod:`alignment_unidpo.recipes`):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from transformers import TrainingArguments
 
+from .base.values import finite_number, first_bad_value, is_integer, rules_by_key
 from .training.losses import PERF_WEIGHTS
 
 LOSS_TYPES = ("uni_dpo", "dpo", "simpo")
@@ -302,16 +302,6 @@ def derive_gradient_accumulation(
 # --- Checks before launch: value ranges and which loss uses which key -------------------
 # One table each, used by recipes.resolve (ranges), the dry-run JSON and --help (loss keys).
 
-def finite_number(v: Any) -> bool:
-    """An int or float (not a bool, not a numeric string), neither inf nor nan."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def is_integer(v: Any) -> bool:
-    """An int, not a bool (``8.0`` and ``"8"`` are not)."""
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 # torch_dtype: the names training.models.DTYPES maps to torch dtypes (a test keeps the two equal)
 TORCH_DTYPES = ("bfloat16", "float16", "float32", "auto")
 # attn_implementation: transformers' own names and ours (packed_attention.PACKED_VARLEN)
@@ -345,27 +335,7 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
 )
 
 
-def rules_by_key(rules: tuple[tuple[tuple[str, ...], Any, str], ...]) -> dict[str, tuple[Any, str]]:
-    """A rule table as ``{key: (predicate, allowed)}``."""
-    return {key: (check, allowed) for keys, check, allowed in rules for key in keys}
-
-
 VALUE_RULE_OF = rules_by_key(VALUE_RULES)
-
-
-def first_bad_value(values: dict[str, Any], rule_of: dict[str, tuple[Any, str]],
-                    nullable: set[str] = frozenset()) -> tuple[str, Any, str] | None:
-    """``(key, value, allowed)`` of the first value its rule in ``rule_of`` refuses, or None.
-
-    Keys without a rule pass; so does ``null`` for the keys in ``nullable`` (null means "unset").
-    """
-    for key, value in values.items():
-        if key not in rule_of or (value is None and key in nullable):
-            continue
-        check, allowed = rule_of[key]
-        if not check(value):
-            return key, value, allowed
-    return None
 
 
 def check_values(values: dict[str, Any], nullable: set[str] = frozenset()) -> None:

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .base.cli import entry_point  # noqa: E402
+from .base.stats import spearman_rho  # noqa: E402
 
 CURVES = ("loss", "grad_norm", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies",
           "w_qual", "w_perf")
@@ -88,7 +89,6 @@ def logp_curves(runs: dict[str, str | Path], path: str | Path, reductions: dict[
 
 def margin_scatter(points: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
     """Reward margin against true score margin on clean held-out pairs, Spearman's rho per panel (Fig. 4b)."""
-    from .training.trainer import spearman_rho
     import torch
 
     fig, axes = plt.subplots(1, len(points), figsize=(4 * len(points), 3.4), squeeze=False)

@@ -1,13 +1,19 @@
-"""One rule for values typed on a command line or in YAML, shared by every stage.
+"""The rules for values typed on a command line or in YAML, shared by every stage.
 
 A boolean key takes ``true``/``false`` and the usual spellings (``yes``/``no``,
 ``on``/``off``, ``1``/``0``, any case); anything else is an error that names the key.
 ``bool("no")`` is True in Python, which once let ``--trust_remote_code=no`` run remote
 code: never call ``bool()`` on a value a user typed.
+
+A stage checks its numbers against a table of rules, ``(keys, predicate, allowed range as
+the error message writes it)`` (the recipe's :data:`alignment_unidpo.configs.VALUE_RULES`,
+the data config's :data:`alignment_unidpo.datagen.config.VALUE_RULES`), with the
+predicates and the lookup below.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 TRUE_WORDS = ("true", "yes", "on", "1")
@@ -27,3 +33,40 @@ def parse_bool(value: Any, key: str) -> bool:
         if word in FALSE_WORDS:
             return False
     raise ValueError(f"{key} must be true or false (or yes/no, on/off, 1/0), got {value!r}")
+
+
+def trusts_remote_code(section: dict[str, Any], where: str) -> bool:
+    """``<where>.trust_remote_code`` of a config section as the model loaders take it: a bool,
+    default false. A config's booleans are parsed when it loads; parsing again costs nothing
+    and keeps a hand-made mapping holding ``"no"`` from ever meaning True."""
+    return parse_bool(section.get("trust_remote_code", False), f"{where}.trust_remote_code")
+
+
+def finite_number(v: Any) -> bool:
+    """An int or float (not a bool, not a numeric string), neither inf nor nan."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def is_integer(v: Any) -> bool:
+    """An int, not a bool (``8.0`` and ``"8"`` are not)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def rules_by_key(rules: tuple[tuple[tuple[str, ...], Any, str], ...]) -> dict[str, tuple[Any, str]]:
+    """A rule table as ``{key: (predicate, allowed)}``."""
+    return {key: (check, allowed) for keys, check, allowed in rules for key in keys}
+
+
+def first_bad_value(values: dict[str, Any], rule_of: dict[str, tuple[Any, str]],
+                    nullable: set[str] = frozenset()) -> tuple[str, Any, str] | None:
+    """``(key, value, allowed)`` of the first value its rule in ``rule_of`` refuses, or None.
+
+    Keys without a rule pass; so does ``null`` for the keys in ``nullable`` (null means "unset").
+    """
+    for key, value in values.items():
+        if key not in rule_of or (value is None and key in nullable):
+            continue
+        check, allowed = rule_of[key]
+        if not check(value):
+            return key, value, allowed
+    return None

@@ -9,7 +9,8 @@ Keys that cannot change a stage's output (batch sizes, progress) are left out of
 
 :func:`load_config` refuses a bad value before anything runs, naming the file and the key:
 each number against :data:`VALUE_RULES` (one table, the same style as the training
-recipe's :data:`alignment_unidpo.configs.VALUE_RULES`), each choice against
+recipe's :data:`alignment_unidpo.configs.VALUE_RULES`, checked by the same helpers of
+:mod:`alignment_unidpo.base.values`), each choice against
 :data:`CHOICES`, each boolean through :func:`alignment_unidpo.base.values.parse_bool`.
 """
 
@@ -22,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import DataGenError
-from ..base.values import parse_bool
+from ..base.values import finite_number, first_bad_value, is_integer, parse_bool, rules_by_key
 from ..base.yamlio import read_yaml
-from ..configs import TORCH_DTYPES, finite_number, first_bad_value, is_integer, rules_by_key
+from ..configs import TORCH_DTYPES
 from ..base.paths import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
@@ -196,15 +197,6 @@ def check_values(cfg: dict[str, Any], where: str) -> None:
     if bad is not None:
         key, value, allowed = bad
         raise DataGenError(f"{where}: {key} must be {allowed}, got {value!r}")
-
-
-def trusts_remote_code(section: dict[str, Any], stage: str) -> bool:
-    """``<stage>.trust_remote_code`` as the model loaders take it: a bool, default false.
-
-    :func:`load_config` has parsed it already; parsing again costs nothing and keeps a
-    hand-made mapping holding ``"no"`` from ever meaning True.
-    """
-    return parse_bool(section.get("trust_remote_code", False), f"{stage}.trust_remote_code")
 
 
 def check(cfg: dict[str, Any], where: str) -> None:

@@ -28,7 +28,8 @@ from ..base.files import write_jsonl_atomic
 from ..base.jsonio import read_json_records
 from ..evaluation.generation import Decoding, math_conversation
 from ..base.errors import DataGenError
-from .config import WORLD_SFT, trusts_remote_code
+from ..base.values import trusts_remote_code
+from .config import WORLD_SFT
 
 
 # --- prompts ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from ..evaluation.generation import MATH_SYSTEM_PROMPT
 from ..base.files import write_jsonl_atomic
 from ..base.jsonio import read_json_records
 from ..base.errors import DataGenError
-from .config import trusts_remote_code
+from ..base.values import trusts_remote_code
 from .generate import my_shards, shard_path
 
 Scorer = Callable[[list[dict[str, Any]]], list[list[float | None]]]  # shard rows -> per-sample scores

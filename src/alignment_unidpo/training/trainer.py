@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import Trainer
 
+from ..base.stats import spearman_rho
 from . import checkpoints
 from ..configs import UniDPOConfig
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
@@ -122,17 +123,6 @@ def model_sequence_logps(
         captured["hidden"], head, batch["labels"], **packing, chunk_size=chunk_size,
         softcap=getattr(inner.config, "final_logit_softcapping", None),
     )
-
-
-def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Spearman's rank correlation (ties broken by position; fine for continuous values)."""
-    if x.numel() < 2:
-        return float("nan")
-    rx = x.argsort().argsort().double()
-    ry = y.argsort().argsort().double()
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = (rx.norm() * ry.norm()).item()
-    return float((rx @ ry).item() / denom) if denom > 0 else float("nan")
 
 
 def prepare_deepspeed_reference(model: torch.nn.Module, trainer: Trainer):

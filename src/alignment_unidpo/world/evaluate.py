@@ -28,7 +28,8 @@ from ..training.data import normalize_row
 from ..training.logprobs import SequenceLogps
 from ..training.merge import load_causal_lm
 from ..training.tokenization import PreferenceCollator, tokenize_row
-from ..training.trainer import model_sequence_logps, spearman_rho, uses_mean_logps
+from ..base.stats import spearman_rho
+from ..training.trainer import model_sequence_logps, uses_mean_logps
 from .task import parse_prompt, true_score
 
 METRICS = ("pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_rejected")

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import platform
 import shlex
@@ -48,6 +47,7 @@ from ..plots import gaps_vs_noise
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
+from ..base.stats import paired_interval
 from .demo import METHODS as DEMO_METHODS, run_dir
 from .experiment import WORLD_ROOT, WorldSpec, prepare, run_in_world, world_paths
 
@@ -131,17 +131,6 @@ def run_study(grid: Grid) -> dict[str, Any]:
     return {"cells": cells, "seconds": seconds, "trained": trained, "reused": reused}
 
 
-def paired_interval(diffs: list[float], level: float = LEVEL) -> tuple[float, float, float]:
-    """(mean, low, high) of the mean of paired differences: a Student-t interval over seeds."""
-    from scipy import stats
-
-    mean = statistics.fmean(diffs)
-    if len(diffs) < 2:
-        return mean, math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return mean, mean - half, mean + half
-
-
 def verdict(low: float, high: float) -> str:
     return "better" if low > 0 else "worse" if high < 0 else "indistinguishable"
 
@@ -160,9 +149,9 @@ def comparisons(results: dict[str, Any]) -> dict[str, Any]:
                        "components": {c: [] for c in COMPONENTS}}
         for cell in results["cells"].values():
             for m in out[metric]["vs_dpo"]:
-                out[metric]["vs_dpo"][m].append(paired_interval(differences(cell, m, BASELINE, metric)))
+                out[metric]["vs_dpo"][m].append(paired_interval(differences(cell, m, BASELINE, metric), LEVEL))
             for c, ablation in COMPONENTS.items():
-                out[metric]["components"][c].append(paired_interval(differences(cell, "Uni-DPO", ablation, metric)))
+                out[metric]["components"][c].append(paired_interval(differences(cell, "Uni-DPO", ablation, metric), LEVEL))
     return out
 
 
