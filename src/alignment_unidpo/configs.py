@@ -19,10 +19,17 @@ from typing import Any
 from transformers import TrainingArguments
 
 from .base.values import finite_number, first_bad_value, is_integer, rules_by_key
-from .training.losses import PERF_WEIGHTS
 
 LOSS_TYPES = ("uni_dpo", "dpo", "simpo")
+PERF_WEIGHTS = ("stabilized", "focal", "none")  # perf_weight: Eq. (10), Eq. (7), off (training.losses)
+TRUNCATION_RULES = ("fit", "authors")  # truncation_rule (training.tokenization.truncate_pair)
 TAU_GOOD_MEDIAN = "median"  # tau_good computed from the training data (data.median_chosen_score)
+
+
+def check_truncation_rule(rule: str) -> None:
+    """Raise ValueError unless ``rule`` is one of :data:`TRUNCATION_RULES`."""
+    if rule not in TRUNCATION_RULES:
+        raise ValueError(f"truncation_rule must be one of {TRUNCATION_RULES}, got {rule!r}")
 
 
 @dataclass
@@ -123,9 +130,7 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        from .training.tokenization import TokenizationRules
-
-        TokenizationRules.from_args(self)  # validates truncation_rule
+        check_truncation_rule(self.truncation_rule)
 
 
 @dataclass
@@ -316,7 +321,7 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
      lambda v: finite_number(v) and v >= 0, "a number >= 0"),
     (("tau_ref",), finite_number, "a finite number"),
     (("tau_good",), lambda v: finite_number(v) or v == TAU_GOOD_MEDIAN, f"a finite number or '{TAU_GOOD_MEDIAN}'"),
-    (("truncation_rule",), lambda v: v in ("fit", "authors"), "'fit' or 'authors'"),
+    (("truncation_rule",), lambda v: v in TRUNCATION_RULES, " or ".join(f"'{r}'" for r in TRUNCATION_RULES)),
     (("label_smoothing",), lambda v: finite_number(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
     (("warmup_ratio", "lora_dropout"), lambda v: finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     (("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-PERF_WEIGHTS = ("stabilized", "focal", "none")
+from ..configs import PERF_WEIGHTS
 
 
 def _f32(*tensors: torch.Tensor) -> list[torch.Tensor]:

@@ -40,9 +40,9 @@ from typing import Any
 import torch
 
 from ..base.errors import ChatTemplateError
+from ..configs import check_truncation_rule
 
 IGNORE_INDEX = -100
-TRUNCATION_RULES = ("fit", "authors")
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,7 @@ class TokenizationRules:
     plain_answer_suffix: str | None = None
 
     def __post_init__(self):
-        if self.truncation_rule not in TRUNCATION_RULES:
-            raise ValueError(f"truncation_rule must be one of {TRUNCATION_RULES}, got {self.truncation_rule!r}")
+        check_truncation_rule(self.truncation_rule)
 
     @classmethod
     def from_args(cls, args: Any) -> "TokenizationRules":
