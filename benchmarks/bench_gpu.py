@@ -83,7 +83,7 @@ def run_one(name: str, opts) -> dict:
     import transformers
     from transformers import PrinterCallback
 
-    from alignment_unidpo.toy import build_toy_tokenizer
+    from alignment_unidpo.training.toy import build_toy_tokenizer
 
     transformers.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()

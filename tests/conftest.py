@@ -70,7 +70,7 @@ def two_rank_accelerate_config(backend: str, folder: Path) -> Path:
 
 @pytest.fixture
 def toy_tokenizer():
-    from alignment_unidpo.toy import build_toy_tokenizer
+    from alignment_unidpo.training.toy import build_toy_tokenizer
 
     return build_toy_tokenizer()
 

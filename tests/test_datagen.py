@@ -19,7 +19,7 @@ from alignment_unidpo.datagen.config import load_config, stage_dirs
 from alignment_unidpo.datagen.normalize import normal_cdf, normalize_rows, zscore_cdf
 from alignment_unidpo.datagen.pair import best_worst, make_pairs, math_rule
 from alignment_unidpo.datagen.score import aggregate, prm_step_rewards
-from alignment_unidpo.toy import build_toy_model, build_toy_tokenizer
+from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_WORLD = dict(n_sft=128, n_train_pairs=48, n_val_pairs=16, n_test_pairs=16, n_val_tasks=8, n_test_tasks=8)

@@ -9,7 +9,7 @@ import pytest
 
 from alignment_unidpo.evaluation import answers, generation, run_eval
 from alignment_unidpo.evaluation.generation import Decoding, generate, load_model_and_tokenizer
-from alignment_unidpo.toy import build_toy_model, build_toy_tokenizer
+from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 

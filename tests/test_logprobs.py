@@ -3,7 +3,7 @@
 import torch
 
 from alignment_unidpo.training.logprobs import sequence_logps
-from alignment_unidpo.toy import build_toy_model
+from alignment_unidpo.training.toy import build_toy_model
 from alignment_unidpo.training.tokenization import IGNORE_INDEX, PreferenceCollator, tokenize_row, truncate_pair
 from alignment_unidpo.training.trainer import model_sequence_logps
 

@@ -92,7 +92,7 @@ def test_merged_lora_model_loads_with_automodel_and_matches_the_adapter(lora_run
     ids = AutoTokenizer.from_pretrained(lora_run / "merged")("Reverse the word: apple", return_tensors="pt").input_ids
     torch.testing.assert_close(logits(merged, ids), logits(adapter, ids), rtol=1e-5, atol=1e-5)
     assert (logits(merged, ids) - logits(base, ids)).abs().max() > 1e-3  # training moved the adapter
-    from alignment_unidpo.toy import build_toy_model, build_toy_tokenizer
+    from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
 
     start = build_toy_model("toy:tiny-llama", build_toy_tokenizer()).state_dict()  # the toy base saved is the start
     for name, value in base.state_dict().items():

@@ -168,7 +168,7 @@ def one_process(tmp_path_factory):
     out = tmp_path_factory.mktemp("one") / "run"
     run_machines([recipes_cmd("--accelerate_config=single", "--num_processes=1", f"--output_dir={out}", *COMMON)])
     from alignment_unidpo.training.models import load_tokenizer
-    from alignment_unidpo.toy import build_toy_model
+    from alignment_unidpo.training.toy import build_toy_model
 
     start = build_toy_model("toy:tiny-llama", load_tokenizer(resolve("default").model)).state_dict()
     trained = load_file(out / "model.safetensors")

@@ -33,7 +33,7 @@ def no_model_loads(monkeypatch):
 
     for cls in (transformers.AutoModelForCausalLM, transformers.AutoModel):
         monkeypatch.setattr(cls, "from_pretrained", refuse)
-    monkeypatch.setattr("alignment_unidpo.toy.build_toy_model", refuse)
+    monkeypatch.setattr("alignment_unidpo.training.toy.build_toy_model", refuse)
     launches = []
     monkeypatch.setattr(recipes.os, "execvp", lambda *a: launches.append(a))
     return launches

@@ -8,7 +8,7 @@ from transformers import Gemma2Config, Gemma2ForCausalLM, Qwen2Config, Qwen2ForC
 
 from alignment_unidpo.training.logprobs import capture_head_input
 from alignment_unidpo.training.tokenization import PreferenceCollator, tokenize_row
-from alignment_unidpo.toy import build_toy_model
+from alignment_unidpo.training.toy import build_toy_model
 from alignment_unidpo.training.trainer import check_lean_logps_support, check_padding_free_support, model_sequence_logps
 
 PAIRS = [

@@ -10,8 +10,8 @@
 * :mod:`.ref_cache`: the on-disk cache of precomputed reference log-probs.
 * :mod:`.checkpoints`: output folders, checkpoints and resuming.
 * :mod:`.merge`: LoRA adapters merged into shippable models (``make merge``).
+* :mod:`.toy`: the tiny tokenizer and model built offline (``toy:<name>``: the default run, the tests).
 
 Kept light on purpose: nothing is imported here, so importing a module of this package
-does not pull in the others (``recipes`` imports :mod:`.checkpoints`; ``configs`` imports
-:mod:`.losses`).
+does not pull in the others.
 """

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..base.cli import entry_point
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
-from ..toy import is_toy
+from .toy import is_toy
 from .checkpoints import CHECKPOINT_RE
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import packed_attention  # noqa: F401  (registers attn_implementation: packed_varlen)
 from ..configs import ModelArguments
-from ..toy import TOY_ATTENTION, build_toy_model, build_toy_tokenizer, is_toy
+from .toy import TOY_ATTENTION, build_toy_model, build_toy_tokenizer, is_toy
 
 logger = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ from safetensors.numpy import save_file
 
 from ..base.files import atomic_path, remove_stale_temp_files, write_text_atomic
 from .tokenization import REFERENCE_COLUMNS
+from .toy import TOY_SEED, is_toy
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,6 @@ def reference_identity(name: str, revision: str | None, dtype: str, memo_dir: Pa
     models by the commit they resolve to (known once ``model`` is loaded, or from the
     local hub cache).
     """
-    from ..toy import TOY_SEED, is_toy
-
     if is_toy(name):
         weights = f"toy-seed-{TOY_SEED}"
     elif Path(name).is_dir():

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..training.logprobs import sequence_logps
 from ..training.tokenization import IGNORE_INDEX, render_pair
-from ..toy import build_toy_model, build_toy_tokenizer
+from ..training.toy import build_toy_model, build_toy_tokenizer
 from ..base.files import write_text_atomic
 from ..base.jsonio import read_json_records
 

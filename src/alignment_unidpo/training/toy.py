@@ -14,6 +14,8 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from . import packed_attention  # noqa: F401  (registers packed_varlen before a toy model is built with it)
+
 TOY_PREFIX = "toy:"
 SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|im_start|>", "<|im_end|>", "<unk>"]
 CHAT_TEMPLATE = (
@@ -63,8 +65,6 @@ def build_toy_model(
     """
     if attn_implementation not in TOY_ATTENTION:
         raise ValueError(f"toy models run with attention {', '.join(TOY_ATTENTION)}, not {attn_implementation!r}")
-    from .training import packed_attention  # noqa: F401  (registers packed_varlen before the model is built)
-
     size = name[len(TOY_PREFIX):]
     if size not in TOY_SIZES:
         raise ValueError(f"unknown toy model {name!r}; known: {', '.join(TOY_PREFIX + s for s in TOY_SIZES)}")
