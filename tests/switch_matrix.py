@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.run import train
 from alignment_unidpo.training.trainer import UniDPOTrainer
 

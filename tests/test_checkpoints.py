@@ -14,7 +14,7 @@ import alignment_unidpo.recipes as recipes
 import alignment_unidpo.training.run as run
 from alignment_unidpo.training.checkpoints import check_output_dir, checkpoint_problem, resolve_resume
 from alignment_unidpo.base.errors import RecipeError
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.trainer import UniDPOTrainer
 
 SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.1},

@@ -8,7 +8,7 @@ import pytest
 from alignment_unidpo.base.errors import DataValidationError
 from alignment_unidpo.training.data import DropReport, load_mixture, split_eval
 from alignment_unidpo.training.run import tokenize_dataset
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from conftest import good_row
 
 
@@ -146,7 +146,7 @@ def test_a_non_utf8_byte_names_the_file_and_line(write_jsonl):
 def test_tau_good_median_is_computed_from_the_training_data(write_jsonl, toy_tokenizer, caplog):
     import logging
 
-    from alignment_unidpo.recipes import resolve
+    from alignment_unidpo.resolve import resolve
     from alignment_unidpo.training.run import build_datasets
 
     rows = [good_row(i, score_chosen=float(s)) for i, s in enumerate([2, 9, 4, 7, 5])]
@@ -162,7 +162,7 @@ def test_tau_good_median_is_computed_from_the_training_data(write_jsonl, toy_tok
 @pytest.mark.parametrize("value", ["mean", "nan", True])
 def test_tau_good_other_strings_are_refused(value):
     from alignment_unidpo.base.errors import RecipeError
-    from alignment_unidpo.recipes import resolve
+    from alignment_unidpo.resolve import resolve
 
     with pytest.raises(RecipeError, match="tau_good"):
         resolve("default", {"tau_good": value})

@@ -14,7 +14,7 @@ import torch
 import alignment_unidpo.training.run as run
 from alignment_unidpo.evaluation.generation import load_model_and_tokenizer
 from alignment_unidpo.base.errors import RecipeError
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training import merge
 from alignment_unidpo.training.merge import merge_lora
 

@@ -21,7 +21,7 @@ from conftest import REPO_ROOT, two_rank_accelerate_config
 
 from alignment_unidpo.training.checkpoints import check_resume_world_size, zero_checkpoint_world_size
 from alignment_unidpo.base.errors import RecipeError
-from alignment_unidpo.recipes import launch_command, resolve
+from alignment_unidpo.resolve import launch_command, resolve
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 MULTI = dict(num_machines=2, machine_rank=1, main_process_ip="10.0.0.1", num_processes=16)

@@ -22,7 +22,7 @@ from alignment_unidpo.training import packed_attention as pa
 from alignment_unidpo.configs import ModelArguments
 from alignment_unidpo.training.models import load_model
 from alignment_unidpo.base.errors import RecipeError
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.tokenization import PreferenceCollator
 from alignment_unidpo.training.toy import build_toy_model
 from alignment_unidpo.training.trainer import check_padding_free_support, model_sequence_logps

@@ -13,6 +13,7 @@ import transformers
 
 from alignment_unidpo import checks, recipes
 from alignment_unidpo.base.errors import RecipeError
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.checks import tracker_problems, wandb_has_credentials, writable_problem
 from alignment_unidpo.configs import TORCH_DTYPES
 from alignment_unidpo.training.models import DTYPES
@@ -59,7 +60,7 @@ def test_a_paper_recipe_passes_every_check_with_only_the_cpu_overrides(name, tmp
                                  f"--ref_logps_cache_dir={tmp_path / 'cache'}"], capsys)
     assert code == 0, err
     assert len(no_model_loads) == 1 and "alignment_unidpo.training.launch" in no_model_loads[0][1]
-    assert recipes.resolve(name, CPU_OVERRIDES).training.report_to == ["wandb"]  # kept as shipped
+    assert resolve(name, CPU_OVERRIDES).training.report_to == ["wandb"]  # kept as shipped
 
 
 @pytest.mark.slow
@@ -161,7 +162,7 @@ def test_a_cached_hub_dataset_passes_and_an_uncached_one_is_named(tmp_path, monk
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     spec = {"path": "psp-dada/Uni-DPO", "data_files": "Math/Train_Qwen_2_5_math_7B.jsonl"}
-    recipe = recipes.resolve("default", {"dataset_mixture": [spec]})
+    recipe = resolve("default", {"dataset_mixture": [spec]})
     assert checks.hub_problems(recipe) == [
         f"dataset_mixture: dataset 'psp-dada/Uni-DPO' is not in the local Hugging Face cache ({tmp_path}) and "
         "HF_HUB_OFFLINE is set: download it first (hf download --repo-type dataset psp-dada/Uni-DPO) or unset "
@@ -169,7 +170,7 @@ def test_a_cached_hub_dataset_passes_and_an_uncached_one_is_named(tmp_path, monk
     fake_hub_cache(tmp_path, "psp-dada/Uni-DPO", {"Math/Train_Qwen_2_5_math_7B.jsonl": ""}, "dataset")
     assert checks.hub_problems(recipe) == []
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # online: left to the run
-    assert checks.hub_problems(recipes.resolve("default", {"model_name_or_path": "org/x"})) == []
+    assert checks.hub_problems(resolve("default", {"model_name_or_path": "org/x"})) == []
 
 
 # --- output folders -----------------------------------------------------------------------
@@ -252,16 +253,16 @@ def test_duplicate_keys_and_empty_recipes_are_refused(tmp_path, capsys, no_model
 @pytest.mark.parametrize("word, value", [("no", False), ("off", False), ("0", False), ("false", False),
                                          ("yes", True), ("on", True), ("1", True), ("True", True)])
 def test_booleans_typed_on_the_command_line_follow_one_rule(word, value):
-    assert recipes.resolve("default", [f"--trust_remote_code={word}"]).model.trust_remote_code is value
+    assert resolve("default", [f"--trust_remote_code={word}"]).model.trust_remote_code is value
 
 
 def test_a_word_that_is_not_a_boolean_is_refused():
     with pytest.raises(RecipeError, match=r"^trust_remote_code must be true or false \(or yes/no, on/off, "
                                                   r"1/0\), got 'maybe'$"):
-        recipes.resolve("default", ["--trust_remote_code=maybe"])
+        resolve("default", ["--trust_remote_code=maybe"])
 
 
 def test_torch_dtype_is_checked_when_the_recipe_resolves_and_matches_the_loader():
     assert set(TORCH_DTYPES) == set(DTYPES)
     with pytest.raises(RecipeError, match="torch_dtype='float64' is out of range"):
-        recipes.resolve("default", {"torch_dtype": "float64"})
+        resolve("default", {"torch_dtype": "float64"})

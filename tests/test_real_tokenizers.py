@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import real_tokenizers  # tests/real_tokenizers.py
 
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.tokenization import (IGNORE_INDEX, PreferenceCollator, TokenizationRules, render_pair,
                                                     tokenize_row)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alignment_unidpo.base.errors import RecipeError
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from conftest import REPO_ROOT
 
 RECIPES = sorted(p.stem for p in (REPO_ROOT / "recipes").glob("*.yaml"))
@@ -161,7 +161,7 @@ def test_unknown_keys_suggest_the_closest_and_overrides_win():
 
 
 def test_accelerate_config_and_process_overrides_change_the_launch_command():
-    from alignment_unidpo.recipes import launch_command
+    from alignment_unidpo.resolve import launch_command
 
     default = " ".join(launch_command(resolve("llama3-8b-base-v0.2")))
     assert "zero3.yaml" in default and "zero3_offload" not in default and "--num_processes 8" in default

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 import alignment_unidpo.training.ref_cache as ref_cache
 from alignment_unidpo.base import files
 import alignment_unidpo.training.run as run
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.ref_cache import ReferenceLogpsCache, dataset_fingerprint, expected_token_counts
 from alignment_unidpo.training.trainer import UniDPOTrainer
 
@@ -215,7 +215,7 @@ def test_a_killed_write_leaves_no_temporary_file_behind(small_cache):
                                     {"truncation_rule": "authors"}, {"bos_for_plain_prompts": False},
                                     {"eos_as_bos": True}, {"plain_answer_suffix": "<|im_end|>"}])
 def test_every_tokenisation_switch_is_in_the_cache_key(tmp_path, toy_tokenizer, switch):
-    from alignment_unidpo.recipes import resolve
+    from alignment_unidpo.resolve import resolve
     from alignment_unidpo.training.run import reference_logps_cache
 
     def key(**overrides):

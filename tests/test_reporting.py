@@ -5,7 +5,7 @@ import json
 import pytest
 
 from alignment_unidpo.plots import curve, log_history
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.run import train
 
 SMALL = {"dataset_mixture": [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.3}],

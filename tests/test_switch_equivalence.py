@@ -92,7 +92,7 @@ def test_the_comparison_is_not_vacuous(one_process):
     indicators = [i for entry in records["plain"]["steps"] for i in entry["cnll_active"]]
     assert 0 < sum(indicators) < len(indicators)
     from alignment_unidpo.training.models import load_tokenizer
-    from alignment_unidpo.recipes import resolve
+    from alignment_unidpo.resolve import resolve
     from alignment_unidpo.training.toy import build_toy_model
 
     start = build_toy_model("toy:tiny-llama", load_tokenizer(resolve("default").model)).state_dict()

@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 
 from alignment_unidpo.training.losses import dpo_loss, simpo_loss, uni_dpo_loss
 from alignment_unidpo.training.models import load_policy_and_reference, load_tokenizer
-from alignment_unidpo.recipes import resolve
+from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.run import build_datasets
 from alignment_unidpo.training.toy import build_toy_model
 from alignment_unidpo.training.trainer import UniDPOTrainer

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from .training.data import is_local_source, load_mixture
 from .base.errors import RecipeError
-from .recipes import ResolvedRecipe
+from .resolve import ResolvedRecipe
 from .training.toy import is_toy
 
 MODEL_PATH_KEYS = ("model_name_or_path", "ref_model_name_or_path", "tokenizer_name_or_path")

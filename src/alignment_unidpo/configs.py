@@ -2,7 +2,7 @@
 
 A run is described by four dataclasses whose fields share one flat namespace, so that
 a recipe YAML or a ``--key=value`` override never needs to say which class a key
-belongs to (see :mod:`alignment_unidpo.recipes`):
+belongs to (see :mod:`alignment_unidpo.resolve`):
 
 * :class:`ModelArguments`: policy, reference model, tokenizer, LoRA;
 * :class:`DataArguments`: the dataset mixture and the eval split;
@@ -305,7 +305,7 @@ def derive_gradient_accumulation(
 
 
 # --- Checks before launch: value ranges and which loss uses which key -------------------
-# One table each, used by recipes.resolve (ranges), the dry-run JSON and --help (loss keys).
+# One table each, used by resolve.resolve (ranges), the dry-run JSON and --help (loss keys).
 
 # torch_dtype: the names training.models.DTYPES maps to torch dtypes (a test keeps the two equal)
 TORCH_DTYPES = ("bfloat16", "float16", "float32", "auto")

@@ -32,7 +32,7 @@ from .base.errors import RecipeError
 from .base.files import write_text_atomic
 from .base.paths import REPO_ROOT
 from .base.yamlio import parse_overrides, yaml_load
-from .recipes import known_keys, resolve
+from .resolve import known_keys, resolve
 
 DEFAULT_RECIPE = "toy-world-uni-dpo"
 WORLD_KEYS = ("world_seed", "split")  # keys of alignment_unidpo.world.experiment, not of the recipe

@@ -24,7 +24,7 @@ from ..base.errors import DataValidationError
 from .data import DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
 from .models import load_policy_and_reference, load_tokenizer
-from ..recipes import ResolvedRecipe, resolve
+from ..resolve import ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
 from .tokenization import REFERENCE_COLUMNS, TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer

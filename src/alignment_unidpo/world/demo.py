@@ -32,7 +32,7 @@ from ..plots import logp_curves, margin_scatter, training_curves, weight_distrib
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
-from ..recipes import find_file
+from ..resolve import find_file
 from ..sweep import grid_points
 
 # label -> recipe; the first three are Table 1's rows, Uni-DPO and the rest Table 3 / D.7 / Fig. 5b.

@@ -29,7 +29,7 @@ from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
 from ..base.yamlio import parse_overrides
-from ..recipes import load_recipe_dict, resolve
+from ..resolve import load_recipe_dict, resolve
 from ..training.run import train
 from .sft import SFTConfig, ensure_sft
 from ..training.trainer import UniDPOTrainer
