@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from alignment_unidpo.evaluation import answers, generation, run_eval
-from alignment_unidpo.evaluation.generation import Decoding, generate, load_model_and_tokenizer
+from alignment_unidpo.evaluation import answers, run_eval
+from alignment_unidpo.generation.decoding import Decoding, generate, load_model_and_tokenizer, render
+from alignment_unidpo.generation.prompts import math_conversation
 from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
@@ -26,9 +27,9 @@ def tiny_run(tmp_path_factory):
 
 def test_greedy_generation_is_batched_deterministic_and_uses_the_chat_template(tiny_run):
     model, tokenizer = load_model_and_tokenizer(str(tiny_run), device="cpu")
-    convs = [generation.math_conversation("What is 1+1?"), [{"role": "user", "content": "hi"}],
+    convs = [math_conversation("What is 1+1?"), [{"role": "user", "content": "hi"}],
              [{"role": "user", "content": "a longer question, padded on the left"}]]
-    text = generation.render(tokenizer, convs[0])
+    text = render(tokenizer, convs[0])
     assert "<|im_start|>system\nPlease reason step by step" in text and text.endswith("<|im_start|>assistant\n")
     assert "within \\boxed{}<|im_end|>" in text  # the Tab. C.2 user turn
     decoding = Decoding(max_new_tokens=5)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment_unidpo.evaluation import math_grading, run_eval
+from alignment_unidpo.evaluation import run_eval
+from alignment_unidpo.generation import math_grading
 from alignment_unidpo.evaluation.item_log import digest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"

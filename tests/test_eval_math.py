@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from alignment_unidpo.evaluation import math_grading, run_eval
-from alignment_unidpo.evaluation.math_grading import extract_answer, grade, reference_answer
+from alignment_unidpo.evaluation import run_eval
+from alignment_unidpo.generation import math_grading
+from alignment_unidpo.generation.math_grading import extract_answer, grade, reference_answer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import alignment_unidpo.training.run as run
-from alignment_unidpo.evaluation.generation import load_model_and_tokenizer
+from alignment_unidpo.generation.decoding import load_model_and_tokenizer
 from alignment_unidpo.base.errors import RecipeError
 from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training import merge

@@ -26,9 +26,10 @@ from typing import Any, Callable, Iterator
 
 from ..base.files import write_jsonl_atomic
 from ..base.jsonio import read_json_records
-from ..evaluation.generation import Decoding, math_conversation
 from ..base.errors import DataGenError
 from ..base.values import trusts_remote_code
+from ..generation.decoding import Decoding, generate, load_model_and_tokenizer
+from ..generation.prompts import math_conversation
 from .config import WORLD_SFT
 
 
@@ -104,8 +105,6 @@ Sampler = Callable[[list[list[dict[str, str]]], int], list[list[dict[str, Any]]]
 
 def transformers_sampler(model_path: str, g: dict[str, Any]) -> Sampler:
     """Batched ``transformers.generate`` (evaluation/generation.py) with N copies of each prompt."""
-    from ..evaluation.generation import generate, load_model_and_tokenizer
-
     model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"],
                                                 trust_remote_code=trusts_remote_code(g, "generate"))
     n = int(g["num_samples"])

@@ -34,11 +34,12 @@ from typing import Any, Callable
 
 import torch
 
-from ..evaluation.generation import MATH_SYSTEM_PROMPT
 from ..base.files import write_jsonl_atomic
 from ..base.jsonio import read_json_records
 from ..base.errors import DataGenError
 from ..base.values import trusts_remote_code
+from ..generation.math_grading import grade
+from ..generation.prompts import MATH_SYSTEM_PROMPT
 from .generate import my_shards, shard_path
 
 Scorer = Callable[[list[dict[str, Any]]], list[list[float | None]]]  # shard rows -> per-sample scores
@@ -201,8 +202,6 @@ def world_judge_scorer(cfg: dict[str, Any]) -> Scorer:
 
 
 def math_labels(rows: list[dict[str, Any]]) -> list[list[bool]]:
-    from ..evaluation.math_grading import grade
-
     return [[grade(smp["text"], r["answer"]).correct for smp in r["samples"]] for r in rows]
 
 

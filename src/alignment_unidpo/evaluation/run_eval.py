@@ -40,11 +40,12 @@ from ..base.cli import entry_point
 from ..base.errors import DataValidationError
 from ..base.files import write_text_atomic
 from ..base.yamlio import split_overrides
+from ..generation.decoding import Decoding, generate, load_model_and_tokenizer
+from ..generation.math_grading import DEFAULT_TIMEOUT_S, grade, grader_stamp
+from ..generation.prompts import math_conversation
 from . import answers, report
 from .benchmarks import DEFAULT_MATH_DIR, MATH_BENCHMARKS, load_benchmark, load_predictions, read_rows
-from .generation import Decoding, generate, load_model_and_tokenizer, math_conversation
 from .item_log import ItemKey, ItemLog, digest
-from .math_grading import DEFAULT_TIMEOUT_S, grade, grader_stamp
 
 SUITES = ("math", "alpacaeval", "arenahard", "world")
 DEFAULT_QUESTIONS = {"alpacaeval": Path("data/eval/alpaca_eval.json"),

@@ -1,8 +1,8 @@
 """Batched generation with ``transformers.generate`` and the model's chat template.
 
-Shared by the evaluation suites and, later, on-policy data generation (the paper samples
-N = 8 answers at temperature 0.8 / top-p 0.8 for its math data, Sec. C.2, and decodes
-greedily for every evaluation, "Decoding strategies", Sec. D.1). :class:`Decoding` holds
+Shared by the evaluation suites and on-policy data generation (the paper samples N = 8
+answers at temperature 0.8 / top-p 0.8 for its math data, Sec. C.2, and decodes greedily
+for every evaluation, "Decoding strategies", Sec. D.1). :class:`Decoding` holds
 the settings; :func:`generate` takes conversations (lists of ``{role, content}``), applies
 the chat template with the generation prompt, pads on the left, and yields one batch of
 completions at a time, so a caller can write results as they come (and resume).
@@ -14,16 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Iterator, Sequence
 
 import torch
+from transformers import AutoTokenizer
 
-# The paper's math prompt (Tab. C.2), for training data and evaluation alike.
-MATH_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
-MATH_USER_TEMPLATE = "{question} Let's think step by step and output the final answer within \\boxed{{}}"
-
-
-def math_conversation(question: str) -> list[dict[str, str]]:
-    """The Tab. C.2 prompt for one problem, as chat messages (system + user)."""
-    return [{"role": "system", "content": MATH_SYSTEM_PROMPT},
-            {"role": "user", "content": MATH_USER_TEMPLATE.format(question=question)}]
+from ..training.merge import load_causal_lm
 
 
 @dataclass(frozen=True)
@@ -53,10 +46,6 @@ def load_model_and_tokenizer(model_dir: str, dtype: str = "auto", device: str | 
     """A saved run folder (a LoRA run: on its own base) or hub id as an eval-mode causal LM and
     its tokenizer (left padding); the repository's own Python code runs only with
     ``trust_remote_code``."""
-    from transformers import AutoTokenizer
-
-    from ..training.merge import load_causal_lm
-
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     if tokenizer.chat_template is None:
         raise ValueError(f"{model_dir}: the tokenizer has no chat template")
