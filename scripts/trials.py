@@ -107,7 +107,7 @@ TRIALS = [
                      f"--output_dir={t}/run"]),
 ]
 
-DATA = "alignment_unidpo.datagen.pipeline:main"
+DATA = "alignment_unidpo.data_cli:main"
 
 
 def data_config(t: Path, model: str, judge: bool = True) -> str:
@@ -134,7 +134,7 @@ TRIALS += [
           lambda t: [f"--output_root={t}", "--score.trust_remote_code=maybe"]),
 ]
 
-EVAL = "alignment_unidpo.evaluation.run_eval:main"
+EVAL = "alignment_unidpo.eval_cli:main"
 PREDICTIONS = REPO_ROOT / "tests" / "fixtures" / "eval" / "predictions.jsonl"
 TRIALS += [
     Trial("eval", "`RUN=outputs/nope`, no SUITE", EVAL, lambda t: [f"{t}/nope"]),

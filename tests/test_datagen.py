@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from alignment_unidpo.training.data import load_mixture
+from alignment_unidpo import data_cli  # make data: the pipeline with the world's prompts, model and judge
 from alignment_unidpo.datagen import config as dg_config
 from alignment_unidpo.datagen import generate as dg_generate
 from alignment_unidpo.datagen import pipeline
@@ -18,7 +19,7 @@ from alignment_unidpo.base.errors import DataGenError
 from alignment_unidpo.datagen.config import load_config, stage_dirs
 from alignment_unidpo.datagen.normalize import normal_cdf, normalize_rows, zscore_cdf
 from alignment_unidpo.datagen.pair import best_worst, make_pairs, math_rule
-from alignment_unidpo.datagen.score import aggregate, prm_step_rewards
+from alignment_unidpo.datagen.scorers import aggregate, prm_step_rewards
 from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def last_json(capsys):
 
 def test_reward_model_pipeline_end_to_end_writes_pairs_stats_and_plot(tmp_path, models, capsys):
     cfg_path = write_config(tmp_path, models)
-    assert pipeline.main([str(cfg_path), "--progress=false"]) == 0
+    assert data_cli.main([str(cfg_path), "--progress=false"]) == 0
     out = last_json(capsys)
     pairs = [json.loads(line) for line in Path(out["dataset"]).read_text().splitlines()]
     assert out["pairs"] == len(pairs) and 1 <= len(pairs) <= 5
@@ -88,7 +89,7 @@ def test_reward_model_pipeline_end_to_end_writes_pairs_stats_and_plot(tmp_path, 
     dirs = stage_dirs(load_config(cfg_path))
     assert sorted(p.name for p in dirs["generate"].glob("shard-*.jsonl")) == [f"shard-0000{k}.jsonl" for k in range(3)]
     # a rerun computes nothing and prints the same line
-    assert pipeline.main([str(cfg_path), "--progress=false"]) == 0
+    assert data_cli.main([str(cfg_path), "--progress=false"]) == 0
     assert last_json(capsys) == out
 
 
@@ -222,20 +223,20 @@ def test_bad_inputs_are_one_error_line_with_exit_2(tmp_path, models, capsys, mon
     lines = (tmp_path / "prompts.jsonl").read_text().splitlines()
     lines[2] = json.dumps({"prompt": "no answer here"})
     (tmp_path / "prompts.jsonl").write_text("\n".join(lines) + "\n")
-    assert pipeline.main([str(cfg_path)]) == 2
+    assert data_cli.main([str(cfg_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "prompts.jsonl, line 3: missing ground truth" in err[0]
     # every generation empty
     cfg_path = write_config(tmp_path, models, prompts={"path": str(write_prompts(tmp_path / "p2.jsonl"))})
     monkeypatch.setattr(dg_generate, "transformers_sampler", lambda *a: lambda convs, seed: [
         [{"text": "", "num_tokens": 0, "finished": False}] * 3 for _ in convs])
-    assert pipeline.main([str(cfg_path), "--progress=false"]) == 2
+    assert data_cli.main([str(cfg_path), "--progress=false"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "all 15 generations are empty" in err[0]
     # config mistakes, before anything runs
     for override, message in (("--score.scorer=oracle", "score.scorer must be one of"),
                               ("--generate.num_samples=1", "generate.num_samples must be an integer >= 2"), ("--generat.model=x", "unknown key 'generat'")):
-        assert pipeline.main([str(cfg_path), override]) == 2
+        assert data_cli.main([str(cfg_path), override]) == 2
         assert message in capsys.readouterr().err
 
 
@@ -243,7 +244,7 @@ def test_world_pipeline_makes_on_policy_pairs_scored_by_the_noisy_judge(tmp_path
     overrides = [f"--output_root={tmp_path / 'data'}", f"--prompts.world_root={tmp_path / 'world'}",
                  f"--prompts.world={json.dumps(SMALL_WORLD)}", '--prompts.sft={"epochs": 1}', "--progress=false",
                  "--generate.shard_size=8", "--prompts.limit=16", "--generate.num_samples=4"]
-    assert pipeline.main(overrides) == 0
+    assert data_cli.main(overrides) == 0
     out = last_json(capsys)
     stats = json.loads(Path(out["stats"]).read_text())
     assert stats["prompts"] == 16 and stats["samples"] == 16 * 4 and out["pairs"] >= 8
@@ -256,7 +257,7 @@ def test_paper_configs_resolve_and_dry_run_prints_the_stages(capsys):
     paths = sorted((REPO / "data_configs" / "paper").glob("*.yaml"))
     assert {p.stem for p in paths} >= {"textual-v0.2-armorm", "textual-external-judge", "math-numinamath"}
     for path in paths:
-        assert pipeline.main([str(path), "--dry_run"]) == 0
+        assert data_cli.main([str(path), "--dry_run"]) == 0
         plan = json.loads(capsys.readouterr().out)
         assert [s["stage"] for s in plan["stages"]] == ["generate", "score", "normalize", "pair"]
         assert plan["dataset"].endswith("pairs.jsonl")

@@ -15,9 +15,11 @@ import yaml
 from huggingface_hub import constants as hub_constants
 
 from alignment_unidpo.checks import check_hub_model, hub_model_problem
+from alignment_unidpo import data_cli  # make data: the pipeline with the world's prompts, model and judge
 from alignment_unidpo.datagen import generate as dg_generate
 from alignment_unidpo.datagen import pipeline
-from alignment_unidpo.datagen import score as dg_score
+from alignment_unidpo.world import plugins as world_plugins
+from alignment_unidpo.datagen import scorers as dg_scorers
 from alignment_unidpo.base.values import trusts_remote_code
 from alignment_unidpo.datagen.config import load_config, stage_dirs, stage_keys
 from alignment_unidpo.base.errors import DataGenError, RecipeError
@@ -55,10 +57,12 @@ def loads(monkeypatch):
         monkeypatch.setattr(module, name, loader)
 
     forbid(pipeline, "load_prompts")
-    for name in ("world_folders", "transformers_sampler", "vllm_sampler", "run_generate"):
+    for name in ("transformers_sampler", "vllm_sampler", "run_generate"):
         forbid(dg_generate, name)
-    for name in ("reward_model_scorer", "prm_scorer", "external_scorer", "world_judge_scorer"):
-        forbid(dg_score, name)
+    for name in ("reward_model_scorer", "prm_scorer", "external_scorer"):
+        forbid(dg_scorers, name)
+    for name in ("world_folders", "judge_scorer"):
+        forbid(world_plugins, name)
     forbid(pipeline, "run_generate")
     forbid(pipeline, "run_score")
     return calls
@@ -108,7 +112,7 @@ def test_the_shipped_configs_keep_their_stage_hashes():
 
 
 def test_the_world_config_refuses_a_negative_temperature_before_the_world_is_built(loads, capsys):
-    assert pipeline.main(["--generate.temperature=-1"]) == 2
+    assert data_cli.main(["--generate.temperature=-1"]) == 2
     line = one_error_line(capsys)
     assert line == (f"error: {WORLD_CONFIG}: generate.temperature must be a number >= 0 (0: greedy), got -1")
     assert loads == []
@@ -146,14 +150,14 @@ BAD_VALUES = [
 @pytest.mark.parametrize("key,value,allowed", BAD_VALUES, ids=[f"{k}={v}" for k, v, _ in BAD_VALUES])
 def test_a_bad_value_is_one_line_naming_file_and_key_before_anything_loads(config, loads, capsys, key, value,
                                                                            allowed):
-    assert pipeline.main([str(config), f"--{key}={value}"]) == 2
+    assert data_cli.main([str(config), f"--{key}={value}"]) == 2
     line = one_error_line(capsys)
     assert line.startswith(f"error: {config}: {key}") and allowed in line and "--debug" not in line
     assert loads == [] and not (config.parent / "out").exists()
 
 
 def test_the_num_samples_message_quotes_what_was_typed(config, loads, capsys):
-    assert pipeline.main([str(config), "--generate.num_samples=abc"]) == 2
+    assert data_cli.main([str(config), "--generate.num_samples=abc"]) == 2
     assert one_error_line(capsys) == (f"error: {config}: generate.num_samples must be an integer >= 2 "
                                       "(a pair needs two answers), got 'abc'")
 
@@ -161,15 +165,15 @@ def test_the_num_samples_message_quotes_what_was_typed(config, loads, capsys):
 def test_a_good_config_does_reach_the_loaders(config, loads):
     """The control of the tests above: the patched loaders do see a run that gets that far."""
     with pytest.raises(Loaded):
-        pipeline.main([str(config)])
+        data_cli.main([str(config)])
     assert loads == ["load_prompts"]
 
 
 def test_flags_take_the_boolean_spellings(config, loads, capsys):
     with pytest.raises(Loaded):  # --dry_run=no is a run, not a dry run (bool("no") is True)
-        pipeline.main([str(config), "--dry_run=no", "--progress=off"])
+        data_cli.main([str(config), "--dry_run=no", "--progress=off"])
     assert loads == ["load_prompts"]
-    assert pipeline.main([str(config), "--dry_run=perhaps"]) == 2
+    assert data_cli.main([str(config), "--dry_run=perhaps"]) == 2
     assert one_error_line(capsys) == "error: --dry_run must be true or false (or yes/no, on/off, 1/0), got 'perhaps'"
 
 
@@ -203,7 +207,7 @@ MISSING_INPUTS = [
 
 @pytest.mark.parametrize("override,message", MISSING_INPUTS, ids=[o for o, _ in MISSING_INPUTS])
 def test_a_missing_input_is_one_line_before_anything_loads(config, loads, hub_cache, capsys, override, message):
-    assert pipeline.main([str(config), override]) == 2
+    assert data_cli.main([str(config), override]) == 2
     line = one_error_line(capsys)
     assert line.startswith(f"error: {config}: {message}")
     if "org/uncached" in override:
@@ -213,7 +217,7 @@ def test_a_missing_input_is_one_line_before_anything_loads(config, loads, hub_ca
 
 def test_the_external_judge_file_is_checked_before_generation(tmp_path, config, loads, capsys):
     judge = tmp_path / "judge.jsonl"
-    assert pipeline.main([str(config), "--score.scorer=external", f"--score.path={judge}"]) == 2
+    assert data_cli.main([str(config), "--score.scorer=external", f"--score.path={judge}"]) == 2
     assert one_error_line(capsys) == (f"error: {config}: score.path: no such file {str(judge)!r} "
                                       "(the external judge's scores)")
     assert loads == []
@@ -232,7 +236,7 @@ def test_a_judge_file_gone_after_generation_stops_the_rerun_and_keeps_the_genera
     written = {p: p.read_bytes() for p in dirs["generate"].iterdir()}
     assert (dirs["generate"] / "done.json") in written
     judge.unlink()
-    assert pipeline.main([str(config), "--score.scorer=external", f"--score.path={judge}"]) == 2
+    assert data_cli.main([str(config), "--score.scorer=external", f"--score.path={judge}"]) == 2
     assert "score.path: no such file" in one_error_line(capsys)
     assert {p: p.read_bytes() for p in dirs["generate"].iterdir()} == written
     assert not list(dirs["score"].glob("shard-*"))
@@ -247,12 +251,12 @@ def test_a_stage_already_done_does_not_need_its_model(config, hub_cache):
 
 
 def test_the_dry_run_lists_the_problems_and_shows_trust_remote_code(config, loads, capsys):
-    assert pipeline.main([str(config), "--dry_run", "--generate.model=./x", "--score.trust_remote_code=no"]) == 0
+    assert data_cli.main([str(config), "--dry_run", "--generate.model=./x", "--score.trust_remote_code=no"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["problems"] == ["generate.model: no such local folder './x'"]
     assert plan["trust_remote_code"] == {"generate": False, "score": False}
     assert [s["settings"]["trust_remote_code"] for s in plan["stages"][:2]] == [False, False]
-    assert pipeline.main([str(config), "--dry_run=yes", "--generate.trust_remote_code=on"]) == 0
+    assert data_cli.main([str(config), "--dry_run=yes", "--generate.trust_remote_code=on"]) == 0
     assert json.loads(capsys.readouterr().out)["trust_remote_code"] == {"generate": True, "score": False}
     assert loads == []
 
@@ -325,7 +329,7 @@ def test_the_scorers_pass_trust_remote_code_as_configured(config, from_pretraine
         assert cfg["score"]["trust_remote_code"] is trust
         from_pretrained.clear()
         with pytest.raises(Loaded):
-            {"reward_model": dg_score.reward_model_scorer, "prm": dg_score.prm_scorer}[scorer](cfg["score"])
+            {"reward_model": dg_scorers.reward_model_scorer, "prm": dg_scorers.prm_scorer}[scorer](cfg["score"])
         assert from_pretrained == [("AutoTokenizer", trust), (model_class, trust)], scorer
 
 
@@ -356,8 +360,8 @@ def test_a_hand_made_section_saying_no_never_trusts(config, from_pretrained, vll
     g, s = {**cfg["generate"], "trust_remote_code": "no"}, {**cfg["score"], "trust_remote_code": "no"}
     dg_generate.vllm_sampler(g["model"], g)
     assert vllm_llm["trust_remote_code"] is False
-    for load in (lambda: dg_generate.transformers_sampler(g["model"], g), lambda: dg_score.reward_model_scorer(s),
-                 lambda: dg_score.prm_scorer(s)):
+    for load in (lambda: dg_generate.transformers_sampler(g["model"], g), lambda: dg_scorers.reward_model_scorer(s),
+                 lambda: dg_scorers.prm_scorer(s)):
         with pytest.raises(Loaded):
             load()
     assert [trust for _, trust in from_pretrained] == [False] * 6
@@ -398,9 +402,9 @@ def test_the_prm_scorer_refuses_a_model_that_is_not_a_prm(config, monkeypatch, t
     rows = [{"id": 0, "prompt": [{"role": "user", "content": "1+1?"}], "samples": [{"text": "step\n\n2"}]}]
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: FakePRMTokenizer())
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", lambda *a, **k: FakePRM(2))
-    assert dg_score.prm_scorer(s)(rows) == [[pytest.approx(10 * torch.sigmoid(torch.tensor(1.0)).item())]]
+    assert dg_scorers.prm_scorer(s)(rows) == [[pytest.approx(10 * torch.sigmoid(torch.tensor(1.0)).item())]]
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", lambda *a, **k: FakePRM(16))
     hint = "" if trust else r" \(score.trust_remote_code is false"
     with pytest.raises(DataGenError, match=f"gives 16 outputs per token, not a process reward model's 2 step "
                                            f"logits{hint}"):
-        dg_score.prm_scorer(s)(rows)
+        dg_scorers.prm_scorer(s)(rows)

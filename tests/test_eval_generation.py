@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment_unidpo.evaluation import answers, run_eval
+from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
+from alignment_unidpo.evaluation import answers, math_suite
 from alignment_unidpo.generation.decoding import Decoding, generate, load_model_and_tokenizer, render
 from alignment_unidpo.generation.prompts import math_conversation
 from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
@@ -44,7 +45,7 @@ def test_greedy_generation_is_batched_deterministic_and_uses_the_chat_template(t
 def test_math_suite_generates_grades_writes_the_table_and_resumes(tiny_run, capsys, monkeypatch):
     argv = [str(tiny_run), "--suite=math", f"--data_dir={FIXTURES}", "--benchmarks=math500,gsm8k",
             "--max_new_tokens=3", "--batch_size=2", "--progress=false"]
-    assert run_eval.main(list(argv)) == 0
+    assert eval_cli.main(list(argv)) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n"] == 5 and set(result["benchmarks"]) == {"math500", "gsm8k"}
     folder = tiny_run / "eval" / "math"
@@ -56,8 +57,8 @@ def test_math_suite_generates_grades_writes_the_table_and_resumes(tiny_run, caps
     assert "paper (Table 2, Qwen2.5-Math 7B, Uni-DPO) | 88.9 | 78.2 |" in text  # GSM8K, MATH columns only
     assert "'max_new_tokens': 3" in text and "'strategy': 'greedy'" in text
     # everything graded: a rerun loads no model and prints the same result
-    monkeypatch.setattr(run_eval, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
-    assert run_eval.main(list(argv)) == 0
+    monkeypatch.setattr(math_suite, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
+    assert eval_cli.main(list(argv)) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
 
 
@@ -67,22 +68,22 @@ def test_logged_generations_are_kept_across_graders_benchmark_subsets_and_old_lo
             "--progress=false", f"--out={tmp_path}"]
     both = argv + ["--benchmarks=math500,gsm8k"]
     read = lambda: [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]  # noqa: E731
-    assert run_eval.main(list(both)) == 0
+    assert eval_cli.main(list(both)) == 0
     first = read()
-    monkeypatch.setattr(run_eval, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
+    monkeypatch.setattr(math_suite, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
     # another grader: the logged outputs graded again, nothing generated
-    assert run_eval.main(both + ["--timeout=9"]) == 0
+    assert eval_cli.main(both + ["--timeout=9"]) == 0
     assert [r["output"] for r in read()] == [r["output"] for r in first]
     assert {r["stamp"]["timeout_s"] for r in read()} == {9}
     # one benchmark, then both again: keys are per benchmark, so nothing is generated either
-    assert run_eval.main(argv + ["--benchmarks=gsm8k"]) == 0
-    assert run_eval.main(list(both)) == 0 and read() == first
+    assert eval_cli.main(argv + ["--benchmarks=gsm8k"]) == 0
+    assert eval_cli.main(list(both)) == 0 and read() == first
     # a log of the old format (keys "<index in the whole run>:<digest>", no stamp): outputs reused, graded again
     old = [{**{k: v for k, v in r.items() if k not in ("digest", "stamp")}, "key": f"{n}:{r['digest']}", "index": n,
             "correct": not r["correct"]} for n, r in enumerate(first)]
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
     capsys.readouterr()
-    assert run_eval.main(list(both)) == 0 and read() == first
+    assert eval_cli.main(list(both)) == 0 and read() == first
     assert [r["key"] for r in read()] == ["math500/0", "math500/1", "math500/2", "gsm8k/0", "gsm8k/1"]
 
 
@@ -90,7 +91,7 @@ def test_alpacaeval_answers_are_the_list_alpaca_eval_reads(tiny_run, tmp_path, c
     questions = tmp_path / "alpaca_eval.json"
     questions.write_text(json.dumps([{"instruction": "Say hi.", "dataset": "helpful_base", "output": "gpt4 ref"},
                                      {"instruction": "Name a colour.", "dataset": "oasst"}]))
-    assert run_eval.main([str(tiny_run), "--suite=alpacaeval", f"--questions={questions}", "--max_new_tokens=3",
+    assert eval_cli.main([str(tiny_run), "--suite=alpacaeval", f"--questions={questions}", "--max_new_tokens=3",
                           f"--out={tmp_path / 'a'}", "--progress=false"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])
@@ -109,7 +110,7 @@ def test_arena_hard_answers_follow_the_model_answer_schema(tiny_run, tmp_path, c
     rows = [{"question_id": "q2", "category": "arena-hard-v0.1", "cluster": "c", "turns": [{"content": "Why?"}]},
             {"question_id": "q1", "category": "arena-hard-v0.1", "cluster": "c", "turns": [{"content": "How?"}]}]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert run_eval.main([str(tiny_run), "--suite=arenahard", f"--questions={questions}", "--max_new_tokens=3",
+    assert eval_cli.main([str(tiny_run), "--suite=arenahard", f"--questions={questions}", "--max_new_tokens=3",
                           f"--out={tmp_path / 'h'}", "--model_id=tiny", "--progress=false"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     path = Path(result["answers"])
@@ -131,13 +132,14 @@ def test_arena_hard_answers_follow_the_model_answer_schema(tiny_run, tmp_path, c
 
 def test_a_world_run_gets_its_table_from_the_same_command(tmp_path, capsys):
     from alignment_unidpo.world.evaluate import METRICS
-    from alignment_unidpo.world.experiment import WorldSpec, run_in_world
+    from alignment_unidpo.world.experiment import run_in_world
+    from alignment_unidpo.world.folders import WorldSpec
 
     small_world = dict(n_sft=256, n_train_pairs=96, n_val_pairs=32, n_test_pairs=32, n_val_tasks=8, n_test_tasks=8)
     spec = WorldSpec(root=tmp_path / "worlds", world=small_world, sft=dict(epochs=1, batch_size=64))
     run = tmp_path / "runs" / "uni-dpo"
     record = run_in_world("toy-world-uni-dpo", 0, {"max_steps": 2, "output_dir": str(run)}, spec=spec, progress=False)
-    assert run_eval.main([str(run), "--progress=false"]) == 0  # the suite is found from world_metrics.json
+    assert eval_cli.main([str(run), "--progress=false"]) == 0  # the suite is found from world_metrics.json
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["suite"] == "world"
     for name in METRICS:  # the same grader, the same numbers as at training

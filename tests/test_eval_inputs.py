@@ -1,7 +1,7 @@
 """`make eval`'s inputs: every bad one is one `error:` line before anything loads or is
 written; --benchmarks in grade-only mode; the per-item log kept exactly in step with the
 predictions (old-format logs repaired); results.md tables well-formed with or without
-benchmarks. All in-process (run_eval.main), no model."""
+benchmarks. All in-process (eval_cli.main, what `make eval` runs), no model."""
 
 import json
 import os
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment_unidpo.evaluation import run_eval
+from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
+from alignment_unidpo.evaluation import math_suite, run_eval, textual_suite
 from alignment_unidpo.generation import math_grading
 from alignment_unidpo.evaluation.item_log import digest
 
@@ -21,7 +22,7 @@ CORRECT = [True, True, True, False, True, False, True, False]
 
 
 def run_main(argv, capsys):
-    code = run_eval.main(list(argv))
+    code = eval_cli.main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out.strip().splitlines(), captured.err
 
@@ -49,7 +50,8 @@ def loads(monkeypatch):
         calls.append(args)
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(run_eval, "load_model_and_tokenizer", loader)
+    for suite_module in (math_suite, textual_suite):
+        monkeypatch.setattr(suite_module, "load_model_and_tokenizer", loader)
     return calls
 
 
@@ -62,7 +64,7 @@ def counted_grades(monkeypatch):
         graded.append(output)
         return real(output, answer, timeout_s)
 
-    monkeypatch.setattr(run_eval, "grade", counting)
+    monkeypatch.setattr(math_suite, "grade", counting)
     return graded
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alignment_unidpo.evaluation import run_eval
+from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
+from alignment_unidpo.evaluation import math_suite
 from alignment_unidpo.generation import math_grading
 from alignment_unidpo.generation.math_grading import extract_answer, grade, reference_answer
 
@@ -74,7 +75,7 @@ def test_a_grader_timeout_counts_as_wrong(monkeypatch):
 
 
 def run_main(argv, capsys):
-    code = run_eval.main(argv)
+    code = eval_cli.main(argv)
     captured = capsys.readouterr()
     return code, captured.out.strip().splitlines(), captured.err
 
@@ -138,9 +139,9 @@ def test_a_killed_grading_resumes_without_grading_any_item_twice(tmp_path, capsy
         graded.append(output)
         return real(output, answer, timeout_s)
 
-    monkeypatch.setattr(run_eval, "grade", killed_after_3)
+    monkeypatch.setattr(math_suite, "grade", killed_after_3)
     with pytest.raises(KeyboardInterrupt):
-        run_eval.main(argv)
+        eval_cli.main(argv)
     results = tmp_path / "preds-eval" / "results.jsonl"
     assert len(results.read_text().splitlines()) == 3
     with results.open("a") as f:
@@ -150,7 +151,7 @@ def test_a_killed_grading_resumes_without_grading_any_item_twice(tmp_path, capsy
         graded.append(output)
         return real(output, answer, timeout_s)
 
-    monkeypatch.setattr(run_eval, "grade", counting)
+    monkeypatch.setattr(math_suite, "grade", counting)
     code, out, _ = run_main(argv, capsys)
     assert code == 0 and json.loads(out[-1])["accuracy"] == pytest.approx(5 / 8)
     assert len(graded) == 8 == len(set(graded))  # each item graded exactly once over both runs

@@ -5,4 +5,9 @@ PRM, or the preference world's noisy judge) -> normalise (none, linear, z-score 
 CDF -> 0-10, footnote 4) -> pair (best/worst, or the math rule). :mod:`.pipeline` runs the
 stages in order; each stage's output folder is keyed by a hash of the config parts it
 depends on, and written in atomic shards, so a rerun continues where a kill stopped it.
+
+Prompts come from a registered source (:mod:`.sources`), scores from a registered scorer
+(:mod:`.scorers`); datagen registers its own, and a package above it adds more (the
+preference world's prompts, SFT model and judge: :mod:`alignment_unidpo.world.plugins`).
+The command is :mod:`alignment_unidpo.data_cli`.
 """

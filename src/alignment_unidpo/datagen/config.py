@@ -11,7 +11,8 @@ Keys that cannot change a stage's output (batch sizes, progress) are left out of
 each number against :data:`VALUE_RULES` (one table, the same style as the training
 recipe's :data:`alignment_unidpo.configs.VALUE_RULES`, checked by the same helpers of
 :mod:`alignment_unidpo.base.values`), each choice against
-:data:`CHOICES`, each boolean through :func:`alignment_unidpo.base.values.parse_bool`.
+:data:`CHOICES` (and the registered prompt sources and scorers), each boolean through
+:func:`alignment_unidpo.base.values.parse_bool`.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ from ..base.errors import DataGenError
 from ..base.values import finite_number, first_bad_value, is_integer, parse_bool, rules_by_key
 from ..base.yamlio import read_yaml
 from ..configs import TORCH_DTYPES
+from .scorers import SCORERS
+from .sources import PROMPT_SOURCES, model_source
 from ..base.paths import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
-WORLD_SFT = "world:sft"  # generate.model: the preference world's SFT model (prompts.source: world)
 DEFAULT_CONFIG = REPO_ROOT / "data_configs" / "toy-world-on-policy.yaml"
 
 DEFAULTS: dict[str, Any] = {
     "name": None,
     "output_root": "outputs/data",
     "prompts": {
-        "source": "jsonl",          # jsonl | world
+        "source": "jsonl",          # jsonl, or a registered source (the world's: world)
         "path": None,               # jsonl: one object a line
         "prompt_field": "prompt",   # a string or a chat message list
         "answer_field": None,       # ground truth (math verifier); required when score.verifier is math
@@ -50,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "generate": {
         "backend": "transformers",  # transformers | vllm
-        "model": None,              # path / hub id; world:sft = the world's SFT model
+        "model": None,              # path / hub id, or a prompt source's own model (world:sft)
         "num_samples": 8,
         "temperature": 0.8,
         "top_p": 1.0,
@@ -64,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
         "trust_remote_code": False,
     },
     "score": {
-        "scorer": "reward_model",   # reward_model | external | prm | world_judge | none
+        "scorer": "reward_model",   # reward_model | external | prm | none, or a registered one (world_judge)
         "model": None,              # reward_model / prm
         "path": None,               # external: jsonl of {prompt, answer, score}
         "trust_remote_code": False,
@@ -90,11 +92,9 @@ DEFAULTS: dict[str, Any] = {
 # Keys that do not change a stage's output: left out of its hash.
 NOT_HASHED = {"batch_size", "gpu_memory_utilization"}
 CHOICES = {
-    ("prompts", "source"): ("jsonl", "world"),
     ("prompts", "template"): ("chat", "math"),
     ("generate", "backend"): ("transformers", "vllm"),
     ("generate", "dtype"): TORCH_DTYPES,
-    ("score", "scorer"): ("reward_model", "external", "prm", "world_judge", "none"),
     ("score", "verifier"): (None, "math"),
     ("score", "dtype"): TORCH_DTYPES,  # what training.models loads; transformers takes the names
     ("score", "prm_aggregate"): ("min", "last", "mean", "prod"),
@@ -199,25 +199,33 @@ def check_values(cfg: dict[str, Any], where: str) -> None:
         raise DataGenError(f"{where}: {key} must be {allowed}, got {value!r}")
 
 
+def choices() -> dict[tuple[str, str], tuple[Any, ...]]:
+    """The allowed values of every choice key: :data:`CHOICES`, and the prompt sources and
+    scorers registered (:data:`~.sources.PROMPT_SOURCES`, :data:`~.scorers.SCORERS`)."""
+    return {("prompts", "source"): tuple(PROMPT_SOURCES), ("score", "scorer"): tuple(SCORERS), **CHOICES}
+
+
 def check(cfg: dict[str, Any], where: str) -> None:
     """Value ranges, choices and the combinations the stages need, before anything runs."""
     check_values(cfg, where)
-    for (section, key), allowed in CHOICES.items():
+    for (section, key), allowed in choices().items():
         if cfg[section][key] not in allowed:
             raise DataGenError(f"{where}: {section}.{key} must be one of {allowed}, got {cfg[section][key]!r}")
     p, g, s = cfg["prompts"], cfg["generate"], cfg["score"]
+    scorer = SCORERS[s["scorer"]]
     if p["source"] == "jsonl" and not p["path"]:
         raise DataGenError(f"{where}: prompts.path is required for prompts.source: jsonl")
     if not g["model"]:
         raise DataGenError(f"{where}: generate.model is required")
-    if g["model"] == WORLD_SFT and p["source"] != "world":
-        raise DataGenError(f"{where}: generate.model: {WORLD_SFT} needs prompts.source: world")
-    if s["scorer"] in ("reward_model", "prm") and not s["model"]:
+    owner = model_source(str(g["model"]))
+    if owner is not None and owner != p["source"]:
+        raise DataGenError(f"{where}: generate.model: {g['model']} needs prompts.source: {owner}")
+    if scorer.uses_model and not s["model"]:
         raise DataGenError(f"{where}: score.model is required for score.scorer: {s['scorer']}")
     if s["scorer"] == "external" and not s["path"]:
         raise DataGenError(f"{where}: score.path (the judge's scores file) is required for score.scorer: external")
-    if s["scorer"] == "world_judge" and p["source"] != "world":
-        raise DataGenError(f"{where}: score.scorer: world_judge needs prompts.source: world")
+    if scorer.needs_source is not None and p["source"] != scorer.needs_source:
+        raise DataGenError(f"{where}: score.scorer: {s['scorer']} needs prompts.source: {scorer.needs_source}")
     if s["verifier"] == "math" and p["source"] == "jsonl" and not p["answer_field"]:
         raise DataGenError(f"{where}: score.verifier: math needs prompts.answer_field (the ground truth)")
     if cfg["pair"]["rule"] == "math" and s["verifier"] != "math":

@@ -12,7 +12,7 @@ whole shards and a rerun generates only the missing ones. Shard ``k`` samples wi
 ``seed + k``: the output does not depend on how shards are spread over processes.
 Under ``accelerate launch`` process ``i`` of ``n`` takes shards ``i, i+n, i+2n, ...``.
 
-Back-ends: ``transformers`` reuses :func:`alignment_unidpo.evaluation.generation.generate`
+Back-ends: ``transformers`` reuses :func:`alignment_unidpo.generation.decoding.generate`
 (CPU, or a fallback on GPU); ``vllm`` (extra ``vllm``, not installed in development, **not
 run yet**) calls vLLM's documented offline API ``LLM(...).chat(conversations,
 SamplingParams(n=N, temperature, top_p, max_tokens, seed))``.
@@ -25,23 +25,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..base.files import write_jsonl_atomic
-from ..base.jsonio import read_json_records
 from ..base.errors import DataGenError
 from ..base.values import trusts_remote_code
 from ..generation.decoding import Decoding, generate, load_model_and_tokenizer
 from ..generation.prompts import math_conversation
-from .config import WORLD_SFT
+from .sources import PROMPT_SOURCES
 
 
 # --- prompts ---------------------------------------------------------------------------
-def world_folders(p: dict[str, Any]) -> tuple[Path, Path]:
-    """(world data, SFT model) folders of ``prompts.source: world``, created once and cached."""
-    from ..world.experiment import WORLD_ROOT, WorldSpec, prepare
-
-    spec = WorldSpec(root=Path(p["world_root"] or WORLD_ROOT), world=dict(p["world"]), sft=dict(p["sft"]))
-    return prepare(int(p["world_seed"]), spec, progress=False)
-
-
 def _conversation(value: Any, p: dict[str, Any], where: str) -> list[dict[str, str]]:
     if p["template"] == "math":
         if not isinstance(value, str):
@@ -59,30 +50,12 @@ def _conversation(value: Any, p: dict[str, Any], where: str) -> list[dict[str, s
 
 
 def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """``[{id, prompt (messages), answer}]`` from the jsonl file or the world's training-pair prompts."""
+    """``[{id, prompt (messages), answer}]`` from the config's prompt source (:mod:`.sources`)."""
     p = cfg["prompts"]
-    need_answer = cfg["score"]["verifier"] == "math"
-    if p["source"] == "world":
-        world_dir, _ = world_folders(p)
-        path, rows = world_dir / "train_pairs.jsonl", read_json_records(world_dir / "train_pairs.jsonl")
-        records = [{"prompt": r["prompt"], "answer": None} for r in rows]
-        numbers = rows.numbers
-    else:
-        path = Path(p["path"])
-        if not path.is_file():
-            raise DataGenError(f"{path}: prompts file not found")
-        rows = read_json_records(path)
-        records, numbers = [], rows.numbers
-        for number, row in zip(rows.numbers, rows):
-            if p["prompt_field"] not in row:
-                raise DataGenError(f"{path}, line {number}: no {p['prompt_field']!r} field (prompts.prompt_field)")
-            answer = row.get(p["answer_field"]) if p["answer_field"] else None
-            if need_answer and (answer is None or str(answer).strip() == ""):
-                raise DataGenError(f"{path}, line {number}: missing ground truth {p['answer_field']!r} "
-                                   "(score.verifier: math needs one for every prompt)")
-            records.append({"prompt": row[p["prompt_field"]], "answer": answer})
+    records = PROMPT_SOURCES[p["source"]].read(cfg)
+    path = records.path
     out = []
-    for i, (number, rec) in enumerate(zip(numbers, records)):
+    for i, (number, rec) in enumerate(zip(records.numbers, records.rows)):
         out.append({"id": i, "prompt": _conversation(rec["prompt"], p, f"{path}, line {number}"),
                     "answer": None if rec["answer"] is None else str(rec["answer"])})
     if p["limit"] is not None:
@@ -93,10 +66,11 @@ def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def resolve_model(cfg: dict[str, Any]) -> str:
+    """``generate.model`` as a folder or hub id: a model the prompt source names (the world's
+    ``world:sft``) is made (or found) by the source."""
     model = str(cfg["generate"]["model"])
-    if model == WORLD_SFT:  # load_config has checked that prompts.source is world
-        return str(world_folders(cfg["prompts"])[1])
-    return model
+    models = PROMPT_SOURCES[cfg["prompts"]["source"]].models
+    return models[model](cfg["prompts"]) if model in models else model
 
 
 # --- back-ends: each maps (conversations, shard seed) -> N samples per conversation ------
@@ -104,7 +78,7 @@ Sampler = Callable[[list[list[dict[str, str]]], int], list[list[dict[str, Any]]]
 
 
 def transformers_sampler(model_path: str, g: dict[str, Any]) -> Sampler:
-    """Batched ``transformers.generate`` (evaluation/generation.py) with N copies of each prompt."""
+    """Batched ``transformers.generate`` (:mod:`alignment_unidpo.generation.decoding`) with N copies of each prompt."""
     model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"],
                                                 trust_remote_code=trusts_remote_code(g, "generate"))
     n = int(g["num_samples"])

@@ -1,6 +1,8 @@
 """``make data [CONFIG=...] [DRY_RUN=1]``: generate -> score -> normalise -> pair, one stage at a time.
 
-``python -m alignment_unidpo.datagen [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``
+``python -m alignment_unidpo.data_cli [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``
+(:mod:`alignment_unidpo.data_cli`: this module's :func:`main` with the preference world's
+prompt source and judge registered, which the default config uses)
 
 Reads top to bottom as the paper's recipe (appendix C.2): sample N answers per prompt
 from the policy, score each, normalise the scores (footnote 4 for ArmoRM), pair them.
@@ -13,7 +15,7 @@ gets new folders and never reuses stale shards. The last stage writes ``pairs.js
 histograms and ``tau_good``, the median chosen score as the paper sets it, Table C.1)
 and ``scores.png``. The last printed line is one JSON object: dataset, pairs, tau_good.
 
-Under ``accelerate launch -m alignment_unidpo.datagen ...`` every process generates and
+Under ``accelerate launch -m alignment_unidpo.data_cli ...`` every process generates and
 scores its own shards (every n-th); the main process then normalises and pairs.
 
 Before anything loads, :func:`input_problems` checks what the stages still to run need:
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,15 @@ from ..base.files import write_jsonl_atomic, write_text_atomic
 from ..base.jsonio import read_json_records
 from ..base.yamlio import parse_overrides
 from ..base.errors import DataGenError
-from .config import STAGES, WORLD_SFT, load_config, stage_dirs
+from .config import STAGES, load_config, stage_dirs
 from .generate import load_prompts, run_generate, shard_path, shards_of
 from .normalize import normalize_rows
 from .pair import make_pairs
 from .score import run_score
+from .scorers import SCORERS
+from .sources import model_source
 
 PAIRS_FILE, STATS_FILE, PLOT_FILE = "pairs.jsonl", "stats.json", "scores.png"
-MODEL_SCORERS = ("reward_model", "prm")  # the scorers that load score.model
 
 
 def stages_done(dirs: dict[str, Path]) -> dict[str, bool]:
@@ -74,9 +76,9 @@ def input_problems(cfg: dict[str, Any]) -> list[str]:
     found = []
     if p["source"] == "jsonl":
         found.append(_file_problem("prompts.path", p["path"], "the prompts"))
-    if not done["generate"] and g["model"] != WORLD_SFT:
+    if not done["generate"] and model_source(str(g["model"])) is None:  # not a prompt source's own model
         found.append(_model_problem("generate.model", str(g["model"])))
-    if not done["score"] and s["scorer"] in MODEL_SCORERS:
+    if not done["score"] and SCORERS[s["scorer"]].uses_model:
         found.append(_model_problem("score.model", str(s["model"])))
     if not done["score"] and s["scorer"] == "external":
         found.append(_file_problem("score.path", s["path"], "the external judge's scores"))
@@ -267,7 +269,7 @@ def _flag(overrides: dict[str, Any], name: str, default: bool) -> bool:
 
 @entry_point
 def main(argv: list[str]) -> int:
-    """``python -m alignment_unidpo.datagen [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``."""
+    """``python -m alignment_unidpo.data_cli [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``."""
     config = argv.pop(0) if argv and not argv[0].startswith("--") else None
     overrides = parse_overrides(argv)
     dry, progress = _flag(overrides, "dry_run", False), _flag(overrides, "progress", True)
@@ -279,7 +281,3 @@ def main(argv: list[str]) -> int:
     if summary is not None:
         print(json.dumps(summary))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

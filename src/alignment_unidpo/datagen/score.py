@@ -1,204 +1,23 @@
 """Stage 2, score: one number per sample, and a correct/incorrect label for math.
 
-Scorers (appendix C.2 of the paper):
-
-* ``reward_model``: an ``AutoModelForSequenceClassification`` (ArmoRM for v0.2, any
-  single-logit reward model), bf16 by default, batched, the conversation plus the answer
-  through the reward model's own chat template; ``trust_remote_code`` only when the config
-  says so (ArmoRM needs it). ArmoRM is a regression model: normalise with ``zscore_cdf``
-  (footnote 4).
-* ``external``: scores from an outside judge (GPT-4o "single-v1" 1-10 ratings, Qwen2.5-72B)
-  in a jsonl of ``{prompt, answer, score}``, joined by prompt text and answer text; a
-  sample without a score is an error naming the generation shard and line.
-* ``prm``: Qwen2.5-Math-PRM-7B as its model card documents it (``AutoModel``, steps joined
-  by ``<extra_0>``, the positive-class probability at each separator). Its modelling code
-  ships with the model: the config must say ``trust_remote_code: true`` (never forced);
-  without it transformers loads the bare Qwen2 body, which this scorer refuses
-  (:func:`check_prm_logits`). The paper splits responses into steps by the "solution
-  reformatting" of Zheng et al. (footnote 6); we split on blank lines (``prm_step_separator``), the model
-  card's convention, and reduce step rewards by ``prm_aggregate`` (the paper does not say
-  how; min is the common choice), then scale 0-1 by 10. **Not run yet** (a 7B model).
-* ``world_judge``: the preference world's noisy judge (:func:`alignment_unidpo.world.task.judge_score`).
-* ``none``: no score (math rule with the verifier only).
-
-``verifier: math`` labels each sample with :func:`alignment_unidpo.evaluation.math_grading.grade`
-against the prompt's ground truth. Scoring is sharded like generation: score shard ``k``
-is computed from generation shard ``k`` and written atomically.
+Each sample is scored by the ``score.scorer`` of the config (:mod:`.scorers`: a reward
+model, an external judge's file, a process reward model, none, or a scorer registered by a
+package above datagen, such as the preference world's noisy judge). ``verifier: math``
+labels each sample with :func:`alignment_unidpo.generation.math_grading.grade` against the
+prompt's ground truth. Scoring is sharded like generation: score shard ``k`` is computed
+from generation shard ``k`` and written atomically.
 """
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import Any
 
 from ..base.files import write_jsonl_atomic
 from ..base.jsonio import read_json_records
-from ..base.errors import DataGenError
-from ..base.values import trusts_remote_code
 from ..generation.math_grading import grade
-from ..generation.prompts import MATH_SYSTEM_PROMPT
 from .generate import my_shards, shard_path
-
-Scorer = Callable[[list[dict[str, Any]]], list[list[float | None]]]  # shard rows -> per-sample scores
-
-
-def _prompt_text(messages: list[dict[str, str]]) -> str:
-    """The last user turn: the key an external judge's file is joined on."""
-    users = [m["content"] for m in messages if m["role"] == "user"]
-    return users[-1] if users else messages[-1]["content"]
-
-
-def reward_model_scorer(s: dict[str, Any]) -> Scorer:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    trust = trusts_remote_code(s, "score")
-    tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(s["model"], dtype=s["dtype"], trust_remote_code=trust).eval()
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
-    tokenizer.padding_side = "right"
-
-    @torch.no_grad()
-    def score(rows):
-        texts = [tokenizer.apply_chat_template(r["prompt"] + [{"role": "assistant", "content": smp["text"]}],
-                                               tokenize=False) for r in rows for smp in r["samples"]]
-        flat: list[float] = []
-        for i in range(0, len(texts), int(s["batch_size"])):
-            enc = tokenizer(texts[i:i + int(s["batch_size"])], add_special_tokens=False, padding=True,
-                            truncation=True, max_length=int(s["max_length"]), return_tensors="pt").to(device)
-            out = model(**enc)
-            logits = getattr(out, "score", None)  # ArmoRM's custom output names its preference score
-            logits = out.logits if logits is None else logits
-            flat += logits.float().reshape(len(enc["input_ids"]), -1)[:, 0].tolist()
-        it = iter(flat)
-        return [[next(it) for _ in r["samples"]] for r in rows]
-
-    return score
-
-
-def external_scorer(s: dict[str, Any]) -> Callable[[list[dict[str, Any]], Path], list[list[float]]]:
-    path = Path(s["path"])
-    if not path.is_file():
-        raise DataGenError(f"{path}: external judge scores file not found (score.path)")
-    table: dict[tuple[str, str], float] = {}
-    rows = read_json_records(path)
-    for number, row in zip(rows.numbers, rows):
-        missing = [k for k in ("prompt", "answer", "score") if k not in row]
-        if missing:
-            raise DataGenError(f"{path}, line {number}: missing {', '.join(missing)} (need prompt, answer, score)")
-        prompt = row["prompt"] if isinstance(row["prompt"], str) else _prompt_text(row["prompt"])
-        try:
-            table[(prompt.strip(), str(row["answer"]).strip())] = float(row["score"])
-        except (TypeError, ValueError):
-            raise DataGenError(f"{path}, line {number}: score {row['score']!r} is not a number") from None
-
-    def score(rows, shard_file):
-        out = []
-        for line, r in enumerate(rows, start=1):
-            key_prompt = _prompt_text(r["prompt"]).strip()
-            scores = []
-            for j, smp in enumerate(r["samples"]):
-                key = (key_prompt, smp["text"].strip())
-                if key not in table:
-                    raise DataGenError(f"{shard_file}, line {line}: sample {j} of prompt {r['id']} has no score in "
-                                       f"{path} (joined on prompt and answer text)")
-                scores.append(table[key])
-            out.append(scores)
-        return out
-
-    return score
-
-
-def prm_step_rewards(logits: torch.Tensor, token_mask: torch.Tensor) -> list[list[float]]:
-    """The model card's ``make_step_rewards``: P(positive) at each ``<extra_0>`` position."""
-    probs = torch.softmax(logits.float(), dim=-1) * token_mask.unsqueeze(-1)
-    out = []
-    for sample in probs:
-        positive = sample[sample != 0].view(-1, 2)[:, 1]
-        out.append(positive.cpu().tolist())
-    return out
-
-
-def check_prm_logits(logits: torch.Tensor, s: dict[str, Any]) -> None:
-    """A PRM gives two logits (negative, positive) per token; anything else (the bare Qwen2
-    body's hidden states, when the PRM's own code was not trusted) would score silently wrong."""
-    if logits.shape[-1] != 2:
-        hint = "" if trusts_remote_code(s, "score") else (" (score.trust_remote_code is false: a PRM that ships its "
-                                                          "own modelling code, as Qwen2.5-Math-PRM does, needs true)")
-        raise DataGenError(f"score.model {s['model']!r} gives {logits.shape[-1]} outputs per token, not a process "
-                           f"reward model's 2 step logits{hint}")
-
-
-def aggregate(steps: list[float], how: str) -> float:
-    if not steps:
-        return 0.0
-    if how == "min":
-        return min(steps)
-    if how == "last":
-        return steps[-1]
-    if how == "mean":
-        return sum(steps) / len(steps)
-    prod = 1.0
-    for x in steps:
-        prod *= x
-    return prod
-
-
-def prm_scorer(s: dict[str, Any]) -> Scorer:
-    """The PRM's score of each sample (tested on a stand-in model; the 7B PRM not run yet)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    trust = trusts_remote_code(s, "score")
-    tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
-    model = AutoModel.from_pretrained(s["model"], dtype=s["dtype"], device_map="auto", trust_remote_code=trust).eval()
-    sep_id = tokenizer.encode("<extra_0>")[0]
-
-    @torch.no_grad()
-    def score(rows):
-        out = []
-        for r in rows:
-            system = next((m["content"] for m in r["prompt"] if m["role"] == "system"), MATH_SYSTEM_PROMPT)
-            query = _prompt_text(r["prompt"])
-            scores = []
-            for smp in r["samples"]:
-                steps = [x.strip() for x in smp["text"].split(s["prm_step_separator"]) if x.strip()] or [""]
-                messages = [{"role": "system", "content": system}, {"role": "user", "content": query},
-                            {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
-                text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-                ids = tokenizer.encode(text, return_tensors="pt").to(model.device)
-                logits = model(input_ids=ids)[0]
-                check_prm_logits(logits, s)
-                rewards = prm_step_rewards(logits, ids == sep_id)[0]
-                scores.append(float(s["prm_scale"]) * aggregate(rewards, s["prm_aggregate"]))
-            out.append(scores)
-        return out
-
-    return score
-
-
-def world_judge_scorer(cfg: dict[str, Any]) -> Scorer:
-    """The world's noisy judge on each sample; the noise is seeded by (world seed, prompt id, sample)."""
-    from ..world.task import WorldConfig, judge_score, parse_prompt
-
-    p = cfg["prompts"]
-    world = WorldConfig(**{"seed": int(p["world_seed"]), **p["world"]})
-
-    def score(rows):
-        out = []
-        for r in rows:
-            task = parse_prompt(_prompt_text(r["prompt"]))
-            out.append([judge_score(task, smp["text"], random.Random(f"judge-{world.seed}-{r['id']}-{j}"), world)
-                        for j, smp in enumerate(r["samples"])])
-        return out
-
-    return score
+from .scorers import SCORERS
 
 
 def math_labels(rows: list[dict[str, Any]]) -> list[list[bool]]:
@@ -216,25 +35,18 @@ def run_score(cfg: dict[str, Any], gen_dir: Path, folder: Path, n_shards: int, p
     counts = {"shards": n_shards, "cached": n_shards - len(todo), "scored": 0}
     if not todo:
         return counts
-    kind = s["scorer"]
-    scorer: Any = {"reward_model": lambda: reward_model_scorer(s), "external": lambda: external_scorer(s),
-                   "prm": lambda: prm_scorer(s), "world_judge": lambda: world_judge_scorer(cfg),
-                   "none": lambda: (lambda rows: [[None] * len(r["samples"]) for r in rows])}[kind]()
+    scorer = SCORERS[s["scorer"]].build(cfg)
     for k in tqdm(todo, desc=f"score [{process_index}]", unit="shard", disable=not progress):
         src = shard_path(gen_dir, k)
         rows = list(read_json_records(src))
-        scores = scorer(rows, src) if kind == "external" else scorer(rows)
+        fields = scorer(rows, src)
         labels = math_labels(rows) if s["verifier"] == "math" else None
         out = []
-        for i, (r, sc) in enumerate(zip(rows, scores)):
-            row = {**r, "scores": sc}
+        for i, (r, f) in enumerate(zip(rows, fields)):
+            row = {**r, "scores": f["scores"]}
             if labels is not None:
                 row["correct"] = labels[i]
-            if kind == "world_judge":
-                from ..world.task import parse_prompt, true_score
-
-                task = parse_prompt(_prompt_text(r["prompt"]))
-                row["true_scores"] = [true_score(task, smp["text"]) for smp in r["samples"]]
+            row.update({key: value for key, value in f.items() if key != "scores"})
             out.append(row)
         write_jsonl_atomic(shard_path(folder, k), out)
         counts["scored"] += 1

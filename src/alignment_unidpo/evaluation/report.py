@@ -35,14 +35,14 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _footer(meta: dict[str, Any]) -> list[str]:
+def footer(meta: dict[str, Any]) -> list[str]:
     lines = ["", "## Settings", ""]
     for key, value in meta.items():
         lines.append(f"- {key}: `{value}`")
     return lines
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
     """A markdown table; every row has as many cells as the header."""
     assert all(len(row) == len(head) for row in rows), (head, rows)
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in rows]
@@ -70,11 +70,11 @@ def math_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, A
     else:
         notes = ["The paper has no row for this run's recipe."]
     detail = [[n, str(groups[n]["n"]), str(groups[n]["correct"]), f"{100 * groups[n]['accuracy']:.1f}"] for n in names]
-    lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "", *_table(head, table), ""]
+    lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "", *table(head, table), ""]
     if notes:
         lines += [*notes, ""]
-    lines += _table(["benchmark", "items", "correct", "pass@1 (%)"], detail)
-    return "\n".join(lines + _footer(meta)) + "\n"
+    lines += table(["benchmark", "items", "correct", "pass@1 (%)"], detail)
+    return "\n".join(lines + footer(meta)) + "\n"
 
 
 def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe: str | None,
@@ -87,21 +87,8 @@ def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe:
     table = [["ours", *("(judge)" for _ in cols)]]
     if row and row[0] == "Table 1":
         table.append([f"paper ({row[1]}, {row[2]})", *(_pct(row[3][c]) for c in cols)])
-    lines += _table(["", *cols], table)
+    lines += table(["", *cols], table)
     if len(table) == 1:
         lines += ["", "The paper has no Table 1 row for this run's recipe."]
     assert set(cols) <= set(TABLE1_COLUMNS)
-    return "\n".join(lines + _footer(meta)) + "\n"
-
-
-def world_markdown(record: dict[str, Any], metrics: dict[str, Any], sft: dict[str, Any], names: tuple[str, ...],
-                   meta: dict[str, Any]) -> str:
-    """The preference world's held-out metrics: SFT start, this run, and the run's own record."""
-    lines = [f"# Preference-world evaluation: {record['recipe']} (world seed {record['seed']}, "
-             f"{record['split']} split)", "",
-             *_table(["metric", "SFT", "ours", "recorded at training"],
-                     [[name, f"{sft[name]:.3f}", f"{metrics[name]:.3f}", f"{record['metrics'][name]:.3f}"]
-                      for name in names])]
-    lines += ["", "The paper has no preference-world numbers: the world is this project's offline stand-in "
-              "(README, 'Preference world'). Graded by `world.true_score` and `evaluate.evaluate_policy`."]
-    return "\n".join(lines + _footer(meta)) + "\n"
+    return "\n".join(lines + footer(meta)) + "\n"

@@ -26,8 +26,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..base.cli import entry_point
-from .evaluate import METRICS
-from .experiment import WEIGHTS_FILE, WorldSpec, prepare, run_in_world, sft_metrics
+from .evaluate import METRICS, sft_metrics
+from .experiment import WEIGHTS_FILE, run_in_world
+from .folders import WorldSpec, prepare
 from ..plots import logp_curves, margin_scatter, training_curves, weight_distributions
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer
 
+from ..base.files import write_text_atomic
 from ..base.jsonio import read_json_records
 from ..training.data import normalize_row
 from ..training.logprobs import SequenceLogps
@@ -124,3 +126,13 @@ def evaluate_policy(policy_dir: str | Path, reference_dir: str | Path, world_dir
         result["pairs"] = {"score_margin": score_margins.tolist(), "reward_margin": margins.tolist()}
         result["samples"] = [{"prompt": p["prompt"], "answer": a, "score": s} for p, a, s in zip(prompts[:5], answers, scores)]
     return result
+
+
+def sft_metrics(world_dir: Path, sft_dir: Path, split: str) -> dict[str, Any]:
+    """Held-out metrics of the SFT start (cached beside the model)."""
+    path = sft_dir / f"metrics_{split}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    metrics = evaluate_policy(sft_dir, sft_dir, world_dir, RewardSpec("sft"), split, keep_pairs=True)
+    write_text_atomic(path, json.dumps(metrics))
+    return metrics

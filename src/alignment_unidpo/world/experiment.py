@@ -24,20 +24,19 @@ import torch
 from transformers import PrinterCallback
 
 from ..base.cli import entry_point
-from .evaluate import METRICS, RewardSpec, evaluate_policy
+from .evaluate import METRICS, RewardSpec, evaluate_policy, sft_metrics
+from .folders import WorldSpec, prepare, world_paths, world_values
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
-from ..base.paths import REPO_ROOT
 from ..base.yamlio import parse_overrides
+from ..datagen import pipeline
+from ..datagen.config import load_config
 from ..resolve import load_recipe_dict, resolve
 from ..training.run import train
-from .sft import SFTConfig, ensure_sft
 from ..training.trainer import UniDPOTrainer
-from .task import WorldConfig, write_world
 
 logger = logging.getLogger("alignment_unidpo")
 
-WORLD_ROOT = REPO_ROOT / "outputs" / "toy-world"
 DEFAULT_WORLD_RECIPE = "toy-world-uni-dpo"
 WEIGHTS_FILE = "pair_weights.json"
 # A toy-world recipe whose dataset_mixture is [{path: world:on-policy}] trains on on-policy
@@ -71,31 +70,6 @@ class WeightRecordingTrainer(UniDPOTrainer):
         return result
 
 
-@dataclasses.dataclass(frozen=True)
-class WorldSpec:
-    """Where worlds and SFT models are cached, and any non-default world / SFT settings
-    (the seed comes from the run). Tests use a small world; the demo the default one."""
-
-    root: Path = WORLD_ROOT
-    world: dict[str, Any] = dataclasses.field(default_factory=dict)
-    sft: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def world_paths(seed: int, spec: WorldSpec = WorldSpec()) -> tuple[WorldConfig, SFTConfig, Path, Path]:
-    """The world and SFT configs of ``seed`` and the folders they are cached in (nothing written)."""
-    world = WorldConfig(**{"seed": seed, **spec.world})
-    sft = SFTConfig(**{"seed": seed, **spec.sft})
-    return world, sft, Path(spec.root) / f"world-{world.key()}", Path(spec.root) / f"sft-{world.sft_key()}"
-
-
-def prepare(seed: int, spec: WorldSpec = WorldSpec(), progress: bool = True) -> tuple[Path, Path]:
-    """(world data folder, SFT model folder) for ``seed``, each generated once and cached by key."""
-    world, sft, world_dir, sft_dir = world_paths(seed, spec)
-    world_dir = write_world(world, world_dir)
-    sft_dir = ensure_sft(world_dir, sft_dir, sft, progress=progress)
-    return world_dir, sft_dir
-
-
 def wants_on_policy(recipe_name: str, overrides: dict[str, Any] | None) -> bool:
     """Whether the recipe (or an override) names the :data:`ON_POLICY` pairs as its data."""
     mixture = (overrides or {}).get("dataset_mixture") or load_recipe_dict(recipe_name).get("dataset_mixture") or []
@@ -104,8 +78,6 @@ def wants_on_policy(recipe_name: str, overrides: dict[str, Any] | None) -> bool:
 
 def on_policy_config(seed: int, spec: WorldSpec = WorldSpec()) -> dict[str, Any]:
     """The toy-world data config for the world of ``seed`` (``make data`` with no CONFIG, seed 0)."""
-    from ..datagen.config import load_config
-
     overrides: dict[str, Any] = {"prompts.world_seed": seed}
     if spec != WorldSpec():  # tests' small worlds; the default keeps `make data`'s folders
         overrides.update({"prompts.world_root": str(spec.root), "prompts.world": dict(spec.world),
@@ -115,32 +87,10 @@ def on_policy_config(seed: int, spec: WorldSpec = WorldSpec()) -> dict[str, Any]
 
 def on_policy_pairs(seed: int, spec: WorldSpec = WorldSpec(), make: bool = False, progress: bool = True) -> Path:
     """The on-policy pairs file of the world of ``seed``; with ``make``, generated (cached) first."""
-    from ..datagen import pipeline
-
     cfg = on_policy_config(seed, spec)
     if make:
         return Path(pipeline.run(cfg, progress=progress)["dataset"])
     return Path(pipeline.plan(cfg)["dataset"])
-
-
-def world_values(world_dir: Path, sft_dir: Path, seed: int, progress: bool, pairs: Path | None = None) -> dict[str, Any]:
-    """The recipe keys a world run sets: its SFT model, its training pairs and its seed."""
-    return {
-        "model_name_or_path": str(sft_dir),
-        "dataset_mixture": [{"path": str(pairs or world_dir / "train_pairs.jsonl")}],
-        "seed": seed,
-        "disable_tqdm": not progress,
-    }
-
-
-def sft_metrics(world_dir: Path, sft_dir: Path, split: str) -> dict[str, Any]:
-    """Held-out metrics of the SFT start (cached beside the model)."""
-    path = sft_dir / f"metrics_{split}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    metrics = evaluate_policy(sft_dir, sft_dir, world_dir, RewardSpec("sft"), split, keep_pairs=True)
-    write_text_atomic(path, json.dumps(metrics))
-    return metrics
 
 
 def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrides: dict[str, Any] | None = None,
@@ -168,24 +118,6 @@ def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrid
               "reward": dataclasses.asdict(RewardSpec.of(recipe.training))}
     write_text_atomic(out / "world_metrics.json", json.dumps(record))
     return record
-
-
-def world_run_inputs(record: dict[str, Any]) -> tuple[Path, Path, RewardSpec]:
-    """(world folder, SFT folder, reward) of a run from its ``world_metrics.json`` record.
-
-    Records written before these were stored are resolved again: the default
-    :class:`WorldSpec` for the recorded seed, and the recipe with the recorded overrides.
-    """
-    if "world_dir" in record:
-        world_dir, sft_dir, spec = Path(record["world_dir"]), Path(record["sft_dir"]), RewardSpec(**record["reward"])
-    else:
-        _, _, world_dir, sft_dir = world_paths(int(record["seed"]))
-        values = {**world_values(world_dir, sft_dir, int(record["seed"]), False), **record.get("overrides", {})}
-        spec = RewardSpec.of(resolve(record["recipe"], values, num_processes=1).training)
-    for folder, what in ((world_dir, "world.json"), (sft_dir, "config.json")):
-        if not (folder / what).is_file():
-            raise FileNotFoundError(f"{folder / what}: the run's world/SFT folder is gone; `make train` recreates it")
-    return world_dir, sft_dir, spec
 
 
 def format_comparison(record: dict[str, Any]) -> str:

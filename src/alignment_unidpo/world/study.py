@@ -49,7 +49,8 @@ from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
 from ..base.stats import paired_interval
 from .demo import METHODS as DEMO_METHODS, run_dir
-from .experiment import WORLD_ROOT, WorldSpec, prepare, run_in_world, world_paths
+from .experiment import run_in_world
+from .folders import WORLD_ROOT, WorldSpec, prepare, world_paths
 
 METHODS = {label: DEMO_METHODS[label] for label in ("DPO", "SimPO", "Uni-DPO", "w/o w_qual", "w/o w_perf", "w/o c-NLL")}
 BASELINE = "DPO"

@@ -1,5 +1,0 @@
-import sys
-
-from .pipeline import main
-
-sys.exit(main())
