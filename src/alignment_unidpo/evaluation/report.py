@@ -35,14 +35,14 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def footer(meta: dict[str, Any]) -> list[str]:
+def settings_section(meta: dict[str, Any]) -> list[str]:
     lines = ["", "## Settings", ""]
     for key, value in meta.items():
         lines.append(f"- {key}: `{value}`")
     return lines
 
 
-def table(head: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
     """A markdown table; every row has as many cells as the header."""
     assert all(len(row) == len(head) for row in rows), (head, rows)
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in rows]
@@ -70,11 +70,11 @@ def math_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, A
     else:
         notes = ["The paper has no row for this run's recipe."]
     detail = [[n, str(groups[n]["n"]), str(groups[n]["correct"]), f"{100 * groups[n]['accuracy']:.1f}"] for n in names]
-    lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "", *table(head, table), ""]
+    lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "", *markdown_table(head, table), ""]
     if notes:
         lines += [*notes, ""]
-    lines += table(["benchmark", "items", "correct", "pass@1 (%)"], detail)
-    return "\n".join(lines + footer(meta)) + "\n"
+    lines += markdown_table(["benchmark", "items", "correct", "pass@1 (%)"], detail)
+    return "\n".join(lines + settings_section(meta)) + "\n"
 
 
 def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe: str | None,
@@ -87,8 +87,8 @@ def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe:
     table = [["ours", *("(judge)" for _ in cols)]]
     if row and row[0] == "Table 1":
         table.append([f"paper ({row[1]}, {row[2]})", *(_pct(row[3][c]) for c in cols)])
-    lines += table(["", *cols], table)
+    lines += markdown_table(["", *cols], table)
     if len(table) == 1:
         lines += ["", "The paper has no Table 1 row for this run's recipe."]
     assert set(cols) <= set(TABLE1_COLUMNS)
-    return "\n".join(lines + footer(meta)) + "\n"
+    return "\n".join(lines + settings_section(meta)) + "\n"

@@ -140,12 +140,12 @@ def world_markdown(record: dict[str, Any], metrics: dict[str, Any], sft: dict[st
     """The preference world's held-out metrics: SFT start, this run, and the run's own record."""
     lines = [f"# Preference-world evaluation: {record['recipe']} (world seed {record['seed']}, "
              f"{record['split']} split)", "",
-             *report.table(["metric", "SFT", "ours", "recorded at training"],
+             *report.markdown_table(["metric", "SFT", "ours", "recorded at training"],
                      [[name, f"{sft[name]:.3f}", f"{metrics[name]:.3f}", f"{record['metrics'][name]:.3f}"]
                       for name in names])]
     lines += ["", "The paper has no preference-world numbers: the world is this project's offline stand-in "
               "(README, 'Preference world'). Graded by `world.true_score` and `evaluate.evaluate_policy`."]
-    return "\n".join(lines + report.footer(meta)) + "\n"
+    return "\n".join(lines + report.settings_section(meta)) + "\n"
 
 
 register_source(SOURCE, PromptSource(read=training_prompts, models={SFT_MODEL: sft_model}))
