@@ -249,6 +249,8 @@ def check_data(recipe: ResolvedRecipe) -> None:
         if local or (key == "dataset_mixture" and not mixture):
             load_mixture(local, **load)
     if _all_local(recipe) and _tokenizer_is_at_hand(recipe):
+        # imported only here: they bring the trainer's modules, which `make data` (a user of
+        # this module's hub checks) never needs
         from .training.models import load_tokenizer
         from .training.run import build_datasets
 

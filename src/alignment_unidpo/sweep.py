@@ -32,6 +32,7 @@ from .base.errors import RecipeError
 from .base.files import write_text_atomic
 from .base.paths import REPO_ROOT
 from .base.yamlio import parse_overrides, yaml_load
+from .checks import check_model_paths
 from .resolve import known_keys, resolve
 
 DEFAULT_RECIPE = "toy-world-uni-dpo"
@@ -79,8 +80,6 @@ def check_grid(recipe: str, grid: dict[str, list[Any]], extra_args: list[str] | 
     """Resolve every grid point's recipe before any is launched; the first bad key or value
     raises RecipeError naming the point. (A world recipe's SFT/data paths are filled in by
     the run; other recipes also get the launcher's model-folder check.)"""
-    from .checks import check_model_paths
-
     extra = parse_overrides(list(extra_args or []))
     world = is_world_recipe(recipe)
     for key in WORLD_KEYS if world else ():

@@ -36,6 +36,7 @@ def _pct(value: float | None) -> str:
 
 
 def settings_section(meta: dict[str, Any]) -> list[str]:
+    """The ``## Settings`` section closing a results.md: one line per setting."""
     lines = ["", "## Settings", ""]
     for key, value in meta.items():
         lines.append(f"- {key}: `{value}`")
