@@ -21,7 +21,7 @@ from importlib import metadata
 # SIGALRM, which only the main thread can set: elsewhere they are off (see _timeouts).
 DEFAULT_TIMEOUT_S = 5
 # Bump when extraction or equivalence changes what they decide: grades logged under another
-# number are graded again (see grader_stamp and evaluation.item_log).
+# number are graded again (see grader_stamp; make eval logs the stamp with every grade).
 GRADING_RULES = 1
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")

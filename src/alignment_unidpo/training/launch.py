@@ -1,7 +1,7 @@
 """``python -m alignment_unidpo.training.launch ACCELERATE-LAUNCH-ARGS``: ``accelerate launch``,
 with a failed run reported the way every entry point reports: lines, not a traceback.
 
-The training processes print their own ``error: [rank N] ...`` line (:mod:`..cli`) and exit
+The training processes print their own ``error: [rank N] ...`` line (:mod:`alignment_unidpo.base.cli`) and exit
 with status 2; accelerate's launcher would then add a ``CalledProcessError`` or torchrun's
 ``ChildFailedError`` traceback and a failure table. Here that becomes nothing (the ranks have
 said what went wrong) or, for a crash that printed no ``error:`` line, one line naming the
