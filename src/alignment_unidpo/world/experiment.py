@@ -24,8 +24,6 @@ import torch
 from transformers import PrinterCallback
 
 from ..base.cli import entry_point
-from .evaluate import METRICS, RewardSpec, evaluate_policy, sft_metrics
-from .folders import WorldSpec, prepare, world_paths, world_values
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
 from ..base.yamlio import parse_overrides
@@ -34,6 +32,8 @@ from ..datagen.config import load_config
 from ..resolve import load_recipe_dict, resolve
 from ..training.run import train
 from ..training.trainer import UniDPOTrainer
+from .evaluate import METRICS, RewardSpec, evaluate_policy, sft_metrics
+from .folders import WorldSpec, prepare, world_paths, world_values
 
 logger = logging.getLogger("alignment_unidpo")
 
