@@ -99,6 +99,29 @@ def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
     assert len(weights["w_perf"]) == 3 * 32 and all(0 < w <= 1 for w in weights["w_qual"])
 
 
+@pytest.mark.parametrize("module, argv, message", [
+    ("demo", ["--max_steps", "0"], "--max_steps must be an integer >= 1 (the preference steps of every run; leave it "
+                                   "out for the recipes' own), got 0"),
+    ("demo", ["--max_steps", "-1"], "--max_steps must be an integer >= 1"),
+    ("demo", ["--seeds", "0", "-3"], "--seeds must be an integer from 0 to 4294967295 (numpy's seed range), got -3"),
+    ("demo", ["--seeds", "1", "1"], "--seeds must be distinct, got 1 1"),
+    ("experiment", ["--world_seed=-1", "--dry_run"],
+     "--world_seed must be an integer from 0 to 4294967295 (numpy's seed range), got -1"),
+    ("experiment", ["--world_seed=1.5", "--dry_run"], "--world_seed must be an integer from 0 to 4294967295"),
+])
+def test_a_demo_or_world_run_value_that_would_fail_late_or_mean_something_else_is_refused_at_once(
+        module, argv, message, monkeypatch, capsys):
+    import importlib
+
+    entry = importlib.import_module(f"alignment_unidpo.world.{module}")
+    for name in ("demo", "tune", "run_in_world", "dry_run"):
+        if hasattr(entry, name):
+            monkeypatch.setattr(entry, name, lambda *a, **k: pytest.fail("nothing may run"))
+    assert entry.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: " + message) and err.count("\n") == 1
+
+
 def test_a_sweep_reports_a_failed_point_and_runs_the_others(tmp_path):
     from alignment_unidpo.sweep import parse_grid, sweep
 
