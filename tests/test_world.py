@@ -149,6 +149,41 @@ def test_plot_command_draws_any_run_folder(tmp_path):
     assert main([str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.parametrize("content, problem", [
+    ('{"log_history": [\n  {"step": 1,\n   "loss": 0.5,}\n]}',
+     "not valid JSON (Expecting property name enclosed in double quotes at line 3, column 16)"),
+    ("", "not valid JSON (Expecting value at line 1, column 1)"),
+    (b"\xff{}", "not valid JSON (not UTF-8 text: byte 0xff at offset 0)"),
+    ('{"global_step": 3}', 'no "log_history" list in it (not a trainer_state.json written by a Trainer)'),
+    (None, "not found; the Trainer writes it when a run finishes: is this a run's output_dir?"),
+])
+def test_plot_names_the_trainer_state_file_and_what_is_wrong_with_it(tmp_path, content, problem, capsys):
+    from alignment_unidpo.plots import main
+
+    run = tmp_path / "my run"  # a space in the path: the whole path in the message
+    run.mkdir()
+    state = run / "trainer_state.json"
+    if content is not None:
+        state.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main([str(run)]) == 2
+    assert capsys.readouterr().err == f"error: {state}: {problem}\n"
+
+
+def test_plot_of_an_unfinished_run_points_at_its_latest_checkpoint(tmp_path, capsys):
+    from alignment_unidpo.plots import main
+
+    run = tmp_path / "killed run"
+    for step in (2, 4):
+        for name in ("trainer_state.json", "rng_state.pth", "model.safetensors", "optimizer.pt", "scheduler.pt"):
+            (run / f"checkpoint-{step}").mkdir(parents=True, exist_ok=True)
+            (run / f"checkpoint-{step}" / name).write_text("{}")
+    assert main([str(run)]) == 2
+    assert capsys.readouterr().err == (f"error: {run / 'trainer_state.json'}: not found; the run did not finish; its "
+                                       f"latest checkpoint has one: make plot RUN='{run / 'checkpoint-4'}'\n")
+    assert main([str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'gone'}: no such folder (the output_dir of a run)\n"
+
+
 def test_the_judge_and_the_pairs_do_not_change_the_demonstrations_so_worlds_share_an_sft_model():
     base = WorldConfig(seed=2, **SMALL_WORLD)
     other = WorldConfig(seed=2, **{**SMALL_WORLD, "judge_noise": 4.0, "gold_pair_rate": 0.5, "n_train_pairs": 50})

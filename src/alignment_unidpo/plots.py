@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,33 @@ from .cli import entry_point  # noqa: E402
 
 CURVES = ("loss", "grad_norm", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies",
           "w_qual", "w_perf")
+TRAINER_STATE = "trainer_state.json"
 
 
 def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
-    """The Trainer's log history of a run (saved by ``trainer.save_state()``)."""
-    path = Path(output_dir) / "trainer_state.json"
+    """The Trainer's log history of a run (saved by ``trainer.save_state()``, and into each
+    checkpoint); a missing, unreadable or foreign ``trainer_state.json`` is an error naming it."""
+    from .training.checkpoints import _error, latest_complete_checkpoint
+
+    folder = Path(output_dir)
+    path = folder / TRAINER_STATE
+    if not folder.is_dir():
+        raise _error(f"{folder}: no such folder (the output_dir of a run)")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {output_dir} the output_dir of a finished run?")
-    return json.loads(path.read_text())["log_history"]
+        latest = latest_complete_checkpoint(folder, warn=False)
+        hint = ("the Trainer writes it when a run finishes: is this a run's output_dir?" if latest is None else
+                f"the run did not finish; its latest checkpoint has one: make plot RUN={shlex.quote(str(latest))}")
+        raise _error(f"{path}: not found; {hint}")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise _error(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from err
+    except UnicodeDecodeError as err:
+        raise _error(f"{path}: not valid JSON (not UTF-8 text: byte {err.object[err.start]:#04x} "
+                     f"at offset {err.start})") from err
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        raise _error(f"{path}: no \"log_history\" list in it (not a trainer_state.json written by a Trainer)")
+    return state["log_history"]
 
 
 def curve(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
