@@ -191,3 +191,20 @@ def test_the_judge_and_the_pairs_do_not_change_the_demonstrations_so_worlds_shar
     assert base.key() != other.key() and generate(base)["train_pairs"] != generate(other)["train_pairs"]
     assert WorldConfig(seed=2, **{**SMALL_WORLD, "n_sft": 300}).sft_key() != base.sft_key()
     assert WorldConfig(seed=3, **SMALL_WORLD).sft_key() != base.sft_key()
+
+
+@pytest.mark.parametrize("recipe", ["dpo", "toy-world-uni-dpo-on-policy", "a-recipe-name-far-longer-than-any-column-" * 2])
+def test_the_held_out_table_widens_its_columns_to_the_recipe_name(recipe):
+    from alignment_unidpo.world.evaluate import METRICS
+    from alignment_unidpo.world.experiment import format_comparison
+
+    sft = {name: -12.345 * (i + 1) for i, name in enumerate(METRICS)}  # wide numbers too
+    lines = format_comparison({"split": "test", "seed": 3, "recipe": recipe, "sft": sft,
+                               "metrics": {k: -v for k, v in sft.items()}}).splitlines()
+    header, rows = lines[1], lines[2:]
+    assert header.split() == ["metric", "SFT", recipe]  # no name runs into its neighbour
+    assert len(rows) == len(METRICS)
+    for name, row in zip(METRICS, rows):
+        assert row.split() == [name, f"{sft[name]:.3f}", f"{-sft[name]:.3f}"]
+        assert len(row) == len(header)  # right-aligned under the header's right edge
+        assert row.index(f"{sft[name]:.3f}") + len(f"{sft[name]:.3f}") == header.index("SFT") + len("SFT")

@@ -210,12 +210,20 @@ def world_run_inputs(record: dict[str, Any]) -> tuple[Path, Path, RewardSpec]:
     return world_dir, sft_dir, spec
 
 
+def text_table(rows: list[list[str]], gap: int = 3) -> list[str]:
+    """Aligned plain-text rows: each column as wide as its widest cell (a long recipe name
+    widens its column instead of running into its neighbour), the first left-aligned, the
+    others right-aligned, ``gap`` spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [(" " * gap).join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in rows]
+
+
 def format_comparison(record: dict[str, Any]) -> str:
     """A small table: the SFT start against the trained policy, one row per metric."""
-    lines = [f"held-out metrics ({record['split']} split, world seed {record['seed']})",
-             f"{'metric':<16}{'SFT':>10}{record['recipe']:>22}"]
-    for name in METRICS:
-        lines.append(f"{name:<16}{record['sft'][name]:>10.3f}{record['metrics'][name]:>22.3f}")
+    rows = [["metric", "SFT", record["recipe"]]]
+    rows += [[name, f"{record['sft'][name]:.3f}", f"{record['metrics'][name]:.3f}"] for name in METRICS]
+    lines = [f"held-out metrics ({record['split']} split, world seed {record['seed']})", *text_table(rows)]
     samples = record["metrics"].get("samples", [])
     if samples:
         lines.append("greedy answers: " + "; ".join(f"{s['prompt']} -> {s['answer']}" for s in samples[:3]))
