@@ -1,7 +1,9 @@
 # alignment-unidpo: `make train` and `make test` install what they need into .venv first.
 #
 #   make help                                    (or bare `make`) these targets, every recipe key, the accelerate configs
-#   make train                                   one Uni-DPO run in the preference world (SFT cached), offline, CPU
+#   make train                                   one Uni-DPO run in the preference world (recipe toy-world-uni-dpo,
+#                                                SFT cached), offline, CPU
+#   make train RECIPE=default                    the tiny Uni-DPO run of recipes/default.yaml on data/toy_*, CPU
 #   make train RECIPE=toy-world-dpo ARGS="--beta=0.3"   any toy-world-* recipe runs in the world too
 #   make train RECIPE=llama3-8b-base-v0.2        a paper run (accelerate + ZeRO-3, 8 GPUs)
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
@@ -62,7 +64,7 @@ WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
 	@if [ -x $(PY) ]; then $(PY) -m alignment_unidpo.recipes --help; else \
-		sed -n 's/^#   \(make .*\)/  \1/p' Makefile; echo "(make install, then make help, for the recipe keys)"; fi
+		sed -n '/^[^#]/q; s/^#   /  /p' Makefile; echo "(make install, then make help, for the recipe keys)"; fi
 
 install: $(STAMP)
 
