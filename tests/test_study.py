@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from alignment_unidpo import paths
 from alignment_unidpo.world import study
 from alignment_unidpo.world.study import COMPONENTS, METHODS, STUDY_METRICS, paired_interval, verdict
 
@@ -55,10 +56,23 @@ def test_epochs_given_reach_every_run_and_no_epochs_leaves_the_recipes_own():
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
+    """The --quick study, run as if ``root`` were the repository (its folders inside it)."""
     root = tmp_path_factory.mktemp("study")
     argv = ["--quick", "--out", str(root / "report"), "--work", str(root / "work")]
-    assert study.main(argv) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(paths, "REPO_ROOT", root)
+        assert study.main(argv) == 0
     return root, argv
+
+
+@pytest.mark.slow  # the --quick study: minutes on 2 cores
+def test_study_json_names_its_folders_relative_to_the_repository_not_this_machine(quick):
+    root, _ = quick
+    grid = json.loads((root / "report" / "study.json").read_text())["grid"]
+    assert (grid["runs"], grid["world_root"]) == ("work/runs", "work/worlds")
+    outside = Path("/elsewhere/runs")
+    assert paths.repo_relative(outside) == str(outside)  # outside the repository: as given
+    assert paths.repo_relative(paths.REPO_ROOT / "outputs" / "study" / "runs") == "outputs/study/runs"
 
 
 def test_the_quick_study_trains_every_cell_and_its_intervals_are_the_runs_differences(quick):
@@ -103,7 +117,7 @@ def test_each_cell_uses_its_own_pairs_median_chosen_score_and_one_sft_model_per_
     for i, noise in enumerate(study.QUICK.noise):
         cell = report["cells"][f"{noise:g}"]
         for seed in study.QUICK.seeds:
-            run = json.loads((Path(report["grid"]["runs"]) / f"noise{noise:g}" / "runs" / f"uni-dpo-seed{seed}"
+            run = json.loads((root / report["grid"]["runs"] / f"noise{noise:g}" / "runs" / f"uni-dpo-seed{seed}"
                               / "world_metrics.json").read_text())
             pairs = [json.loads(line) for line in open(Path(run["world_dir"]) / "train_pairs.jsonl")]
             median = statistics.median(p["score_chosen"] for p in pairs)

@@ -44,6 +44,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..cli import entry_point
+from ..paths import repo_relative
 from ..plots import gaps_vs_noise
 from ..recipes import REPO_ROOT, RecipeError
 from .demo import METHODS as DEMO_METHODS, run_dir
@@ -212,7 +213,8 @@ def absolute_table(results: dict[str, Any], metric: str, header: list[str]) -> l
 
 
 def write_report(out: Path, grid: Grid, results: dict[str, Any], command: str, wall: float) -> Path:
-    """study.json, one figure per metric and study.md in ``out``."""
+    """study.json (its folders relative to the repository root when inside it), one figure per
+    metric and study.md in ``out``."""
     comps = comparisons(results)
     noise = [f"{n:g}" for n in grid.noise]
     flips = mean_flip_rates(results)
@@ -226,8 +228,8 @@ def write_report(out: Path, grid: Grid, results: dict[str, Any], command: str, w
         figures.append(gaps_vs_noise(panels, list(grid.noise), flips, metric, out / f"study_{metric}.png"))
     runs = len(grid.noise) * len(grid.seeds) * len(METHODS)
     trained_s = results["seconds"]["runs"]
-    record = {"command": command, "grid": {**dataclasses.asdict(grid), "world_root": str(grid.world_root),
-                                           "runs": str(grid.runs)},
+    record = {"command": command, "grid": {**dataclasses.asdict(grid), "world_root": repo_relative(grid.world_root),
+                                           "runs": repo_relative(grid.runs)},
               "methods": METHODS, "wall_seconds": wall, **results, "comparisons": comps}
     (out / "study.json").write_text(json.dumps(record, indent=1))
     per_run = f"{trained_s / results['trained']:.1f} s per trained run" if results["trained"] else "every run read back"
