@@ -9,7 +9,6 @@ and accuracy, w_qual, w_perf, whichever the runs logged) from each folder's
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ TRAINER_STATE = "trainer_state.json"
 def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
     """The Trainer's log history of a run (saved by ``trainer.save_state()``, and into each
     checkpoint); a missing, unreadable or foreign ``trainer_state.json`` is an error naming it."""
-    from .training.checkpoints import _error, latest_complete_checkpoint
+    from .training.checkpoints import _error, latest_complete_checkpoint, read_json_file
 
     folder = Path(output_dir)
     path = folder / TRAINER_STATE
@@ -41,13 +40,7 @@ def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
         hint = ("the Trainer writes it when a run finishes: is this a run's output_dir?" if latest is None else
                 f"the run did not finish; its latest checkpoint has one: make plot RUN={shlex.quote(str(latest))}")
         raise _error(f"{path}: not found; {hint}")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise _error(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from err
-    except UnicodeDecodeError as err:
-        raise _error(f"{path}: not valid JSON (not UTF-8 text: byte {err.object[err.start]:#04x} "
-                     f"at offset {err.start})") from err
+    state = read_json_file(path)
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise _error(f"{path}: no \"log_history\" list in it (not a trainer_state.json written by a Trainer)")
     return state["log_history"]
