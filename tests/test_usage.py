@@ -3,6 +3,7 @@
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,9 @@ from conftest import REPO_ROOT
 from alignment_unidpo.recipes import DEFAULT_RECIPE
 from alignment_unidpo.usage import first_sentence, help_text, leading_comment, make_targets
 from alignment_unidpo.world.experiment import DEFAULT_WORLD_RECIPE
+
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
 def make(*args: str) -> subprocess.CompletedProcess:
@@ -60,6 +64,7 @@ def test_help_gives_each_accelerate_config_its_whole_first_sentence(text):
     assert entries["ddp"].endswith("on a CPU machine the processes use the gloo backend.")
 
 
+@needs_make
 def test_help_says_what_a_bare_make_train_runs_and_what_recipes_default_is(text):
     assert DEFAULT_WORLD_RECIPE == "toy-world-uni-dpo"
     assert command("train")[:2] == ["alignment_unidpo.world.experiment", DEFAULT_WORLD_RECIPE]
@@ -74,6 +79,7 @@ def test_help_says_what_a_bare_make_train_runs_and_what_recipes_default_is(text)
     assert f"recipe {DEFAULT_WORLD_RECIPE}" in " ".join(" ".join(make_targets()[1:3]).split())
 
 
+@needs_make
 def test_help_lists_every_make_entry_with_its_continuation_lines(text):
     header = [line[4:].rstrip() for line in (REPO_ROOT / "Makefile").read_text().split("\n\n")[0].splitlines()
               if line.startswith("#   ")]
@@ -94,6 +100,7 @@ SPACED = {"RECIPE": "my recipes/x.yaml", "ACCELERATE": "my configs/acc.yaml", "C
           "RUN": "outputs/it's my run", "PREDICTIONS": "my preds/p.jsonl"}
 
 
+@needs_make
 @pytest.mark.parametrize("target, values, expected", [
     ("train", ["RECIPE", "ACCELERATE"], ["my recipes/x.yaml", "--accelerate_config=my configs/acc.yaml"]),
     ("data", ["CONFIG"], ["my configs/data.yaml"]),
@@ -107,6 +114,7 @@ def test_make_passes_a_path_with_spaces_or_quotes_as_one_argument(target, values
     assert [a for a in argv[1:] if a in expected] == expected, argv  # each one word, in order
 
 
+@needs_make
 def test_make_train_keeps_one_word_recipes_apart_from_world_recipes():
     def module(*args):
         return command("train", *args)[:2]
@@ -126,6 +134,7 @@ def test_make_train_keeps_one_word_recipes_apart_from_world_recipes():
     ("data", "CONFIG", "my data.yaml"),
     ("eval", "PREDICTIONS", "my preds.jsonl"),
 ])
+@needs_make
 def test_a_missing_path_with_a_space_is_named_whole_in_the_error_line(tmp_path, target, key, name):
     missing = tmp_path / "with space" / name
     extra = {"train": ["DRY_RUN=1"], "data": ["DRY_RUN=1"], "eval": ["SUITE=math"]}.get(target, [])
