@@ -75,6 +75,7 @@ def test_study_json_names_its_folders_relative_to_the_repository_not_this_machin
     assert paths.repo_relative(paths.REPO_ROOT / "outputs" / "study" / "runs") == "outputs/study/runs"
 
 
+@pytest.mark.slow  # the --quick study
 def test_the_quick_study_trains_every_cell_and_its_intervals_are_the_runs_differences(quick):
     root, _ = quick
     report = json.loads((root / "report" / "study.json").read_text())
@@ -107,6 +108,7 @@ def test_the_quick_study_trains_every_cell_and_its_intervals_are_the_runs_differ
                 assert mean == pytest.approx(statistics.fmean(diff("Uni-DPO", ablation)), abs=1e-12)
 
 
+@pytest.mark.slow  # the --quick study
 def test_each_cell_uses_its_own_pairs_median_chosen_score_and_one_sft_model_per_seed(quick):
     root, _ = quick
     report = json.loads((root / "report" / "study.json").read_text())
@@ -127,6 +129,7 @@ def test_each_cell_uses_its_own_pairs_median_chosen_score_and_one_sft_model_per_
     assert flips[-1] > flips[0]  # the grid does vary the share of flipped labels
 
 
+@pytest.mark.slow  # the --quick study
 def test_the_report_names_its_command_and_a_rerun_reads_every_run_back(quick):
     root, argv = quick
     text = (root / "report" / "study.md").read_text()

@@ -77,6 +77,7 @@ def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monk
     assert calls == [1, 1]
 
 
+@pytest.mark.slow  # end-to-end world runs
 def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
     from alignment_unidpo.world.demo import METHODS, demo, replot
     from alignment_unidpo.world.experiment import WorldSpec
@@ -122,6 +123,7 @@ def test_a_demo_or_world_run_value_that_would_fail_late_or_mean_something_else_i
     assert err.startswith("error: " + message) and err.count("\n") == 1
 
 
+@pytest.mark.slow  # end-to-end world runs
 def test_a_sweep_reports_a_failed_point_and_runs_the_others(tmp_path):
     from alignment_unidpo.sweep import parse_grid, sweep
 
