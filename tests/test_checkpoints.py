@@ -175,3 +175,66 @@ def test_a_checkpoint_write_cut_short_leaves_no_checkpoint_and_the_run_resumes(t
     assert "removing" in caplog.text and "tmp-checkpoint-2" in caplog.text
     assert checkpoint_names(out) == ["checkpoint-2", "checkpoint-3"]  # rotation (save_total_limit=2) still works
     assert [h["step"] for h in history(out) if "loss" in h] == [1, 2, 3]
+
+
+FLOAT32_EPS = float(torch.finfo(torch.float32).eps)
+
+
+def windows(out):
+    return [h for h in history(out) if "loss" in h and "train_runtime" not in h]
+
+
+def test_the_logging_window_that_spans_a_resume_equals_the_uninterrupted_runs(tmp_path, caplog):
+    """Killed at step 2 (then 4) of a 5-step logging window: the resumed run logs where it resumed
+    from, and its one window entry (loss over 5 steps, per-pair metric means over 20 pairs, step
+    and pair counts) equals the uninterrupted run's, not the mean of the resumed steps alone."""
+    common = dict(max_steps=5, logging_steps=5, save_strategy="steps", save_steps=2)
+    full, steps = tmp_path / "full", tmp_path / "steps"
+    train(full, **common)
+    train(steps, max_steps=5, logging_steps=1)  # the same run, each step's loss on its own
+    per_step = losses(steps)
+    # the window's loss is a mean of 5 float32 step losses: 4 rounded additions and a division
+    tolerance = dict(rel=5 * FLOAT32_EPS, abs=0)
+    (expected,) = windows(full)
+    assert expected["loss"] == pytest.approx(sum(per_step) / 5, rel=1e-5)
+    assert abs(sum(per_step[2:]) / 3 - expected["loss"]) > 1e3 * tolerance["rel"] * expected["loss"]  # tells them apart
+
+    def resume(out, source, step):
+        out.mkdir()
+        shutil.copytree(source / f"checkpoint-{step}", out / f"checkpoint-{step}")  # killed after saving it
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="alignment_unidpo"):
+            train(out, resume_from_checkpoint=True, **common)
+        assert f"resuming from {out / f'checkpoint-{step}'} (step {step})" in caplog.messages
+        (window,) = windows(out)
+        return window
+
+    once = resume(tmp_path / "once", full, 2)
+    twice = resume(tmp_path / "twice", tmp_path / "once", 4)  # a checkpoint written inside a continued window
+    for window in (once, twice):
+        assert window.keys() == expected.keys()
+        assert (window["step"], window["window_steps"], window["window_pairs"]) == (5, 5, 20)
+        for key, value in expected.items():
+            assert window[key] == pytest.approx(value, **tolerance), key
+        train_loss = lambda out: json.loads((out / "train_results.json").read_text())["train_loss"]  # noqa: E731
+        assert train_loss(tmp_path / "once") == pytest.approx(train_loss(full), **tolerance)
+        assert train_loss(tmp_path / "twice") == pytest.approx(train_loss(full), **tolerance)
+
+
+def test_a_checkpoint_without_the_window_state_still_resumes_and_counts_the_whole_run(tmp_path):
+    """A checkpoint of an older version keeps only the loss sum: the window is not continued
+    (the first log covers the resumed steps, as the Trainer logs them), train_loss still is
+    the whole run's."""
+    common = dict(max_steps=5, logging_steps=5, save_strategy="steps", save_steps=2)
+    full, old = tmp_path / "full", tmp_path / "old"
+    train(full, **common)
+    shutil.copytree(full / "checkpoint-2", old / "checkpoint-2")
+    state = old / "checkpoint-2" / "unidpo_loss_state.json"
+    state.write_text(json.dumps({k: v for k, v in json.loads(state.read_text()).items()
+                                 if k in ("loss_sum", "global_step")}))
+    (old / "checkpoint-2" / "unidpo_window_metrics.safetensors").unlink()
+    train(old, resume_from_checkpoint=True, **common)
+    (window,) = windows(old)
+    assert (window["window_steps"], window["window_pairs"]) == (3, 3 * 4)  # the resumed steps only, said so
+    train_loss = lambda out: json.loads((out / "train_results.json").read_text())["train_loss"]  # noqa: E731
+    assert train_loss(old) == pytest.approx(train_loss(full), rel=5 * FLOAT32_EPS)

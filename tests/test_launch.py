@@ -23,6 +23,7 @@ def launch(*args, timeout=600):
     return proc
 
 
+@pytest.mark.slow  # launched runs
 def test_default_make_train_trains_logs_and_saves_a_model_that_generates(tmp_path):
     out = tmp_path / "default"
     proc = subprocess.run(["make", "-s", "train", "RECIPE=default", f"ARGS=--output_dir={out}"], cwd=REPO_ROOT, env=ENV,
@@ -49,6 +50,7 @@ def test_default_make_train_trains_logs_and_saves_a_model_that_generates(tmp_pat
     assert generated.shape[1] > prompt["input_ids"].shape[1]
 
 
+@pytest.mark.slow  # launched runs
 def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     # SGD: equal gradients give equal weights (Adam turns rounding in tiny gradients into +-lr steps)
     common = ["--max_steps=4", "--eval_strategy=no", "--test_split_size=0", "--global_batch_size=16",

@@ -181,6 +181,7 @@ def results(out):
     return losses, json.loads((out / "eval_results.json").read_text())
 
 
+@pytest.mark.slow  # launched two-machine runs
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])
 def test_two_machines_match_one_process_and_their_checkpoint_resumes_on_one_or_is_refused(one_process, tmp_path, backend):
     config = two_rank_accelerate_config(backend, tmp_path)
@@ -243,6 +244,7 @@ printf 'gpu-node-07\\ngpu-node-08\\n'
 """
 
 
+@pytest.mark.slow  # launched two-machine runs
 def test_the_slurm_script_runs_one_launch_per_node_with_its_rank(tmp_path):
     bin_dir, record = tmp_path / "bin", tmp_path / "record"
     bin_dir.mkdir()

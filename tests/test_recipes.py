@@ -191,7 +191,7 @@ def test_make_dry_run_prints_table_c1_and_the_launch_command():
     assert out["data"]["dataset_mixture"][0]["data_files"] == "Textual/UltraFeedback-Qwen2_5_72B/train.jsonl"
     assert (out["launch"]["num_processes"], out["launch"]["accelerate_config"]) == (8, "zero3")
     command = out["launch"]["command"]
-    assert "accelerate.commands.launch" in command and "zero3.yaml" in command and "--num_processes 8" in command
+    assert "alignment_unidpo.training.launch" in command and "zero3.yaml" in command and "--num_processes 8" in command
     assert command.endswith("recipes/llama3-8b-base-v0.2.yaml")
 
     other = dry_run("RECIPE=llama3-8b-base-v0.2", "ACCELERATE=zero3_offload", "NUM_PROCESSES=4", "ARGS=--beta=3")

@@ -86,6 +86,7 @@ def assert_matches_plain(record, out, plain, plain_out):
         assert record["metrics"][key] == pytest.approx(plain["metrics"][key], rel=EVAL_RTOL, abs=EVAL_ATOL), (label, key)
 
 
+@pytest.mark.slow  # trains every switch combination; two-process launches
 def test_the_comparison_is_not_vacuous(one_process):
     """The indicator fires for some pairs and not others, and training moves the weights."""
     root, records = one_process
@@ -100,6 +101,7 @@ def test_the_comparison_is_not_vacuous(one_process):
     assert max((trained[k] - start[k]).abs().max().item() for k in trained) > 100 * WEIGHT_ATOL
 
 
+@pytest.mark.slow  # trains every switch combination; two-process launches
 @pytest.mark.parametrize("combination", COMBINATIONS[1:], ids=name_of)
 def test_one_process_every_switch_combination_matches_plain(one_process, combination):
     root, records = one_process
@@ -107,6 +109,7 @@ def test_one_process_every_switch_combination_matches_plain(one_process, combina
     assert_matches_plain(records[name], root / name, records["plain"], root / "plain")
 
 
+@pytest.mark.slow  # trains every switch combination; two-process launches
 @pytest.mark.parametrize("backend", ["ddp", "zero3"])
 def test_two_processes_every_switch_combination_matches_one_plain_process(one_process, tmp_path, backend):
     """One `accelerate launch` with two ranks trains all eight combinations (tests/switch_matrix.py)."""

@@ -77,6 +77,7 @@ def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monk
     assert calls == [1, 1]
 
 
+@pytest.mark.slow  # end-to-end world runs
 def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
     from alignment_unidpo.world.demo import METHODS, demo, replot
     from alignment_unidpo.world.experiment import WorldSpec
@@ -99,6 +100,30 @@ def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
     assert len(weights["w_perf"]) == 3 * 32 and all(0 < w <= 1 for w in weights["w_qual"])
 
 
+@pytest.mark.parametrize("module, argv, message", [
+    ("demo", ["--max_steps", "0"], "--max_steps must be an integer >= 1 (the preference steps of every run; leave it "
+                                   "out for the recipes' own), got 0"),
+    ("demo", ["--max_steps", "-1"], "--max_steps must be an integer >= 1"),
+    ("demo", ["--seeds", "0", "-3"], "--seeds must be an integer from 0 to 4294967295 (numpy's seed range), got -3"),
+    ("demo", ["--seeds", "1", "1"], "--seeds must be distinct, got 1 1"),
+    ("experiment", ["--world_seed=-1", "--dry_run"],
+     "--world_seed must be an integer from 0 to 4294967295 (numpy's seed range), got -1"),
+    ("experiment", ["--world_seed=1.5", "--dry_run"], "--world_seed must be an integer from 0 to 4294967295"),
+])
+def test_a_demo_or_world_run_value_that_would_fail_late_or_mean_something_else_is_refused_at_once(
+        module, argv, message, monkeypatch, capsys):
+    import importlib
+
+    entry = importlib.import_module(f"alignment_unidpo.world.{module}")
+    for name in ("demo", "tune", "run_in_world", "dry_run"):
+        if hasattr(entry, name):
+            monkeypatch.setattr(entry, name, lambda *a, **k: pytest.fail("nothing may run"))
+    assert entry.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: " + message) and err.count("\n") == 1
+
+
+@pytest.mark.slow  # end-to-end world runs
 def test_a_sweep_reports_a_failed_point_and_runs_the_others(tmp_path):
     from alignment_unidpo.sweep import parse_grid, sweep
 
@@ -126,6 +151,41 @@ def test_plot_command_draws_any_run_folder(tmp_path):
     assert main([str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.parametrize("content, problem", [
+    ('{"log_history": [\n  {"step": 1,\n   "loss": 0.5,}\n]}',
+     "not valid JSON (Expecting property name enclosed in double quotes at line 3, column 16)"),
+    ("", "not valid JSON (Expecting value at line 1, column 1)"),
+    (b"\xff{}", "not valid JSON (not UTF-8 text: byte 0xff at offset 0)"),
+    ('{"global_step": 3}', 'no "log_history" list in it (not a trainer_state.json written by a Trainer)'),
+    (None, "not found; the Trainer writes it when a run finishes: is this a run's output_dir?"),
+])
+def test_plot_names_the_trainer_state_file_and_what_is_wrong_with_it(tmp_path, content, problem, capsys):
+    from alignment_unidpo.plots import main
+
+    run = tmp_path / "my run"  # a space in the path: the whole path in the message
+    run.mkdir()
+    state = run / "trainer_state.json"
+    if content is not None:
+        state.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert main([str(run)]) == 2
+    assert capsys.readouterr().err == f"error: {state}: {problem}\n"
+
+
+def test_plot_of_an_unfinished_run_points_at_its_latest_checkpoint(tmp_path, capsys):
+    from alignment_unidpo.plots import main
+
+    run = tmp_path / "killed run"
+    for step in (2, 4):
+        for name in ("trainer_state.json", "rng_state.pth", "model.safetensors", "optimizer.pt", "scheduler.pt"):
+            (run / f"checkpoint-{step}").mkdir(parents=True, exist_ok=True)
+            (run / f"checkpoint-{step}" / name).write_text("{}")
+    assert main([str(run)]) == 2
+    assert capsys.readouterr().err == (f"error: {run / 'trainer_state.json'}: not found; the run did not finish; its "
+                                       f"latest checkpoint has one: make plot RUN='{run / 'checkpoint-4'}'\n")
+    assert main([str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'gone'}: no such folder (the output_dir of a run)\n"
+
+
 def test_the_judge_and_the_pairs_do_not_change_the_demonstrations_so_worlds_share_an_sft_model():
     base = WorldConfig(seed=2, **SMALL_WORLD)
     other = WorldConfig(seed=2, **{**SMALL_WORLD, "judge_noise": 4.0, "gold_pair_rate": 0.5, "n_train_pairs": 50})
@@ -133,3 +193,20 @@ def test_the_judge_and_the_pairs_do_not_change_the_demonstrations_so_worlds_shar
     assert base.key() != other.key() and generate(base)["train_pairs"] != generate(other)["train_pairs"]
     assert WorldConfig(seed=2, **{**SMALL_WORLD, "n_sft": 300}).sft_key() != base.sft_key()
     assert WorldConfig(seed=3, **SMALL_WORLD).sft_key() != base.sft_key()
+
+
+@pytest.mark.parametrize("recipe", ["dpo", "toy-world-uni-dpo-on-policy", "a-recipe-name-far-longer-than-any-column-" * 2])
+def test_the_held_out_table_widens_its_columns_to_the_recipe_name(recipe):
+    from alignment_unidpo.world.evaluate import METRICS
+    from alignment_unidpo.world.experiment import format_comparison
+
+    sft = {name: -12.345 * (i + 1) for i, name in enumerate(METRICS)}  # wide numbers too
+    lines = format_comparison({"split": "test", "seed": 3, "recipe": recipe, "sft": sft,
+                               "metrics": {k: -v for k, v in sft.items()}}).splitlines()
+    header, rows = lines[1], lines[2:]
+    assert header.split() == ["metric", "SFT", recipe]  # no name runs into its neighbour
+    assert len(rows) == len(METRICS)
+    for name, row in zip(METRICS, rows):
+        assert row.split() == [name, f"{sft[name]:.3f}", f"{-sft[name]:.3f}"]
+        assert len(row) == len(header)  # right-aligned under the header's right edge
+        assert row.index(f"{sft[name]:.3f}") + len(f"{sft[name]:.3f}") == header.index("SFT") + len("SFT")

@@ -9,7 +9,7 @@ and accuracy, w_qual, w_perf, whichever the runs logged) from each folder's
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .base.cli import entry_point  # noqa: E402
+from .base.errors import RecipeError  # noqa: E402
+from .base.jsonio import read_json_file  # noqa: E402
 from .base.stats import spearman_rho  # noqa: E402
+from .training.checkpoints import latest_complete_checkpoint  # noqa: E402
 
 CURVES = ("loss", "grad_norm", "logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies",
           "w_qual", "w_perf")
+TRAINER_STATE = "trainer_state.json"
 
 
 def log_history(output_dir: str | Path) -> list[dict[str, Any]]:
-    """The Trainer's log history of a run (saved by ``trainer.save_state()``)."""
-    path = Path(output_dir) / "trainer_state.json"
+    """The Trainer's log history of a run (saved by ``trainer.save_state()``, and into each
+    checkpoint); a missing, unreadable or foreign ``trainer_state.json`` is an error naming it."""
+    folder = Path(output_dir)
+    path = folder / TRAINER_STATE
+    if not folder.is_dir():
+        raise RecipeError(f"{folder}: no such folder (the output_dir of a run)")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {output_dir} the output_dir of a finished run?")
-    return json.loads(path.read_text())["log_history"]
+        latest = latest_complete_checkpoint(folder, warn=False)
+        hint = ("the Trainer writes it when a run finishes: is this a run's output_dir?" if latest is None else
+                f"the run did not finish; its latest checkpoint has one: make plot RUN={shlex.quote(str(latest))}")
+        raise RecipeError(f"{path}: not found; {hint}")
+    state = read_json_file(path)
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        raise RecipeError(f"{path}: no \"log_history\" list in it (not a trainer_state.json written by a Trainer)")
+    return state["log_history"]
 
 
 def curve(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

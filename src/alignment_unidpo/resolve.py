@@ -37,7 +37,8 @@ from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArgu
 from .base.paths import REPO_ROOT
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
-DEFAULT_RECIPE = "default"
+DEFAULT_RECIPE = "default"  # python -m alignment_unidpo.recipes with no RECIPE
+DEFAULT_WORLD_RECIPE = "toy-world-uni-dpo"  # make train with no RECIPE: a run in the preference world
 
 
 def _field_owner() -> dict[str, type]:

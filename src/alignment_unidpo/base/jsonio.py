@@ -1,4 +1,4 @@
-"""Local JSON and JSON Lines files read into rows, every problem naming the file and its line.
+"""Local JSON and JSON Lines files read into rows (or one value), every problem naming the file and its line.
 
 Used by every stage: preference data, data-generation prompts, shards and judge files,
 benchmark and prediction files, the world's splits.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .errors import DataValidationError
 
@@ -64,3 +65,16 @@ def read_json_records(path: Path) -> Records:
         if not isinstance(row, dict):
             raise DataValidationError(f"{path}, row {number}: expected a JSON object, got {type(row).__name__}")
     return rows
+
+
+def read_json_file(path: str | Path) -> Any:
+    """A JSON file's content; invalid JSON or non-UTF-8 text is an error naming the file and
+    where it breaks (not a bare JSONDecodeError that names neither)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataValidationError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from err
+    except UnicodeDecodeError as err:
+        raise DataValidationError(f"{path}: not valid JSON (not UTF-8 text: byte {err.object[err.start]:#04x} "
+                                  f"at offset {err.start})") from err

@@ -12,7 +12,11 @@
 * :func:`save_checkpoint_atomically` replaces ``Trainer._save_checkpoint``: a checkpoint is
   written into ``tmp-checkpoint-N`` and renamed to ``checkpoint-N`` only once complete.
 * The running sum of the training loss is kept in each checkpoint (:data:`LOSS_STATE_NAME`)
-  so that ``train_loss`` after a resume covers the whole run.
+  so that ``train_loss`` after a resume covers the whole run, and so is the logging window
+  open at the checkpoint: its loss sum, the step it opened after and its per-pair metrics
+  (:data:`WINDOW_METRICS_NAME`). A resumed run continues that window, so its first log
+  equals the uninterrupted run's (the Trainer alone would log the mean of the resumed
+  steps only, and the per-pair metrics of those steps only).
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from typing import Any
 
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
+from ..base.jsonio import read_json_file
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 TMP_PREFIX = "tmp-"
 LOSS_STATE_NAME = "unidpo_loss_state.json"
+WINDOW_METRICS_NAME = "unidpo_window_metrics.safetensors"  # per-pair metrics of the open logging window
 # Files whose presence means the folder holds a finished (or saved) model.
 TRAINED_MARKERS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                    "adapter_model.safetensors", "adapter_model.bin", "config.json", "train_results.json")
@@ -241,8 +247,14 @@ def prepare_output_dir(args) -> None:
 
 
 # --- loss state carried across a resume --------------------------------------------------
-def read_loss_sum(checkpoint: str | Path | None) -> float | None:
-    """The training-loss sum over the steps before ``checkpoint`` (None when it has none)."""
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimizer step a checkpoint was saved at (its ``trainer_state.json``)."""
+    return int(read_json_file(Path(checkpoint) / "trainer_state.json")["global_step"])
+
+
+def read_loss_state(checkpoint: str | Path | None) -> dict[str, Any] | None:
+    """The loss state saved with ``checkpoint`` (see :func:`loss_state`); None when there is
+    no checkpoint or it has none (written by an older version, with a warning)."""
     if checkpoint is None:
         return None
     path = Path(checkpoint) / LOSS_STATE_NAME
@@ -250,19 +262,67 @@ def read_loss_sum(checkpoint: str | Path | None) -> float | None:
         logger.warning("%s has no %s (written by an older version): train_loss will cover only the resumed steps",
                        checkpoint, LOSS_STATE_NAME)
         return None
-    return float(json.loads(path.read_text())["loss_sum"])
+    return read_json_file(path)
 
 
-def running_loss_sum(trainer) -> float:
-    """The loss summed over every optimizer step so far, including the steps before a resume.
+def carried_loss_sum(state: dict[str, Any] | None) -> float | None:
+    """The loss summed over the steps up to the checkpoint that the resumed Trainer does not
+    hold itself: all of them, less the open window's when that window is continued."""
+    if state is None:
+        return None
+    if "window_loss_sum" in state:
+        return float(state["logged_loss_sum"])
+    return float(state["loss_sum"])  # an older checkpoint: the window is not continued
 
-    Collective when several processes train (the not yet logged part is averaged over them,
+
+def loss_state(trainer) -> dict[str, Any]:
+    """What a checkpoint keeps of the training loss: ``loss_sum`` over every optimizer step so
+    far (the steps before a resume included), ``logged_loss_sum`` over the steps up to the last
+    log, and the logging window still open: ``window_loss_sum`` over its steps and
+    ``window_start_step``, the step it opened after.
+
+    Collective when several processes train (the open window's sum is averaged over them,
     as the Trainer does at each logging step); call it on all ranks.
     """
     pending = trainer._tr_loss.detach()
     if trainer.accelerator.num_processes > 1:
         pending = trainer.accelerator.gather(pending.reshape(1)).mean()
-    return (trainer._carried_loss_sum or 0.0) + trainer._total_loss_scalar + float(pending.item())
+    window = float(pending.item())
+    logged = (trainer._carried_loss_sum or 0.0) + trainer._total_loss_scalar
+    return {"loss_sum": logged + window, "logged_loss_sum": logged, "window_loss_sum": window,
+            "window_start_step": trainer._globalstep_last_logged, "global_step": trainer.state.global_step}
+
+
+def continue_logging_window(trainer, checkpoint: str | Path, state: dict[str, Any] | None) -> None:
+    """At the start of a resumed ``train()``: reopen the logging window that was open at the
+    checkpoint, so that the first log after the resume covers the same steps, loss and pairs
+    as in the uninterrupted run.
+
+    The Trainer opens a new window at the checkpoint's step instead: it divides the loss of
+    the resumed steps by their count only and forgets the steps before. Here its loss
+    accumulator starts at the window's saved sum (on every process: the Trainer averages the
+    accumulators over processes when it logs, and the saved sum is that average already),
+    its last logged step goes back to where the window opened, and the window's per-pair
+    metrics are handed back to the trainer (``restore_window_metrics``).
+    """
+    if state is None or "window_loss_sum" not in state:
+        return
+    trainer._tr_loss += state["window_loss_sum"]
+    trainer._globalstep_last_logged = int(state["window_start_step"])
+    path = Path(checkpoint) / WINDOW_METRICS_NAME
+    if path.is_file():
+        from safetensors.torch import load_file
+
+        trainer.restore_window_metrics(load_file(path))
+
+
+def save_window_metrics(trainer, folder: Path) -> None:
+    """The open window's per-pair metrics (``trainer.window_metrics()``), when there are any."""
+    metrics = trainer.window_metrics() if hasattr(trainer, "window_metrics") else {}
+    if metrics:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in metrics.items()}, str(folder / WINDOW_METRICS_NAME))
 
 
 def fold_carried_loss(trainer) -> None:
@@ -350,9 +410,10 @@ def save_checkpoint_atomically(trainer, model, trial) -> None:
         trainer._save_optimizer_and_scheduler(str(tmp))
         trainer._save_scaler(str(tmp))
         trainer._save_rng_state(str(tmp))
-    loss_sum = running_loss_sum(trainer)  # collective: every rank
+    losses = loss_state(trainer)  # collective: every rank
     if args.should_save:
-        _save_trainer_state(trainer, tmp, loss_sum)
+        save_window_metrics(trainer, tmp)
+        _save_trainer_state(trainer, tmp, losses)
     trainer.accelerator.wait_for_everyone()
     if args.should_save:
         publish_checkpoint(tmp, final)
@@ -364,8 +425,8 @@ def save_checkpoint_atomically(trainer, model, trial) -> None:
                            best_model_checkpoint=state.best_model_checkpoint, use_mtime=True)
 
 
-def _save_trainer_state(trainer, folder: Path, loss_sum: float) -> None:
-    """trainer_state.json (with the stateful callbacks' state) and the loss sum, as upstream."""
+def _save_trainer_state(trainer, folder: Path, losses: dict[str, Any]) -> None:
+    """trainer_state.json (with the stateful callbacks' state), as upstream, and the loss state."""
     from transformers.trainer import TRAINER_STATE_NAME
     from transformers.trainer_callback import ExportableState
 
@@ -376,5 +437,5 @@ def _save_trainer_state(trainer, folder: Path, loss_sum: float) -> None:
             state.stateful_callbacks[cb_name].append(cb.state())
         else:
             state.stateful_callbacks[cb_name] = cb.state()
-    write_text_atomic(folder / LOSS_STATE_NAME, json.dumps({"loss_sum": loss_sum, "global_step": state.global_step}))
+    write_text_atomic(folder / LOSS_STATE_NAME, json.dumps(losses))
     state.save_to_json(str(folder / TRAINER_STATE_NAME))

@@ -29,7 +29,7 @@ from accelerate.data_loader import prepare_data_loader
 from accelerate.utils import extract_model_from_parallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from ..base.stats import spearman_rho
 from . import checkpoints
@@ -167,6 +167,21 @@ def prepare_deepspeed_reference(model: torch.nn.Module, trainer: Trainer):
     return engine
 
 
+class ContinueLoggingWindow(TrainerCallback):
+    """At the start of a resumed ``train()``, after the Trainer has reset its loss accumulator,
+    reopen the logging window that was open at the checkpoint
+    (:func:`~alignment_unidpo.training.checkpoints.continue_logging_window`)."""
+
+    def __init__(self, trainer: "UniDPOTrainer"):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        resumed, self.trainer._resumed = self.trainer._resumed, None
+        if resumed is not None:
+            checkpoints.continue_logging_window(self.trainer, *resumed)
+        self.trainer._window_opened_after = self.trainer._globalstep_last_logged
+
+
 class UniDPOTrainer(Trainer):
     """Trainer for ``loss_type`` uni_dpo (Eq. 4), dpo (Eq. 1) or simpo.
 
@@ -215,6 +230,7 @@ class UniDPOTrainer(Trainer):
             logger.info("c-NLL indicator I: ref_w - pi_w > %g * max(1, |ref_w|)", self.nll_ref_gap_tolerance)
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._metric_names: set[str] = set()
+        self.add_callback(ContinueLoggingWindow(self))
         if args.precompute_ref_log_probs and self.needs_reference:
             self.train_dataset = self._with_reference_logps(self.train_dataset, "train", ref_logps_cache)
             if self.eval_dataset is not None:
@@ -360,16 +376,25 @@ class UniDPOTrainer(Trainer):
         return loss.detach(), None, None
 
     # --- checkpoints (see alignment_unidpo.training.checkpoints) --------------------------------
-    _carried_loss_sum: float | None = None  # loss summed over the steps before the resumed checkpoint
+    _carried_loss_sum: float | None = None  # loss summed over the logged steps before the resumed checkpoint
+    _resumed: tuple[str, dict[str, Any] | None] | None = None  # (checkpoint, its loss state) until train begins
+    _window_opened_after = 0  # the step the first logging window of this train() call opened after
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
         """``resume_from_checkpoint``: true (also the string "True" a recipe gives) resumes from
         the latest *complete* checkpoint of ``output_dir``, a path from that checkpoint; partial
-        checkpoints are skipped, stale ``tmp-checkpoint-*`` folders removed."""
+        checkpoints are skipped, stale ``tmp-checkpoint-*`` folders removed. A resumed run logs
+        where it resumed from and continues the logging window open at the checkpoint."""
         checkpoint = checkpoints.resolve_resume(resume_from_checkpoint, self.args.output_dir)
         if self.args.should_save:
             checkpoints.remove_stale_tmp_checkpoints(self.args.output_dir)
-        self._carried_loss_sum = checkpoints.read_loss_sum(checkpoint)
+        state = checkpoints.read_loss_state(checkpoint)
+        if checkpoint is not None:
+            step = checkpoints.checkpoint_step(checkpoint)
+            if self.is_world_process_zero():
+                logger.info("resuming from %s (step %d)", checkpoint, step)
+            self._resumed = (checkpoint, state)
+        self._carried_loss_sum = checkpoints.carried_loss_sum(state)
         return super().train(checkpoint, *args, **kwargs)
 
     def _save_checkpoint(self, model, trial) -> None:
@@ -394,9 +419,24 @@ class UniDPOTrainer(Trainer):
         names = sorted(metrics)
         stacked = torch.stack([metrics[k].detach().float() for k in names], dim=1)  # [pairs, metrics]
         gathered = self.accelerator.gather_for_metrics(stacked).cpu()
-        self._metric_names.update(names + ([SPEARMAN] if "rewards/margins" in names else []))
+        self._note_metric_names(names)
         for i, name in enumerate(names):
             self._metrics[split][name].append(gathered[:, i])
+
+    def window_metrics(self) -> dict[str, torch.Tensor]:
+        """The per-pair training metrics stored since the last log (the open logging window),
+        one tensor per metric; what a checkpoint keeps of the window."""
+        return {name: torch.cat(values) for name, values in self._metrics["train"].items() if values}
+
+    def restore_window_metrics(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Put a checkpoint's :meth:`window_metrics` back, ahead of the steps still to come."""
+        for name, values in metrics.items():
+            self._metrics["train"][name].insert(0, values)
+        self._note_metric_names(list(metrics))
+
+    def _note_metric_names(self, names: list[str]) -> None:
+        """Remember which per-pair metrics were logged (for :meth:`run_means`), Spearman's rho with the margins."""
+        self._metric_names.update(names + ([SPEARMAN] if "rewards/margins" in names else []))
 
     def _window_means(self, split: str) -> dict[str, float]:
         """Means of the per-pair metrics stored since the last log (one logging window), Spearman's
@@ -445,5 +485,7 @@ class UniDPOTrainer(Trainer):
         super().log(logs, start_time)
 
     def _steps_since_last_window(self) -> int:
+        """Optimizer steps of the window being logged: since the last logged window, or since the
+        start of this ``train()`` when it resumed without continuing the window open then."""
         windows = self._train_windows()
-        return self.state.global_step - (windows[-1]["step"] if windows else 0)
+        return self.state.global_step - max(windows[-1]["step"] if windows else 0, self._window_opened_after)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..base.cli import entry_point
 from .evaluate import METRICS, sft_metrics
-from .experiment import WEIGHTS_FILE, run_in_world
+from .experiment import WEIGHTS_FILE, check_positive, check_seeds, run_in_world
 from .folders import WorldSpec, prepare
 from ..plots import logp_curves, margin_scatter, training_curves, weight_distributions
 from ..base.errors import RecipeError
@@ -227,6 +227,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max_steps", type=int, help="cap the preference steps (CI smoke runs)")
     parser.add_argument("--replot", action="store_true", help="redraw the figures and tables from the runs in OUT/runs")
     args = parser.parse_args(argv)
+    check_seeds(args.seeds, "--seeds")
+    check_positive(args.max_steps, "--max_steps", "the preference steps of every run; leave it out for the recipes' own")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     import datasets
     import transformers
@@ -248,7 +250,7 @@ def main(argv: list[str]) -> int:
         path = replot(out, args.seeds, methods)
         print(path.read_text())
         return 0
-    overrides = {"max_steps": args.max_steps} if args.max_steps else None
+    overrides = {"max_steps": args.max_steps} if args.max_steps is not None else None
     path = demo(out, args.seeds, methods, overrides)
     print(path.read_text())
     return 0

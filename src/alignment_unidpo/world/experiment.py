@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..base.files import write_text_atomic
 from ..base.yamlio import parse_overrides
 from ..datagen import pipeline
 from ..datagen.config import load_config
-from ..resolve import load_recipe_dict, resolve
+from ..resolve import DEFAULT_WORLD_RECIPE, load_recipe_dict, resolve
 from ..training.run import train
 from ..training.trainer import UniDPOTrainer
 from .evaluate import METRICS, RewardSpec, evaluate_policy, sft_metrics
@@ -37,8 +38,9 @@ from .folders import WorldSpec, prepare, world_paths, world_values
 
 logger = logging.getLogger("alignment_unidpo")
 
-DEFAULT_WORLD_RECIPE = "toy-world-uni-dpo"
 WEIGHTS_FILE = "pair_weights.json"
+# numpy's seed range: transformers.set_seed seeds numpy with a run's seed (the world seed)
+MAX_SEED = 2**32 - 1
 # A toy-world recipe whose dataset_mixture is [{path: world:on-policy}] trains on on-policy
 # pairs (`make data`, data_configs/toy-world-on-policy.yaml: the SFT model samples, the noisy
 # judge scores, best vs worst) instead of the world's offline noisy-judge pairs.
@@ -68,6 +70,28 @@ class WeightRecordingTrainer(UniDPOTrainer):
         if self.is_world_process_zero() and self.pair_weights["step"]:
             write_text_atomic(Path(self.args.output_dir) / WEIGHTS_FILE, json.dumps(self.pair_weights))
         return result
+
+
+def check_seeds(seeds: list[Any], flag: str) -> list[int]:
+    """``seeds`` as ints, or RecipeError naming ``flag``: every seed an integer from 0 to
+    :data:`MAX_SEED`, none given twice. Checked before any world is generated, not when
+    the preference run after its world and SFT model seeds numpy."""
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise RecipeError(f"{flag} must be an integer from 0 to {MAX_SEED} (numpy's seed range), got {seed!r}")
+    if len(set(seeds)) != len(seeds):
+        raise RecipeError(f"{flag} must be distinct, got {' '.join(map(str, seeds))}")
+    return list(seeds)
+
+
+def check_positive(value: float | None, flag: str, meaning: str) -> float | None:
+    """``value`` unless it is given and not a finite number > 0 (RecipeError naming ``flag``,
+    the range and ``meaning``, what it sets); None (not given) stays None. Where 0 used to
+    mean "the recipe's own value", a typed 0 is refused, not silently replaced."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        allowed = "an integer >= 1" if isinstance(value, int) else "a finite number > 0"
+        raise RecipeError(f"{flag} must be {allowed} ({meaning}), got {value:g}")
+    return value
 
 
 def wants_on_policy(recipe_name: str, overrides: dict[str, Any] | None) -> bool:
@@ -120,12 +144,20 @@ def run_in_world(recipe_name: str = DEFAULT_WORLD_RECIPE, seed: int = 0, overrid
     return record
 
 
+def text_table(rows: list[list[str]], gap: int = 3) -> list[str]:
+    """Aligned plain-text rows: each column as wide as its widest cell (a long recipe name
+    widens its column instead of running into its neighbour), the first left-aligned, the
+    others right-aligned, ``gap`` spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [(" " * gap).join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in rows]
+
+
 def format_comparison(record: dict[str, Any]) -> str:
     """A small table: the SFT start against the trained policy, one row per metric."""
-    lines = [f"held-out metrics ({record['split']} split, world seed {record['seed']})",
-             f"{'metric':<16}{'SFT':>10}{record['recipe']:>22}"]
-    for name in METRICS:
-        lines.append(f"{name:<16}{record['sft'][name]:>10.3f}{record['metrics'][name]:>22.3f}")
+    rows = [["metric", "SFT", record["recipe"]]]
+    rows += [[name, f"{record['sft'][name]:.3f}", f"{record['metrics'][name]:.3f}"] for name in METRICS]
+    lines = [f"held-out metrics ({record['split']} split, world seed {record['seed']})", *text_table(rows)]
     samples = record["metrics"].get("samples", [])
     if samples:
         lines.append("greedy answers: " + "; ".join(f"{s['prompt']} -> {s['answer']}" for s in samples[:3]))
@@ -158,7 +190,7 @@ def main(argv: list[str]) -> int:
     """``python -m alignment_unidpo.world.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``."""
     recipe = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_WORLD_RECIPE
     overrides = parse_overrides(argv)
-    seed = int(overrides.pop("world_seed", 0))
+    seed = check_seeds([overrides.pop("world_seed", 0)], "--world_seed")[0]
     split = str(overrides.pop("split", "test"))
     if split not in ("test", "val"):
         raise RecipeError(f"split must be test or val, got {split!r}")

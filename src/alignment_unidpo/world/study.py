@@ -46,10 +46,10 @@ from ..base.cli import entry_point
 from ..plots import gaps_vs_noise
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
-from ..base.paths import REPO_ROOT
+from ..base.paths import REPO_ROOT, repo_relative
 from ..base.stats import paired_interval
 from .demo import METHODS as DEMO_METHODS, run_dir
-from .experiment import run_in_world
+from .experiment import check_positive, check_seeds, run_in_world
 from .folders import WORLD_ROOT, WorldSpec, prepare, world_paths
 
 METHODS = {label: DEMO_METHODS[label] for label in ("DPO", "SimPO", "Uni-DPO", "w/o w_qual", "w/o w_perf", "w/o c-NLL")}
@@ -204,7 +204,8 @@ def absolute_table(results: dict[str, Any], metric: str, header: list[str]) -> l
 
 
 def write_report(out: Path, grid: Grid, results: dict[str, Any], command: str, wall: float) -> Path:
-    """study.json, one figure per metric and study.md in ``out``."""
+    """study.json (its folders relative to the repository root when inside it), one figure per
+    metric and study.md in ``out``."""
     comps = comparisons(results)
     noise = [f"{n:g}" for n in grid.noise]
     flips = mean_flip_rates(results)
@@ -218,8 +219,8 @@ def write_report(out: Path, grid: Grid, results: dict[str, Any], command: str, w
         figures.append(gaps_vs_noise(panels, list(grid.noise), flips, metric, out / f"study_{metric}.png"))
     runs = len(grid.noise) * len(grid.seeds) * len(METHODS)
     trained_s = results["seconds"]["runs"]
-    record = {"command": command, "grid": {**dataclasses.asdict(grid), "world_root": str(grid.world_root),
-                                           "runs": str(grid.runs)},
+    record = {"command": command, "grid": {**dataclasses.asdict(grid), "world_root": repo_relative(grid.world_root),
+                                           "runs": repo_relative(grid.runs)},
               "methods": METHODS, "wall_seconds": wall, **results, "comparisons": comps}
     write_text_atomic(out / "study.json", json.dumps(record, indent=1))
     per_run = f"{trained_s / results['trained']:.1f} s per trained run" if results["trained"] else "every run read back"
@@ -263,6 +264,27 @@ def write_report(out: Path, grid: Grid, results: dict[str, Any], command: str, w
     return path
 
 
+def grid_of(args: argparse.Namespace) -> Grid:
+    """The grid the command line asks for, every value checked before anything runs
+    (an ``error:`` line naming the flag, not a failure after hours of training)."""
+    grid = QUICK if args.quick else GRID
+    if args.work:
+        work = Path(args.work)
+        grid = dataclasses.replace(grid, runs=work / "runs", world_root=work / "worlds" if args.quick else grid.world_root)
+    if args.seeds is not None:
+        grid = dataclasses.replace(grid, seeds=tuple(check_seeds(args.seeds, "--seeds")))
+    if len(grid.seeds) < 2:
+        raise RecipeError(f"--seeds: a paired interval needs at least 2 seeds, got {' '.join(map(str, grid.seeds))}")
+    if args.noise is not None:
+        for level in args.noise:
+            check_positive(level, "--noise", "the sd of the judge's score noise")
+        if len(set(args.noise)) != len(args.noise):
+            raise RecipeError(f"--noise levels must be distinct, got {' '.join(f'{n:g}' for n in args.noise)}")
+        grid = dataclasses.replace(grid, noise=tuple(args.noise))
+    epochs = check_positive(args.epochs, "--epochs", "num_train_epochs of every run; leave it out for the recipes' own")
+    return dataclasses.replace(grid, epochs=epochs) if epochs is not None else grid
+
+
 @entry_point
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="DPO, SimPO, Uni-DPO and ablations across the judge's noise")
@@ -276,20 +298,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--work", help="folder for the runs and, with --quick, its worlds "
                                        "(default: outputs/study, outputs/study-quick)")
     args = parser.parse_args(argv)
-    grid = QUICK if args.quick else GRID
-    if args.work:
-        work = Path(args.work)
-        grid = dataclasses.replace(grid, runs=work / "runs", world_root=work / "worlds" if args.quick else grid.world_root)
-    if args.seeds:
-        grid = dataclasses.replace(grid, seeds=tuple(args.seeds))
-    if args.noise:
-        grid = dataclasses.replace(grid, noise=tuple(args.noise))
-    if args.epochs:
-        grid = dataclasses.replace(grid, epochs=args.epochs)
-    if len(set(grid.seeds)) < 2:
-        raise RecipeError("a paired interval needs at least 2 distinct seeds")
-    if any(n <= 0 for n in grid.noise) or len(set(grid.noise)) != len(grid.noise):
-        raise RecipeError(f"noise levels must be distinct and > 0, got {list(grid.noise)}")
+    grid = grid_of(args)
     out = Path(args.out) if args.out else (REPO_ROOT / "outputs" / "study-quick" if args.quick else REPO_ROOT / "demo")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     import datasets
