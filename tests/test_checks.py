@@ -11,7 +11,7 @@ import pytest
 
 from alignment_unidpo import recipes, sweep
 from alignment_unidpo.training import run
-from alignment_unidpo.world import experiment
+from alignment_unidpo.world import experiment, folders
 from alignment_unidpo.checks import check_model_paths
 from alignment_unidpo.configs import USED_BY_LOSS, VALUE_RULE_OF, ignored_by_loss_type
 from alignment_unidpo.base.errors import RecipeError
@@ -152,7 +152,7 @@ def test_a_world_dry_run_prints_the_recipe_and_trains_nothing(monkeypatch, capsy
         raise AssertionError("a dry run must not prepare or train")
 
     monkeypatch.setattr(experiment, "prepare", fail)
-    monkeypatch.setattr(experiment, "ensure_sft", fail)
+    monkeypatch.setattr(folders, "ensure_sft", fail)
     monkeypatch.setattr(experiment, "train", fail)
     assert experiment.main(["toy-world-dpo", "--dry_run", "--beta=0.3", "--world_seed=2"]) == 0
     out = json.loads(capsys.readouterr().out)
