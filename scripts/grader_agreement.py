@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from alignment_unidpo.evaluation import math_grading, qwen_math_grading  # noqa: E402
+from alignment_unidpo.generation import math_grading, qwen_math_grading  # noqa: E402
 
 BENCHMARKS = ("gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gaokao2023en",
               "college_math")

@@ -64,7 +64,7 @@ def counted_grades(monkeypatch):
         graded.append(output)
         return real(output, answer, timeout_s)
 
-    monkeypatch.setattr(math_suite, "grade", counting)
+    monkeypatch.setattr(math_grading, "grade", counting)  # the math_verify grader calls it by module
     return graded
 
 
@@ -122,7 +122,7 @@ BAD_INPUTS = [
     (["{t}/world", "--split=train"], "error: --split must be val or test, got 'train'"),
     (["--suite=math", "--predictions={t}/p.jsonl", "--limit=2"],
      "error: --limit does not apply to grade-only SUITE=math PREDICTIONS=...; it takes --suite, --predictions, "
-     "--out, --benchmarks, --recipe, --timeout, --progress"),
+     "--out, --benchmarks, --recipe, --timeout, --grader, --progress"),
     (["{t}/qwen2.5-math-7b", "--suite=alpacaeval", "--benchmarks=gsm8k"],
      "error: --benchmarks does not apply to SUITE=alpacaeval"),
     # input files

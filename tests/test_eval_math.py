@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
-from alignment_unidpo.evaluation import math_suite
 from alignment_unidpo.generation import math_grading
 from alignment_unidpo.generation.math_grading import extract_answer, grade, reference_answer
 
@@ -139,7 +138,7 @@ def test_a_killed_grading_resumes_without_grading_any_item_twice(tmp_path, capsy
         graded.append(output)
         return real(output, answer, timeout_s)
 
-    monkeypatch.setattr(math_suite, "grade", killed_after_3)
+    monkeypatch.setattr(math_grading, "grade", killed_after_3)
     with pytest.raises(KeyboardInterrupt):
         eval_cli.main(argv)
     results = tmp_path / "preds-eval" / "results.jsonl"
@@ -151,7 +150,7 @@ def test_a_killed_grading_resumes_without_grading_any_item_twice(tmp_path, capsy
         graded.append(output)
         return real(output, answer, timeout_s)
 
-    monkeypatch.setattr(math_suite, "grade", counting)
+    monkeypatch.setattr(math_grading, "grade", counting)
     code, out, _ = run_main(argv, capsys)
     assert code == 0 and json.loads(out[-1])["accuracy"] == pytest.approx(5 / 8)
     assert len(graded) == 8 == len(set(graded))  # each item graded exactly once over both runs

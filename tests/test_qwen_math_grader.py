@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from alignment_unidpo.evaluation import math_grading, qwen_math_grading
-from alignment_unidpo.evaluation.qwen_math_grading import (
+from alignment_unidpo.generation import math_grading, qwen_math_grading
+from alignment_unidpo.generation.qwen_math_grading import (
     extract_answer,
     grade,
     grader_stamp,
@@ -231,3 +231,26 @@ def test_an_outer_alarm_survives_the_time_limit():
         assert 20 < left < 30
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def test_make_eval_grades_with_the_grader_named_and_switching_graders_regrades(tmp_path, capsys):
+    """`--grader=qwen_math` in grade-only mode: the verdict of the rules asked for, the grader
+    named in summary.json and results.md, and a switch back regrades every logged item."""
+    import json
+
+    from alignment_unidpo import eval_cli
+
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"benchmark": "math500", "output": "so \\boxed{(1,3]}", "answer": "[1,3]"}) + "\n")
+    verdicts = {}
+    for grader in ("qwen_math", "math_verify"):
+        code = eval_cli.main(["--suite=math", f"--predictions={preds}", f"--out={tmp_path / 'eval'}",
+                              f"--grader={grader}", "--progress=false"])
+        assert code == 0, capsys.readouterr().err
+        rows = [json.loads(line) for line in (tmp_path / "eval" / "results.jsonl").read_text().splitlines()]
+        verdicts[grader] = [row["correct"] for row in rows]
+        summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+        assert grader in json.dumps(summary["settings"]) and grader in (tmp_path / "eval" / "results.md").read_text()
+    assert verdicts == {"qwen_math": [True], "math_verify": [False]}  # brackets ignored by the authors' rules
+    code = eval_cli.main(["--suite=math", f"--predictions={preds}", "--grader=sympy"])
+    assert code == 2 and "--grader must be one of math_verify, qwen_math, got 'sympy'" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..base.errors import DataValidationError
 from ..base.files import write_text_atomic
 from ..generation.decoding import generate, load_model_and_tokenizer
-from ..generation.math_grading import grade, grader_stamp
+from ..generation.graders import GRADERS, Grader
 from ..generation.prompts import math_conversation
 from . import report
 from .benchmarks import MATH_BENCHMARKS, load_benchmark, load_predictions
@@ -88,22 +88,24 @@ def summarize_math(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "average": sum(b["accuracy"] for b in benchmarks.values()) / len(benchmarks)}
 
 
-def grade_items(jobs: list[tuple[ItemKey, str, dict[str, Any]]], log: ItemLog, timeout: int, progress: bool) -> None:
+def grade_items(jobs: list[tuple[ItemKey, str, dict[str, Any]]], log: ItemLog, grader: Grader, timeout: int,
+                progress: bool) -> None:
     """Grade each ``(key, gold answer, generation)`` and log its row."""
-    for key, answer, gen in tqdm(jobs, desc="grading", disable=not progress):
-        g = grade(gen["output"], answer, timeout)
+    for key, answer, gen in tqdm(jobs, desc=f"grading ({grader.name})", disable=not progress):
+        g = grader.grade(gen["output"], answer, timeout, key.benchmark)
         log.append(key, {"answer": answer, **gen, "extracted": g.extracted, "how": g.how, "correct": g.correct,
                          "note": g.note})
 
 
 def eval_math_predictions(run: str | None, opts: Options, out: Path, items: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [ItemKey(it["index"], digest(it["output"], it["answer"], it["benchmark"]), it["benchmark"]) for it in items]
-    with ItemLog(out / "results.jsonl", grader_stamp(opts.timeout)) as log:
+    grader = GRADERS[opts.grader]
+    with ItemLog(out / "results.jsonl", grader.stamp(opts.timeout)) as log:
         grade_items([(key, it["answer"], {"output": it["output"]}) for key, it in zip(keys, items)
-                     if not log.is_current(key)], log, opts.timeout, opts.progress)
+                     if not log.is_current(key)], log, grader, opts.timeout, opts.progress)
         rows = log.rewrite(keys, untouched(opts))
     meta = settings(None, opts, {"predictions": opts.predictions, "benchmarks": opts.benchmarks or "all",
-                                 "items": len(items), "grader timeout (s)": opts.timeout})
+                                 "items": len(items), "grader": opts.grader, "grader timeout (s)": opts.timeout})
     return finish_math(rows, out, opts.recipe or None, meta)
 
 
@@ -111,11 +113,12 @@ def eval_math_model(run: str, opts: Options, out: Path, items: list[dict[str, An
     decoding = decoding_of(opts)
     keys = [ItemKey(it["index"], digest(it["benchmark"], it["problem"], it["answer"], decoding.as_dict()),
                     it["benchmark"]) for it in items]
-    with ItemLog(out / "results.jsonl", grader_stamp(opts.timeout)) as log:
+    grader = GRADERS[opts.grader]
+    with ItemLog(out / "results.jsonl", grader.stamp(opts.timeout)) as log:
         logged = [log.row(key) for key in keys]
         # generated before, graded by another grader (or logged in the old format): graded again, not generated
         grade_items([(key, it["answer"], generation_of(row)) for key, it, row in zip(keys, items, logged)
-                     if row is not None and not log.is_current(key)], log, opts.timeout, opts.progress)
+                     if row is not None and not log.is_current(key)], log, grader, opts.timeout, opts.progress)
         todo = [i for i, row in enumerate(logged) if row is None]
         if todo:
             model, tokenizer = load_model_and_tokenizer(run)
@@ -124,15 +127,15 @@ def eval_math_model(run: str, opts: Options, out: Path, items: list[dict[str, An
             for start, batch in zip(range(0, len(todo), opts.batch_size),
                                     generate(model, tokenizer, convs, decoding, opts.batch_size)):
                 chunk = todo[start:start + opts.batch_size]
-                grade_items([(keys[i], items[i]["answer"], gen) for i, gen in zip(chunk, batch)], log, opts.timeout,
-                            progress=False)
+                grade_items([(keys[i], items[i]["answer"], gen) for i, gen in zip(chunk, batch)], log, grader,
+                            opts.timeout, progress=False)
                 bar.update(len(chunk))
             bar.close()
         rows = log.rewrite(keys, untouched(opts))
     names = list(dict.fromkeys(it["benchmark"] for it in items))
     meta = settings(run, opts, {"benchmarks": ",".join(names), "data_dir": opts.data_dir, "items": len(items),
                                 "decoding": decoding.as_dict(), "prompt": "Tab. C.2 (system + user, chat template)",
-                                "pass@1": "one greedy run", "grader timeout (s)": opts.timeout})
+                                "pass@1": "one greedy run", "grader": opts.grader, "grader timeout (s)": opts.timeout})
     return finish_math(rows, out, opts.recipe or Path(run).name, meta)
 
 

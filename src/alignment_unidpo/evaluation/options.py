@@ -13,6 +13,7 @@ from typing import Any, Callable
 from ..base.errors import DataValidationError
 from ..base.values import parse_bool
 from ..generation.decoding import Decoding
+from ..generation.graders import DEFAULT_GRADER, GRADERS
 from ..generation.math_grading import DEFAULT_TIMEOUT_S
 from . import report
 from .benchmarks import DEFAULT_MATH_DIR
@@ -36,6 +37,7 @@ class Options:
     temperature: float = 0.0
     top_p: float = 1.0
     timeout: int = DEFAULT_TIMEOUT_S
+    grader: str = DEFAULT_GRADER  # math: math_verify or qwen_math (the authors' rules), docs/math-graders.md
     split: str = ""  # a suite with held-out splits (the world's): val or test; default: the split the run recorded
     progress: bool = True
 
@@ -71,6 +73,8 @@ def parse_value(key: str, value: str) -> Any:
         raise DataValidationError(text) from None
     if key in NUMBER_RULES and not NUMBER_RULES[key][0](parsed):
         raise DataValidationError(f"--{key} must be {NUMBER_RULES[key][1]}, got {value!r}")
+    if key == "grader" and parsed not in GRADERS:
+        raise DataValidationError(f"--grader must be one of {', '.join(GRADERS)}, got {value!r}")
     if key == "split" and parsed not in SPLITS:
         raise DataValidationError(f"--split must be {' or '.join(SPLITS)}, got {value!r}")
     return benchmark_names(value) if key == "benchmarks" else parsed

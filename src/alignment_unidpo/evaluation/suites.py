@@ -47,10 +47,10 @@ def register_suite(name: str, suite: Suite) -> None:
     SUITES[name] = suite
 
 
-GRADE_ONLY = Suite(frozenset({"predictions", "benchmarks", "recipe", "timeout"}), math_suite.prediction_items,
+GRADE_ONLY = Suite(frozenset({"predictions", "benchmarks", "recipe", "timeout", "grader"}), math_suite.prediction_items,
                    math_suite.eval_math_predictions, takes_run=False, needs_model=False,
                    title="grade-only SUITE=math PREDICTIONS=...")
-register_suite("math", Suite(DECODING_OPTIONS | {"data_dir", "benchmarks", "recipe", "timeout"},
+register_suite("math", Suite(DECODING_OPTIONS | {"data_dir", "benchmarks", "recipe", "timeout", "grader"},
                              math_suite.benchmark_items, math_suite.eval_math_model, title="SUITE=math with a model"))
 TEXTUAL = Suite(DECODING_OPTIONS | {"questions", "recipe", "model_id"}, textual_suite.question_items,
                 textual_suite.eval_textual)
