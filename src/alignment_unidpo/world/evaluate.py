@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer
 
 from ..base.files import write_text_atomic
 from ..base.jsonio import read_json_records
+from ..generation.decoding import Decoding, generate, load_model_and_tokenizer
 from ..training.data import normalize_row
 from ..training.logprobs import SequenceLogps
-from ..training.merge import load_causal_lm
 from ..training.tokenization import PreferenceCollator, tokenize_row
 from ..base.stats import spearman_rho
 from ..training.trainer import model_sequence_logps, uses_mean_logps
@@ -58,9 +57,16 @@ class RewardSpec:
         return self.beta * ((pol[:n] - ref[:n]) - (pol[n:] - ref[n:]))
 
 
+# Greedy answers of at most 10 tokens, 256 prompts a batch: the settings every world number
+# (demo/results.md, demo/study.md) was measured with.
+WORLD_DECODING = Decoding(max_new_tokens=10)
+WORLD_GENERATION_BATCH = 256
+
+
 def load(model_dir: str | Path):
-    model = load_causal_lm(model_dir).eval()  # a LoRA run on its own base
-    return model, AutoTokenizer.from_pretrained(model_dir)
+    """The model (a LoRA run on its own base) and its tokenizer, on the CPU, where the world's
+    batches are (:func:`~alignment_unidpo.generation.decoding.load_model_and_tokenizer`)."""
+    return load_model_and_tokenizer(str(model_dir), device="cpu")
 
 
 @torch.no_grad()
@@ -83,18 +89,11 @@ def pair_logps(model, tokenizer, pairs: list[dict[str, Any]], batch_size: int = 
     return SequenceLogps(**joined)
 
 
-@torch.no_grad()
-def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 10, batch_size: int = 256) -> list[str]:
-    tokenizer.padding_side = "left"
-    answers = []
-    for start in range(0, len(prompts), batch_size):
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-                 for p in prompts[start:start + batch_size]]
-        enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        answers += [a.strip() for a in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
-    return answers
+def greedy_answers(model, tokenizer, prompts: list[str], decoding: Decoding = WORLD_DECODING,
+                   batch_size: int = WORLD_GENERATION_BATCH) -> list[str]:
+    """The answer to each prompt (one user turn) by :func:`~alignment_unidpo.generation.decoding.generate`."""
+    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    return [row["output"] for batch in generate(model, tokenizer, conversations, decoding, batch_size) for row in batch]
 
 
 def evaluate_policy(policy_dir: str | Path, reference_dir: str | Path, world_dir: str | Path, spec: RewardSpec,
