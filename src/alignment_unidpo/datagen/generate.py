@@ -25,28 +25,28 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..base.files import write_jsonl_atomic
-from ..base.errors import DataGenError
+from ..base.errors import DataGenError, DataValidationError
 from ..base.values import trusts_remote_code
 from ..generation.decoding import Decoding, generate, load_model_and_tokenizer
 from ..generation.prompts import math_conversation
+from ..training.data import prompt_messages, with_system_prompt
 from .sources import PROMPT_SOURCES
 
 
 # --- prompts ---------------------------------------------------------------------------
 def _conversation(value: Any, p: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """A prompt as the conversation to sample from: the math template's, or the prompt's own
+    messages by training's rule (:func:`~alignment_unidpo.training.data.prompt_messages`,
+    the same errors), behind ``system_prompt``."""
     if p["template"] == "math":
         if not isinstance(value, str):
             raise DataGenError(f"{where}: template math needs the problem as a string")
         return math_conversation(value)
-    if isinstance(value, str):
-        conv = [{"role": "user", "content": value}]
-    elif isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
-        conv = [{"role": m.get("role", "user"), "content": m["content"]} for m in value]
-    else:
-        raise DataGenError(f"{where}: the prompt must be a string or a list of chat messages")
-    if p["system_prompt"] and conv[0]["role"] != "system":
-        conv = [{"role": "system", "content": p["system_prompt"]}] + conv
-    return conv
+    try:
+        conv = prompt_messages(value, where)
+    except DataValidationError as err:
+        raise DataGenError(str(err)) from None
+    return with_system_prompt(conv, p["system_prompt"])
 
 
 def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:

@@ -86,7 +86,11 @@ def load_source(spec: dict[str, Any]) -> datasets.Dataset | list[dict[str, Any]]
     return datasets.load_dataset(path, split=split, **spec)
 
 
-def _as_messages(value: Any, where: str, role: str) -> list[dict[str, str]]:
+def as_messages(value: Any, where: str, role: str) -> list[dict[str, str]]:
+    """``value`` as chat messages: a string is one message of ``role``; a list must hold
+    ``{role, content}`` messages with string values (other keys are dropped). Anything else,
+    a message without a role included, is a :class:`DataValidationError` naming ``where``.
+    The one rule for messages: training data and ``make data``'s prompts both go through it."""
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     if isinstance(value, list) and value and all(
@@ -94,6 +98,21 @@ def _as_messages(value: Any, where: str, role: str) -> list[dict[str, str]]:
     ):
         return [{"role": m["role"], "content": m["content"]} for m in value]
     raise DataValidationError(f"{where}: expected a string or a list of {{role, content}} messages, got {value!r:.80}")
+
+
+def prompt_messages(value: Any, where: str) -> list[dict[str, str]]:
+    """A prompt (a string: the user's turn; or chat messages) as messages; an empty one is refused."""
+    messages = as_messages(value, where, "user")
+    if not any(m["content"].strip() for m in messages):
+        raise DataValidationError(f"{where}: empty prompt")
+    return messages
+
+
+def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """``messages`` behind a system turn of ``system_prompt``, unless they open with their own."""
+    if system_prompt and messages[0]["role"] != "system":
+        return [{"role": "system", "content": system_prompt}] + messages
+    return messages
 
 
 def _score(value: Any, where: str) -> float:
@@ -112,7 +131,7 @@ def normalize_row(row: dict[str, Any], where: str, system_prompt: str | None, re
     answers = {}
     context = None
     for name in ("chosen", "rejected"):
-        msgs = _as_messages(row[name], f"{where}, field '{name}'", "assistant")
+        msgs = as_messages(row[name], f"{where}, field '{name}'", "assistant")
         if msgs[-1]["role"] != "assistant":
             raise DataValidationError(
                 f"{where}, field '{name}': the last message must be the assistant's answer, got role {msgs[-1]['role']!r}"
@@ -125,11 +144,8 @@ def normalize_row(row: dict[str, Any], where: str, system_prompt: str | None, re
             context = msgs[:-1]
         answers[name] = msgs[-1]["content"]
     if context is None:
-        context = _as_messages(row["prompt"], f"{where}, field 'prompt'", "user")
-        if not any(m["content"].strip() for m in context):
-            raise DataValidationError(f"{where}, field 'prompt': empty prompt")
-    if system_prompt and context[0]["role"] != "system":
-        context = [{"role": "system", "content": system_prompt}] + context
+        context = prompt_messages(row["prompt"], f"{where}, field 'prompt'")
+    context = with_system_prompt(context, system_prompt)
     scores = {
         name: _score(row[name], f"{where}, field '{name}'") if row.get(name) is not None else 0.0
         for name in SCORE_FIELDS
