@@ -78,7 +78,7 @@ def training_curves(runs: dict[str, str | Path], path: str | Path, keys: tuple[s
         ax.axis("off")
     handles = {h.get_label(): h for ax in axes.flat for h in ax.get_lines()}
     axes.flat[0].legend([handles[k] for k in histories if k in handles], [k for k in histories if k in handles], fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def logp_curves(runs: dict[str, str | Path], path: str | Path, reductions: dict[str, str] | None = None) -> Path:
@@ -98,7 +98,7 @@ def logp_curves(runs: dict[str, str | Path], path: str | Path, reductions: dict[
     for ax in list(axes.flat)[len(runs):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def margin_scatter(points: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
@@ -113,7 +113,7 @@ def margin_scatter(points: dict[str, dict[str, list[float]]], path: str | Path) 
         ax.set_title(f"{label}: rho = {rho:.2f}")
         ax.set_xlabel("true score margin")
         ax.set_ylabel("implicit reward margin")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def weight_distributions(weights: dict[str, dict[str, list[float]]], path: str | Path) -> Path:
@@ -128,7 +128,7 @@ def weight_distributions(weights: dict[str, dict[str, list[float]]], path: str |
             ax.hist(late, bins=30, range=(0, 1), alpha=0.5, label="last third")
             ax.set_title(f"{label}: {key}")
         row[0].legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def heatmap(values: list[list[float]], xs: list[str], ys: list[str], xlabel: str, ylabel: str, title: str,
@@ -145,7 +145,7 @@ def heatmap(values: list[list[float]], xs: list[str], ys: list[str], xlabel: str
         for j, v in enumerate(row):
             ax.text(j, i, "failed" if v != v else f"{v:.3g}", ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(image, ax=ax)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def gaps_vs_noise(panels: dict[str, dict[str, list[tuple[float, float, float]]]], noise: list[float],
@@ -167,14 +167,16 @@ def gaps_vs_noise(panels: dict[str, dict[str, list[tuple[float, float, float]]]]
         ax.set_ylabel(f"difference in {metric}")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (its folder created) and close it; every figure
+    of the package is saved here (``make data``'s score histogram too)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

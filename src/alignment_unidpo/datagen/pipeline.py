@@ -121,9 +121,8 @@ def histogram(values: list[float], lo: float = 0.0, hi: float = 10.0, bins: int 
 
 
 def plot_scores(all_scores: list[float], pairs: list[dict[str, Any]], path: Path, title: str) -> Path:
-    import matplotlib
+    from ..plots import save_figure  # first: it puts matplotlib on its file-only back-end
 
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -135,10 +134,7 @@ def plot_scores(all_scores: list[float], pairs: list[dict[str, Any]], path: Path
     ax.set_ylabel("density")
     ax.set_title(title, fontsize=9)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def stats_of(rows: list[dict[str, Any]], pairs: list[dict[str, Any]], dropped: dict[str, int],
