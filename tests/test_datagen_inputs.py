@@ -329,7 +329,7 @@ def test_the_scorers_pass_trust_remote_code_as_configured(config, from_pretraine
         assert cfg["score"]["trust_remote_code"] is trust
         from_pretrained.clear()
         with pytest.raises(Loaded):
-            {"reward_model": dg_scorers.reward_model_scorer, "prm": dg_scorers.prm_scorer}[scorer](cfg["score"])
+            {"reward_model": dg_scorers.reward_model_scorer, "prm": dg_scorers.prm_scorer}[scorer](cfg)
         assert from_pretrained == [("AutoTokenizer", trust), (model_class, trust)], scorer
 
 
@@ -360,8 +360,8 @@ def test_a_hand_made_section_saying_no_never_trusts(config, from_pretrained, vll
     g, s = {**cfg["generate"], "trust_remote_code": "no"}, {**cfg["score"], "trust_remote_code": "no"}
     dg_generate.vllm_sampler(g["model"], g)
     assert vllm_llm["trust_remote_code"] is False
-    for load in (lambda: dg_generate.transformers_sampler(g["model"], g), lambda: dg_scorers.reward_model_scorer(s),
-                 lambda: dg_scorers.prm_scorer(s)):
+    for load in (lambda: dg_generate.transformers_sampler(g["model"], g),
+                 lambda: dg_scorers.reward_model_scorer({**cfg, "score": s}), lambda: dg_scorers.prm_scorer({**cfg, "score": s})):
         with pytest.raises(Loaded):
             load()
     assert [trust for _, trust in from_pretrained] == [False] * 6
@@ -398,13 +398,14 @@ class FakePRM(torch.nn.Module):
 
 @pytest.mark.parametrize("trust", [True, False])
 def test_the_prm_scorer_refuses_a_model_that_is_not_a_prm(config, monkeypatch, trust):
-    s = load_config(config, {"score.scorer": "prm", "score.trust_remote_code": trust})["score"]
+    cfg = load_config(config, {"score.scorer": "prm", "score.trust_remote_code": trust})
     rows = [{"id": 0, "prompt": [{"role": "user", "content": "1+1?"}], "samples": [{"text": "step\n\n2"}]}]
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: FakePRMTokenizer())
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", lambda *a, **k: FakePRM(2))
-    assert dg_scorers.prm_scorer(s)(rows) == [[pytest.approx(10 * torch.sigmoid(torch.tensor(1.0)).item())]]
+    assert dg_scorers.prm_scorer(cfg)(rows, "shard-00000.jsonl") == [
+        {"scores": [pytest.approx(10 * torch.sigmoid(torch.tensor(1.0)).item())]}]
     monkeypatch.setattr(transformers.AutoModel, "from_pretrained", lambda *a, **k: FakePRM(16))
     hint = "" if trust else r" \(score.trust_remote_code is false"
     with pytest.raises(DataGenError, match=f"gives 16 outputs per token, not a process reward model's 2 step "
                                            f"logits{hint}"):
-        dg_scorers.prm_scorer(s)(rows)
+        dg_scorers.prm_scorer(cfg)(rows, "shard-00000.jsonl")

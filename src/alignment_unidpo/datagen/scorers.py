@@ -20,6 +20,11 @@ Datagen's own (appendix C.2 of the paper):
   how; min is the common choice), then scale 0-1 by 10. **Not run yet** (a 7B model).
 * ``none``: no score (math rule with the verifier only).
 
+Every scorer has one signature: built from the whole config (:data:`ScorerBuilder`, its
+models loaded then), it scores a generation shard's rows (:data:`ShardScorer`), given the
+shard's file for its error messages, and returns per row the fields the row gains:
+``scores`` (one per sample) and whatever else it keeps.
+
 A package above datagen adds its own with :func:`register_scorer`: the preference world
 registers ``world_judge``, its noisy judge (:mod:`alignment_unidpo.world.plugins`).
 """
@@ -38,11 +43,16 @@ from ..base.values import trusts_remote_code
 from ..generation.prompts import MATH_SYSTEM_PROMPT
 
 
-# A generation shard's rows -> per row, the score of each sample.
-RowScorer = Callable[[list[dict[str, Any]]], list[list[float | None]]]
 # (a generation shard's rows, its file) -> per row, the fields it gains: "scores" (one per
 # sample) and whatever else the scorer keeps (the world's judge: "true_scores").
 ShardScorer = Callable[[list[dict[str, Any]], Path], list[dict[str, Any]]]
+# The whole config -> its scorer (models loaded).
+ScorerBuilder = Callable[[dict[str, Any]], ShardScorer]
+
+
+def score_fields(scores: list[list[float | None]]) -> list[dict[str, Any]]:
+    """Each row's sample scores as the fields it gains (``scores`` alone)."""
+    return [{"scores": row} for row in scores]
 
 
 def prompt_text(messages: list[dict[str, str]]) -> str:
@@ -51,9 +61,11 @@ def prompt_text(messages: list[dict[str, str]]) -> str:
     return users[-1] if users else messages[-1]["content"]
 
 
-def reward_model_scorer(s: dict[str, Any]) -> RowScorer:
+def reward_model_scorer(cfg: dict[str, Any]) -> ShardScorer:
+    """``reward_model``: a sequence-classification reward model's score of each answer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    s = cfg["score"]
     trust = trusts_remote_code(s, "score")
     tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
     if tokenizer.pad_token_id is None:
@@ -66,7 +78,7 @@ def reward_model_scorer(s: dict[str, Any]) -> RowScorer:
     tokenizer.padding_side = "right"
 
     @torch.no_grad()
-    def score(rows):
+    def score(rows, shard_file):
         texts = [tokenizer.apply_chat_template(r["prompt"] + [{"role": "assistant", "content": smp["text"]}],
                                                tokenize=False) for r in rows for smp in r["samples"]]
         flat: list[float] = []
@@ -78,13 +90,15 @@ def reward_model_scorer(s: dict[str, Any]) -> RowScorer:
             logits = out.logits if logits is None else logits
             flat += logits.float().reshape(len(enc["input_ids"]), -1)[:, 0].tolist()
         it = iter(flat)
-        return [[next(it) for _ in r["samples"]] for r in rows]
+        return score_fields([[next(it) for _ in r["samples"]] for r in rows])
 
     return score
 
 
-def external_scorer(s: dict[str, Any]) -> Callable[[list[dict[str, Any]], Path], list[list[float]]]:
-    path = Path(s["path"])
+def external_scorer(cfg: dict[str, Any]) -> ShardScorer:
+    """``external``: an outside judge's scores, joined on prompt and answer text (a missing
+    one names the shard file and line)."""
+    path = Path(cfg["score"]["path"])
     if not path.is_file():
         raise DataGenError(f"{path}: external judge scores file not found (score.path)")
     table: dict[tuple[str, str], float] = {}
@@ -111,7 +125,7 @@ def external_scorer(s: dict[str, Any]) -> Callable[[list[dict[str, Any]], Path],
                                        f"{path} (joined on prompt and answer text)")
                 scores.append(table[key])
             out.append(scores)
-        return out
+        return score_fields(out)
 
     return score
 
@@ -151,17 +165,18 @@ def aggregate(steps: list[float], how: str) -> float:
     return prod
 
 
-def prm_scorer(s: dict[str, Any]) -> RowScorer:
-    """The PRM's score of each sample (tested on a stand-in model; the 7B PRM not run yet)."""
+def prm_scorer(cfg: dict[str, Any]) -> ShardScorer:
+    """``prm``: the PRM's score of each sample (tested on a stand-in model; the 7B PRM not run yet)."""
     from transformers import AutoModel, AutoTokenizer
 
+    s = cfg["score"]
     trust = trusts_remote_code(s, "score")
     tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
     model = AutoModel.from_pretrained(s["model"], dtype=s["dtype"], device_map="auto", trust_remote_code=trust).eval()
     sep_id = tokenizer.encode("<extra_0>")[0]
 
     @torch.no_grad()
-    def score(rows):
+    def score(rows, shard_file):
         out = []
         for r in rows:
             system = next((m["content"] for m in r["prompt"] if m["role"] == "system"), MATH_SYSTEM_PROMPT)
@@ -178,32 +193,21 @@ def prm_scorer(s: dict[str, Any]) -> RowScorer:
                 rewards = prm_step_rewards(logits, ids == sep_id)[0]
                 scores.append(float(s["prm_scale"]) * aggregate(rewards, s["prm_aggregate"]))
             out.append(scores)
-        return out
+        return score_fields(out)
 
     return score
 
 
-def no_scores(rows: list[dict[str, Any]]) -> list[list[None]]:
+def no_scorer(cfg: dict[str, Any]) -> ShardScorer:
     """``none``: no score for any sample (the math rule pairs by the verifier's labels alone)."""
-    return [[None] * len(r["samples"]) for r in rows]
-
-
-def per_row(score: Callable[[list[dict[str, Any]]], list[list[Any]]]) -> ShardScorer:
-    """A scorer of rows as a :data:`ShardScorer`: each row gains its ``scores``."""
-    return lambda rows, shard_file: [{"scores": scores} for scores in score(rows)]
-
-
-def external_shard_scorer(s: dict[str, Any]) -> ShardScorer:
-    """The external judge's scores, joined per shard (its errors name the shard file and line)."""
-    score = external_scorer(s)
-    return lambda rows, shard_file: [{"scores": scores} for scores in score(rows, shard_file)]
+    return lambda rows, shard_file: score_fields([[None] * len(r["samples"]) for r in rows])
 
 
 @dataclass(frozen=True)
 class ScorerSpec:
     """One ``score.scorer``: how it is built from the config, and what the config must hold for it."""
 
-    build: Callable[[dict[str, Any]], ShardScorer]  # the whole config -> the scorer (its models loaded)
+    build: ScorerBuilder  # the whole config -> the scorer (its models loaded)
     uses_model: bool = False  # reads score.model (which must then be given, and exist)
     needs_source: str | None = None  # the only prompts.source whose prompts it can score
 
@@ -217,7 +221,7 @@ def register_scorer(name: str, spec: ScorerSpec) -> None:
 
 
 # Late-bound through the module's names, so that a test can stand in for a loader.
-register_scorer("reward_model", ScorerSpec(lambda cfg: per_row(reward_model_scorer(cfg["score"])), uses_model=True))
-register_scorer("external", ScorerSpec(lambda cfg: external_shard_scorer(cfg["score"])))
-register_scorer("prm", ScorerSpec(lambda cfg: per_row(prm_scorer(cfg["score"])), uses_model=True))
-register_scorer("none", ScorerSpec(lambda cfg: per_row(no_scores)))
+register_scorer("reward_model", ScorerSpec(lambda cfg: reward_model_scorer(cfg), uses_model=True))
+register_scorer("external", ScorerSpec(lambda cfg: external_scorer(cfg)))
+register_scorer("prm", ScorerSpec(lambda cfg: prm_scorer(cfg), uses_model=True))
+register_scorer("none", ScorerSpec(lambda cfg: no_scorer(cfg)))
