@@ -9,8 +9,10 @@
 * :func:`resolve_resume` turns ``resume_from_checkpoint`` (true or a path) into the latest
   *complete* checkpoint; a partial one (a kill before this module wrote checkpoints
   atomically, or a copy cut short) is skipped with a warning, never read.
-* :func:`save_checkpoint_atomically` replaces ``Trainer._save_checkpoint``: a checkpoint is
-  written into ``tmp-checkpoint-N`` and renamed to ``checkpoint-N`` only once complete.
+* :class:`CheckpointingMixin`, mixed into the trainer, owns what a checkpoint does to the
+  Trainer's own state: its ``_save_checkpoint`` writes into ``tmp-checkpoint-N``, renamed
+  to ``checkpoint-N`` only once complete, and its ``train`` resumes from the latest
+  complete checkpoint.
 * The running sum of the training loss is kept in each checkpoint (:data:`LOSS_STATE_NAME`)
   so that ``train_loss`` after a resume covers the whole run, and so is the logging window
   open at the checkpoint: its loss sum, the step it opened after and its per-pair metrics
@@ -275,72 +277,6 @@ def carried_loss_sum(state: dict[str, Any] | None) -> float | None:
     return float(state["loss_sum"])  # an older checkpoint: the window is not continued
 
 
-def loss_state(trainer) -> dict[str, Any]:
-    """What a checkpoint keeps of the training loss: ``loss_sum`` over every optimizer step so
-    far (the steps before a resume included), ``logged_loss_sum`` over the steps up to the last
-    log, and the logging window still open: ``window_loss_sum`` over its steps and
-    ``window_start_step``, the step it opened after.
-
-    Collective when several processes train (the open window's sum is averaged over them,
-    as the Trainer does at each logging step); call it on all ranks.
-    """
-    pending = trainer._tr_loss.detach()
-    if trainer.accelerator.num_processes > 1:
-        pending = trainer.accelerator.gather(pending.reshape(1)).mean()
-    window = float(pending.item())
-    logged = (trainer._carried_loss_sum or 0.0) + trainer._total_loss_scalar
-    return {"loss_sum": logged + window, "logged_loss_sum": logged, "window_loss_sum": window,
-            "window_start_step": trainer._globalstep_last_logged, "global_step": trainer.state.global_step}
-
-
-def continue_logging_window(trainer, checkpoint: str | Path, state: dict[str, Any] | None) -> None:
-    """At the start of a resumed ``train()``: reopen the logging window that was open at the
-    checkpoint, so that the first log after the resume covers the same steps, loss and pairs
-    as in the uninterrupted run.
-
-    The Trainer opens a new window at the checkpoint's step instead: it divides the loss of
-    the resumed steps by their count only and forgets the steps before. Here its loss
-    accumulator starts at the window's saved sum (on every process: the Trainer averages the
-    accumulators over processes when it logs, and the saved sum is that average already),
-    its last logged step goes back to where the window opened, and the window's per-pair
-    metrics are handed back to the trainer (``restore_window_metrics``).
-    """
-    if state is None or "window_loss_sum" not in state:
-        return
-    trainer._tr_loss += state["window_loss_sum"]
-    trainer._globalstep_last_logged = int(state["window_start_step"])
-    path = Path(checkpoint) / WINDOW_METRICS_NAME
-    if path.is_file():
-        from safetensors.torch import load_file
-
-        trainer.restore_window_metrics(load_file(path))
-
-
-def save_window_metrics(trainer, folder: Path) -> None:
-    """The open window's per-pair metrics (``trainer.window_metrics()``), when there are any."""
-    metrics = trainer.window_metrics() if hasattr(trainer, "window_metrics") else {}
-    if metrics:
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in metrics.items()}, str(folder / WINDOW_METRICS_NAME))
-
-
-def fold_carried_loss(trainer) -> None:
-    """Before ``Trainer._finalize_training``: make its ``train_loss`` the mean over the whole run.
-
-    The Trainer divides its loss sum by the steps of this ``train()`` call only; scaling
-    the sum by (steps now / all steps) after adding the carried part turns that into
-    (carried + own) / all steps without copying the Trainer's code.
-    """
-    if trainer._carried_loss_sum is None:
-        return
-    trainer._total_loss_scalar += trainer._tr_loss.item()
-    trainer._tr_loss.zero_()
-    steps_now = max(trainer.state.global_step - trainer._initial_global_step, 0.001)
-    total = trainer._carried_loss_sum + trainer._total_loss_scalar
-    trainer._total_loss_scalar = total * steps_now / max(trainer.state.global_step, 1)
-
-
 # --- atomic checkpoint writes -------------------------------------------------------------
 def _fsync_tree(folder: Path) -> None:
     """Flush every file, then every folder, of ``folder`` to disk."""
@@ -380,62 +316,183 @@ def publish_checkpoint(tmp: Path, final: Path) -> None:
         _remove(old)
 
 
-def save_checkpoint_atomically(trainer, model, trial) -> None:
-    """``Trainer._save_checkpoint`` writing into ``tmp-checkpoint-N``, renamed when complete.
+# --- the trainer's side ---------------------------------------------------------------------
+def logging_window_callback(trainer: "CheckpointingMixin"):
+    """The callback that, at the start of ``train()`` (after the Trainer has reset its loss
+    accumulator), calls :meth:`CheckpointingMixin.begin_logging_window`: a resumed run
+    reopens the logging window that was open at its checkpoint."""
+    from transformers import TrainerCallback  # here: this module is read before anything heavy loads
 
-    Every process writes its part (DeepSpeed's ``save_checkpoint`` must run on all ranks
-    and writes into the folder it is given); after a barrier the saving process(es)
-    (``args.should_save``) rename the folder, another barrier makes it visible to all,
-    and only then are old checkpoints rotated (``save_total_limit``), so a rotation never
-    sees a half-written folder and never deletes the last complete one for a partial one.
+    class ContinueLoggingWindow(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            trainer.begin_logging_window()
+
+    return ContinueLoggingWindow()
+
+
+class CheckpointingMixin:
+    """Checkpoints of a ``transformers.Trainer``, mixed in before it: atomic checkpoint
+    writes, resuming from the latest complete checkpoint, and the training loss and logging
+    window carried across a resume. Its methods are the ones that reach into the Trainer's
+    own state (``_tr_loss``, ``_total_loss_scalar``, ``_globalstep_last_logged``,
+    ``_initial_global_step``, its ``_save_*`` helpers).
+
+    The trainer may offer ``window_metrics()`` / ``restore_window_metrics(metrics)``: the
+    per-pair metrics of the open logging window, which a checkpoint keeps.
     """
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
-    args, state = trainer.args, trainer.state
-    name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-    if trainer.hp_search_backend is None and trial is None:
-        trainer.store_flos()
-    run_dir = Path(trainer._get_output_dir(trial=trial))
-    final, tmp = run_dir / name, run_dir / (TMP_PREFIX + name)
-    if args.should_save and tmp.exists():
-        _remove(tmp)
-    trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp), _internal_call=True)
-    if state.best_global_step and args.save_strategy in ("steps", "epoch", "best"):
-        trainer.accelerator.wait_for_everyone()
-        best = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}"
-        if best.exists() or state.best_global_step == state.global_step:
-            state.best_model_checkpoint = str(best)  # the final name: the folder is renamed below
-    if not args.save_only_model:
-        trainer._save_optimizer_and_scheduler(str(tmp))
-        trainer._save_scaler(str(tmp))
-        trainer._save_rng_state(str(tmp))
-    losses = loss_state(trainer)  # collective: every rank
-    if args.should_save:
-        save_window_metrics(trainer, tmp)
-        _save_trainer_state(trainer, tmp, losses)
-    trainer.accelerator.wait_for_everyone()
-    if args.should_save:
-        publish_checkpoint(tmp, final)
-    trainer.accelerator.wait_for_everyone()
-    if args.push_to_hub:
-        trainer._push_from_checkpoint(str(final))
-    if args.should_save:
-        rotate_checkpoints(output_dir=str(run_dir), save_total_limit=args.save_total_limit,
-                           best_model_checkpoint=state.best_model_checkpoint, use_mtime=True)
+    _carried_loss_sum: float | None = None  # loss summed over the logged steps before the resumed checkpoint
+    _resumed: tuple[str, dict[str, Any] | None] | None = None  # (checkpoint, its loss state) until train begins
+    _window_opened_after = 0  # the step the first logging window of this train() call opened after
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(logging_window_callback(self))
 
-def _save_trainer_state(trainer, folder: Path, losses: dict[str, Any]) -> None:
-    """trainer_state.json (with the stateful callbacks' state), as upstream, and the loss state."""
-    from transformers.trainer import TRAINER_STATE_NAME
-    from transformers.trainer_callback import ExportableState
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """``resume_from_checkpoint``: true (also the string "True" a recipe gives) resumes from
+        the latest *complete* checkpoint of ``output_dir``, a path from that checkpoint; partial
+        checkpoints are skipped, stale ``tmp-checkpoint-*`` folders removed. A resumed run logs
+        where it resumed from and continues the logging window open at the checkpoint."""
+        checkpoint = resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        if self.args.should_save:
+            remove_stale_tmp_checkpoints(self.args.output_dir)
+        state = read_loss_state(checkpoint)
+        if checkpoint is not None:
+            step = checkpoint_step(checkpoint)
+            if self.is_world_process_zero():
+                logger.info("resuming from %s (step %d)", checkpoint, step)
+            self._resumed = (checkpoint, state)
+        self._carried_loss_sum = carried_loss_sum(state)
+        return super().train(checkpoint, *args, **kwargs)
 
-    state = trainer.state
-    for cb in [c for c in trainer.callback_handler.callbacks + [trainer.control] if isinstance(c, ExportableState)]:
-        cb_name = cb.__class__.__name__
-        if isinstance(state.stateful_callbacks.get(cb_name), list):
-            state.stateful_callbacks[cb_name].append(cb.state())
-        else:
-            state.stateful_callbacks[cb_name] = cb.state()
-    write_text_atomic(folder / LOSS_STATE_NAME, json.dumps(losses))
-    state.save_to_json(str(folder / TRAINER_STATE_NAME))
+    # --- loss state carried across a resume ------------------------------------------------
+    def loss_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the training loss: ``loss_sum`` over every optimizer step so
+        far (the steps before a resume included), ``logged_loss_sum`` over the steps up to the last
+        log, and the logging window still open: ``window_loss_sum`` over its steps and
+        ``window_start_step``, the step it opened after.
+
+        Collective when several processes train (the open window's sum is averaged over them,
+        as the Trainer does at each logging step); call it on all ranks.
+        """
+        pending = self._tr_loss.detach()
+        if self.accelerator.num_processes > 1:
+            pending = self.accelerator.gather(pending.reshape(1)).mean()
+        window = float(pending.item())
+        logged = (self._carried_loss_sum or 0.0) + self._total_loss_scalar
+        return {"loss_sum": logged + window, "logged_loss_sum": logged, "window_loss_sum": window,
+                "window_start_step": self._globalstep_last_logged, "global_step": self.state.global_step}
+
+    def begin_logging_window(self) -> None:
+        """At the start of ``train()`` (:func:`logging_window_callback`): continue the window of
+        the checkpoint resumed from, if any, and note the step the first window opens after."""
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            self.continue_logging_window(*resumed)
+        self._window_opened_after = self._globalstep_last_logged
+
+    def continue_logging_window(self, checkpoint: str | Path, state: dict[str, Any] | None) -> None:
+        """At the start of a resumed ``train()``: reopen the logging window that was open at the
+        checkpoint, so that the first log after the resume covers the same steps, loss and pairs
+        as in the uninterrupted run.
+
+        The Trainer opens a new window at the checkpoint's step instead: it divides the loss of
+        the resumed steps by their count only and forgets the steps before. Here its loss
+        accumulator starts at the window's saved sum (on every process: the Trainer averages the
+        accumulators over processes when it logs, and the saved sum is that average already),
+        its last logged step goes back to where the window opened, and the window's per-pair
+        metrics are handed back to the trainer (``restore_window_metrics``).
+        """
+        if state is None or "window_loss_sum" not in state:
+            return
+        self._tr_loss += state["window_loss_sum"]
+        self._globalstep_last_logged = int(state["window_start_step"])
+        path = Path(checkpoint) / WINDOW_METRICS_NAME
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            self.restore_window_metrics(load_file(path))
+
+    def save_window_metrics(self, folder: Path) -> None:
+        """The open window's per-pair metrics (``window_metrics()``), when there are any."""
+        metrics = self.window_metrics() if hasattr(self, "window_metrics") else {}
+        if metrics:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in metrics.items()}, str(folder / WINDOW_METRICS_NAME))
+
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        """``train_loss`` over the whole run, the steps before a resume included.
+
+        The Trainer divides its loss sum by the steps of this ``train()`` call only; scaling
+        the sum by (steps now / all steps) after adding the carried part turns that into
+        (carried + own) / all steps without copying the Trainer's code.
+        """
+        if self._carried_loss_sum is not None:
+            self._total_loss_scalar += self._tr_loss.item()
+            self._tr_loss.zero_()
+            steps_now = max(self.state.global_step - self._initial_global_step, 0.001)
+            total = self._carried_loss_sum + self._total_loss_scalar
+            self._total_loss_scalar = total * steps_now / max(self.state.global_step, 1)
+        return super()._finalize_training(trial, num_train_samples, start_time)
+
+    # --- atomic checkpoint writes ----------------------------------------------------------
+    def _save_checkpoint(self, model, trial) -> None:
+        """``Trainer._save_checkpoint`` writing into ``tmp-checkpoint-N``, renamed when complete.
+
+        Every process writes its part (DeepSpeed's ``save_checkpoint`` must run on all ranks
+        and writes into the folder it is given); after a barrier the saving process(es)
+        (``args.should_save``) rename the folder, another barrier makes it visible to all,
+        and only then are old checkpoints rotated (``save_total_limit``), so a rotation never
+        sees a half-written folder and never deletes the last complete one for a partial one.
+        """
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+        args, state = self.args, self.state
+        name = f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if self.hp_search_backend is None and trial is None:
+            self.store_flos()
+        run_dir = Path(self._get_output_dir(trial=trial))
+        final, tmp = run_dir / name, run_dir / (TMP_PREFIX + name)
+        if args.should_save and tmp.exists():
+            _remove(tmp)
+        self.accelerator.wait_for_everyone()
+        self.save_model(str(tmp), _internal_call=True)
+        if state.best_global_step and args.save_strategy in ("steps", "epoch", "best"):
+            self.accelerator.wait_for_everyone()
+            best = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{state.best_global_step}"
+            if best.exists() or state.best_global_step == state.global_step:
+                state.best_model_checkpoint = str(best)  # the final name: the folder is renamed below
+        if not args.save_only_model:
+            self._save_optimizer_and_scheduler(str(tmp))
+            self._save_scaler(str(tmp))
+            self._save_rng_state(str(tmp))
+        losses = self.loss_state()  # collective: every rank
+        if args.should_save:
+            self.save_window_metrics(tmp)
+            self._save_trainer_state(tmp, losses)
+        self.accelerator.wait_for_everyone()
+        if args.should_save:
+            publish_checkpoint(tmp, final)
+        self.accelerator.wait_for_everyone()
+        if args.push_to_hub:
+            self._push_from_checkpoint(str(final))
+        if args.should_save:
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=args.save_total_limit,
+                               best_model_checkpoint=state.best_model_checkpoint, use_mtime=True)
+
+    def _save_trainer_state(self, folder: Path, losses: dict[str, Any]) -> None:
+        """trainer_state.json (with the stateful callbacks' state), as upstream, and the loss state."""
+        from transformers.trainer import TRAINER_STATE_NAME
+        from transformers.trainer_callback import ExportableState
+
+        state = self.state
+        for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
+            cb_name = cb.__class__.__name__
+            if isinstance(state.stateful_callbacks.get(cb_name), list):
+                state.stateful_callbacks[cb_name].append(cb.state())
+            else:
+                state.stateful_callbacks[cb_name] = cb.state()
+        write_text_atomic(folder / LOSS_STATE_NAME, json.dumps(losses))
+        state.save_to_json(str(folder / TRAINER_STATE_NAME))

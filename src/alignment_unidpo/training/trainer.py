@@ -29,11 +29,11 @@ from accelerate.data_loader import prepare_data_loader
 from accelerate.utils import extract_model_from_parallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 from ..base.stats import spearman_rho
-from . import checkpoints
 from ..configs import UniDPOConfig
+from .checkpoints import CheckpointingMixin
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import dpo_loss, simpo_loss, uni_dpo_loss
 from .merge import relativize_base_model
@@ -167,22 +167,7 @@ def prepare_deepspeed_reference(model: torch.nn.Module, trainer: Trainer):
     return engine
 
 
-class ContinueLoggingWindow(TrainerCallback):
-    """At the start of a resumed ``train()``, after the Trainer has reset its loss accumulator,
-    reopen the logging window that was open at the checkpoint
-    (:func:`~alignment_unidpo.training.checkpoints.continue_logging_window`)."""
-
-    def __init__(self, trainer: "UniDPOTrainer"):
-        self.trainer = trainer
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        resumed, self.trainer._resumed = self.trainer._resumed, None
-        if resumed is not None:
-            checkpoints.continue_logging_window(self.trainer, *resumed)
-        self.trainer._window_opened_after = self.trainer._globalstep_last_logged
-
-
-class UniDPOTrainer(Trainer):
+class UniDPOTrainer(CheckpointingMixin, Trainer):
     """Trainer for ``loss_type`` uni_dpo (Eq. 4), dpo (Eq. 1) or simpo.
 
     ``ref_model`` is required for uni_dpo and dpo unless the policy is a PEFT model, in
@@ -230,7 +215,6 @@ class UniDPOTrainer(Trainer):
             logger.info("c-NLL indicator I: ref_w - pi_w > %g * max(1, |ref_w|)", self.nll_ref_gap_tolerance)
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._metric_names: set[str] = set()
-        self.add_callback(ContinueLoggingWindow(self))
         if args.precompute_ref_log_probs and self.needs_reference:
             self.train_dataset = self._with_reference_logps(self.train_dataset, "train", ref_logps_cache)
             if self.eval_dataset is not None:
@@ -375,43 +359,13 @@ class UniDPOTrainer(Trainer):
             loss = self.preference_loss(model, inputs, "eval")
         return loss.detach(), None, None
 
-    # --- checkpoints (see alignment_unidpo.training.checkpoints) --------------------------------
-    _carried_loss_sum: float | None = None  # loss summed over the logged steps before the resumed checkpoint
-    _resumed: tuple[str, dict[str, Any] | None] | None = None  # (checkpoint, its loss state) until train begins
-    _window_opened_after = 0  # the step the first logging window of this train() call opened after
-
-    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
-        """``resume_from_checkpoint``: true (also the string "True" a recipe gives) resumes from
-        the latest *complete* checkpoint of ``output_dir``, a path from that checkpoint; partial
-        checkpoints are skipped, stale ``tmp-checkpoint-*`` folders removed. A resumed run logs
-        where it resumed from and continues the logging window open at the checkpoint."""
-        checkpoint = checkpoints.resolve_resume(resume_from_checkpoint, self.args.output_dir)
-        if self.args.should_save:
-            checkpoints.remove_stale_tmp_checkpoints(self.args.output_dir)
-        state = checkpoints.read_loss_state(checkpoint)
-        if checkpoint is not None:
-            step = checkpoints.checkpoint_step(checkpoint)
-            if self.is_world_process_zero():
-                logger.info("resuming from %s (step %d)", checkpoint, step)
-            self._resumed = (checkpoint, state)
-        self._carried_loss_sum = checkpoints.carried_loss_sum(state)
-        return super().train(checkpoint, *args, **kwargs)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        """Written into ``tmp-checkpoint-N`` and renamed into place once complete."""
-        checkpoints.save_checkpoint_atomically(self, model, trial)
-
+    # --- saving ------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Upstream's save (final model and checkpoints); a LoRA adapter then names the run's
         own saved toy base relative to itself, so the run folder can be moved (training.merge)."""
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
             relativize_base_model(output_dir or self.args.output_dir, self.args.output_dir)
-
-    def _finalize_training(self, trial, num_train_samples, start_time):
-        """``train_loss`` over the whole run, the steps before a resume included."""
-        checkpoints.fold_carried_loss(self)
-        return super()._finalize_training(trial, num_train_samples, start_time)
 
     # --- metrics ----------------------------------------------------------------------
     def _store_metrics(self, metrics: dict[str, torch.Tensor], split: str) -> None:
