@@ -1,15 +1,13 @@
-import functools
+"""Fixtures and hooks only; the helpers tests import are in ``tests/helpers.py``."""
+
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # `TEST_TORCH_THREADS=1 make test` runs the in-process tests with another intra-op thread
 # count than OMP_NUM_THREADS gives, to shake out tolerances that hold only for one
@@ -18,54 +16,6 @@ if os.environ.get("TEST_TORCH_THREADS"):
     import torch
 
     torch.set_num_threads(int(os.environ["TEST_TORCH_THREADS"]))
-
-
-# DeepSpeed ZeRO-3 on CPU ranks (gloo), for tests that launch two processes. The standard
-# multinode launcher (torchrun per node) is what multi-machine runs use; on one machine it
-# changes nothing.
-ZERO3_CPU = """\
-compute_environment: LOCAL_MACHINE
-distributed_type: DEEPSPEED
-deepspeed_config:
-  deepspeed_multinode_launcher: standard
-  zero_stage: 3
-  zero3_init_flag: true
-  zero3_save_16bit_model: true
-  offload_optimizer_device: none
-  offload_param_device: none
-mixed_precision: 'no'
-num_machines: 1
-machine_rank: 0
-num_processes: 2
-rdzv_backend: static
-same_network: true
-use_cpu: true
-"""
-
-
-@functools.cache
-def build_deepspeed_cpu_comm_op() -> None:
-    """JIT-build DeepSpeed's CPU shared-memory comm op once, here, before a ZeRO-3 launch.
-
-    DeepSpeed compiles it in the first process that initialises its CPU backend (about 40 s
-    on 2 cores, 1.5 GB per compiler) and the other ranks wait on a lock file: on a fresh
-    machine that would happen inside the first launched test, against its time limit.
-    """
-    from deepspeed.comm.torch import build_shm_op
-
-    build_shm_op()
-
-
-def two_rank_accelerate_config(backend: str, folder: Path) -> Path:
-    """The accelerate config for a two-process CPU test: ``ddp`` (the shipped one) or ``zero3``
-    (:data:`ZERO3_CPU`, written into ``folder``; skips when deepspeed is missing)."""
-    if backend == "ddp":
-        return REPO_ROOT / "accelerate_configs" / "ddp.yaml"
-    pytest.importorskip("deepspeed")
-    build_deepspeed_cpu_comm_op()
-    config = folder / "zero3_cpu.yaml"
-    config.write_text(ZERO3_CPU)
-    return config
 
 
 @pytest.fixture
@@ -83,13 +33,6 @@ def write_jsonl(tmp_path):
         return path
 
     return write
-
-
-def good_row(i=0, **overrides):
-    row = {"prompt": f"Reverse the word: w{i}", "chosen": f"{i}w", "rejected": f"x{i}",
-           "score_chosen": 8.0, "score_rejected": 3.0}
-    row.update(overrides)
-    return row
 
 
 def pytest_configure(config):

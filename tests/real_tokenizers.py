@@ -17,7 +17,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO_ROOT
 _spec = importlib.util.spec_from_file_location("fetch_tokenizers", REPO_ROOT / "scripts" / "fetch_tokenizers.py")
 fetch_tokenizers = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("fetch_tokenizers", fetch_tokenizers)

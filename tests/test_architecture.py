@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 pytest.importorskip("importlinter", reason="import-linter is in the dev extra: pip install -e '.[dev]'")
 

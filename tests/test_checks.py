@@ -16,7 +16,7 @@ from alignment_unidpo.checks import check_model_paths
 from alignment_unidpo.configs import USED_BY_LOSS, VALUE_RULE_OF, ignored_by_loss_type
 from alignment_unidpo.base.errors import RecipeError
 from alignment_unidpo.resolve import resolve
-from conftest import REPO_ROOT, good_row
+from helpers import REPO_ROOT, good_row
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}

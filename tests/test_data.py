@@ -9,7 +9,7 @@ from alignment_unidpo.base.errors import DataValidationError
 from alignment_unidpo.training.data import DropReport, load_mixture, split_eval
 from alignment_unidpo.training.run import tokenize_dataset
 from alignment_unidpo.resolve import resolve
-from conftest import good_row
+from helpers import good_row
 
 
 def load(path, **kw):

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 README_MAX_LINES = 250
 

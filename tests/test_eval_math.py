@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO_ROOT
 from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
 from alignment_unidpo.generation import math_grading
 from alignment_unidpo.generation.math_grading import extract_answer, grade, reference_answer
@@ -165,8 +166,6 @@ def test_make_help_lists_make_eval(capsys):
     text = capsys.readouterr().out
     assert "make eval RUN=outputs/toy-world/runs/uni-dpo" in text and "make eval SUITE=math PREDICTIONS=" in text
 
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(not list((REPO_ROOT / ".venv").glob(".installed-*")) or shutil.which("make") is None,

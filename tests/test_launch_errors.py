@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from alignment_unidpo.training.launch import failure_line
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}

@@ -18,7 +18,7 @@ from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training import merge
 from alignment_unidpo.training.merge import merge_lora
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 pytest.importorskip("peft")
 

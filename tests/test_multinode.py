@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, two_rank_accelerate_config
+from helpers import REPO_ROOT, two_rank_accelerate_config
 
 from alignment_unidpo.training.checkpoints import check_resume_world_size, zero_checkpoint_world_size
 from alignment_unidpo.base.errors import RecipeError

@@ -17,7 +17,7 @@ from alignment_unidpo.resolve import resolve
 from alignment_unidpo.checks import tracker_problems, wandb_has_credentials, writable_problem
 from alignment_unidpo.configs import TORCH_DTYPES
 from alignment_unidpo.training.models import DTYPES
-from conftest import REPO_ROOT, good_row
+from helpers import REPO_ROOT, good_row
 
 TOY_TEXT = str(REPO_ROOT / "data" / "toy_preferences_text.jsonl")
 # The only overrides a paper recipe needs to start on a CPU (issue 17, "Done when").

@@ -9,7 +9,7 @@ import pytest
 
 from alignment_unidpo.base.errors import RecipeError
 from alignment_unidpo.resolve import resolve
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 RECIPES = sorted(p.stem for p in (REPO_ROOT / "recipes").glob("*.yaml"))
 PAPER_RECIPES = [r for r in RECIPES if r != "default" and not r.startswith("toy-world")]

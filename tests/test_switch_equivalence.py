@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT, two_rank_accelerate_config
+from helpers import REPO_ROOT, two_rank_accelerate_config
 
 sys.path.insert(0, os.path.dirname(__file__))
 from switch_matrix import COMBINATIONS, name_of, run_combination  # noqa: E402

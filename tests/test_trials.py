@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def test_the_committed_trial_table_matches_a_fresh_run():

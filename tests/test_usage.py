@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 from alignment_unidpo.resolve import DEFAULT_RECIPE, DEFAULT_WORLD_RECIPE
 from alignment_unidpo.usage import first_sentence, help_text, leading_comment, make_targets
