@@ -4,18 +4,22 @@ pipeline end to end and the paper configs' dry runs."""
 
 import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from alignment_unidpo.training.data import load_mixture
+from alignment_unidpo.training.data import load_mixture, normalize_row
 from alignment_unidpo import data_cli  # make data: the pipeline with the world's prompts, model and judge
 from alignment_unidpo.datagen import config as dg_config
 from alignment_unidpo.datagen import generate as dg_generate
 from alignment_unidpo.datagen import pipeline
-from alignment_unidpo.base.errors import DataGenError
+from alignment_unidpo.base.errors import DataGenError, DataValidationError
 from alignment_unidpo.datagen.config import load_config, stage_dirs
 from alignment_unidpo.datagen.normalize import normal_cdf, normalize_rows, zscore_cdf
 from alignment_unidpo.datagen.pair import best_worst, make_pairs, math_rule
@@ -277,3 +281,64 @@ def test_a_toy_world_recipe_can_ask_for_the_on_policy_pairs():
     assert path == pipeline.plan(load_config())["dataset"]  # the same file `make data` (no CONFIG) writes
     offline = experiment.dry_run("toy-world-uni-dpo", 0, {}, "test")["data"]["dataset_mixture"][0]["path"]
     assert offline.endswith("train_pairs.jsonl")
+
+
+def test_a_prompt_message_without_a_role_is_refused_by_make_data_as_by_training(tmp_path, models):
+    """One rule for chat messages (training.data.as_messages): neither stage guesses a missing role."""
+    messages = [{"content": "what is 1 plus 1?"}]
+    prompts = tmp_path / "no_role.jsonl"
+    prompts.write_text(json.dumps({"prompt": messages}) + "\n")
+    cfg = load_config(write_config(tmp_path, models, prompts={"path": str(prompts)}))
+    with pytest.raises(DataGenError) as made:
+        dg_generate.load_prompts(cfg)
+    with pytest.raises(DataValidationError) as trained:
+        normalize_row({"prompt": messages, "chosen": "2", "rejected": "3"}, "pairs.jsonl, row 1", None, False)
+    rule = "expected a string or a list of {role, content} messages, got [{'content': 'what is 1 plus 1?'}]"
+    assert str(made.value) == f"{prompts}, line 1: {rule}"
+    assert str(trained.value) == f"pairs.jsonl, row 1, field 'prompt': {rule}"
+
+
+def distinct_samples(conversations, seed):
+    """A stand-in sampler: three different answers a prompt, fixed by the prompt and the seed."""
+    return [[{"text": f"{c[-1]['content'].split()[2]} {seed} {k}" * (k + 1), "num_tokens": 3, "finished": True}
+             for k in range(3)] for c in conversations]
+
+
+@pytest.mark.parametrize("stage,marker", [("generate", "done.json"), ("score", "done.json"),
+                                          ("normalize", "params.json"), ("pair", "stats.json")])
+def test_a_run_killed_while_writing_a_stage_marker_reruns_to_the_uninterrupted_pairs(tmp_path, models, monkeypatch,
+                                                                                     stage, marker):
+    """The markers go through base.files' atomic writer: a kill between writing the marker's
+    temporary file and renaming it leaves no marker, the rerun redoes that stage's end and
+    ends with the pairs of a run never killed, and the dead writer's temporary file is gone."""
+    from alignment_unidpo.base import files
+
+    (tmp_path / "whole").mkdir()
+    reference = pipeline.run(load_config(write_config(tmp_path / "whole", models)), progress=False,
+                             sampler=distinct_samples)
+    cfg = load_config(write_config(tmp_path, models))
+    dirs = stage_dirs(cfg)
+    target = dirs[stage] / marker
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no process has: what a killed writer leaves in its temporary file's name
+    real_replace = os.replace
+
+    def kill_at_the_marker(src, dst):
+        if Path(dst) == target:  # killed after the marker's temporary file is written, before its rename
+            leftover = target.parent / f".{marker}.{files.host_tag()}.{dead.pid}.killed.tmp"
+            shutil.copyfile(src, leftover)  # SIGKILL runs no cleanup: the temporary file stays
+            raise KeyboardInterrupt(f"killed while writing {target}")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", kill_at_the_marker)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(cfg, progress=False, sampler=distinct_samples)
+    monkeypatch.undo()
+    assert not target.exists() and [p.name for p in target.parent.glob(".*.tmp")] == [
+        f".{marker}.{files.host_tag()}.{dead.pid}.killed.tmp"]
+    summary = pipeline.run(cfg, progress=False, sampler=distinct_samples)
+    assert target.is_file()
+    assert Path(summary["dataset"]).read_text() == Path(reference["dataset"]).read_text()
+    assert {k: v for k, v in summary.items() if k not in ("dataset", "stats", "plot")} == {
+        k: v for k, v in reference.items() if k not in ("dataset", "stats", "plot")}
+    assert not [p for d in dirs.values() for p in d.glob(".*.tmp")]
