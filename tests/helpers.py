@@ -1,6 +1,8 @@
 """Helpers the tests import (``from helpers import ...``): the repository root, a good
-preference row, and the two-process CPU launch configs. Fixtures and hooks stay in
-``conftest.py``, which no test imports."""
+preference row, the toy trainer, tokenised pairs with log-prob and gradient checks, and the
+two-process CPU launch configs. Fixtures and hooks stay in ``conftest.py``, which no test
+imports. The package is imported inside the helpers that need it, so that a test needing
+only ``REPO_ROOT`` loads nothing more."""
 
 from __future__ import annotations
 
@@ -18,6 +20,88 @@ def good_row(i=0, **overrides):
            "score_chosen": 8.0, "score_rejected": 3.0}
     row.update(overrides)
     return row
+
+
+# --- the toy trainer -------------------------------------------------------------------------
+SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.2},
+              {"path": "data/toy_preferences_chat.jsonl", "fraction": 0.2}]
+
+
+def make_trainer(tmp_path, callbacks=None, **overrides):
+    """A ``UniDPOTrainer`` of the ``default`` recipe (toy model, :data:`SMALL_DATA`, 2 steps,
+    no eval, no checkpoints, CPU) with ``overrides``, built as ``training.run`` builds it."""
+    from alignment_unidpo.resolve import resolve
+    from alignment_unidpo.training.models import load_policy_and_reference, load_tokenizer
+    from alignment_unidpo.training.run import build_datasets
+    from alignment_unidpo.training.trainer import UniDPOTrainer
+
+    values = {
+        "dataset_mixture": SMALL_DATA, "test_split_size": 0, "eval_strategy": "no", "save_strategy": "no",
+        "output_dir": str(tmp_path / "out"), "disable_tqdm": True, "logging_steps": 1,
+        "lr_scheduler_type": "constant", "warmup_ratio": 0.0, "max_steps": 2, "global_batch_size": None,
+        "use_cpu": True, **overrides,
+    }
+    recipe = resolve("default", values, num_processes=1)
+    tokenizer = load_tokenizer(recipe.model)
+    train_ds, eval_ds = build_datasets(recipe, tokenizer)
+    policy, reference = load_policy_and_reference(
+        recipe.model, tokenizer, gradient_checkpointing=False, need_reference=recipe.training.loss_type != "simpo"
+    )
+    return UniDPOTrainer(model=policy, ref_model=reference, args=recipe.training, train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=tokenizer, callbacks=callbacks)
+
+
+def params(model):
+    """A copy of every parameter of ``model``, by name."""
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+# --- tokenised pairs, log-probs and gradients ------------------------------------------------
+PAIRS = [
+    ("Reverse: apple", "elppa", "elp"),
+    ("Sort the letters of 'banana', then say why this is a longer prompt", "aaabnn", "banana, sorted: nope"),
+    ("hi", "hello there, friend", "no"),
+]
+
+
+def features(tokenizer):
+    """:data:`PAIRS` tokenised as the trainer's collator takes them."""
+    from alignment_unidpo.training.tokenization import tokenize_row
+
+    out = []
+    for prompt, chosen, rejected in PAIRS:
+        row = {"messages": [{"role": "user", "content": prompt}], "chosen": chosen, "rejected": rejected}
+        out.append({**tokenize_row(row, tokenizer, max_length=96, max_prompt_length=64),
+                    "score_chosen": 8.0, "score_rejected": 2.0})
+    return out
+
+
+def logps_and_grads(model, batch, **kwargs):
+    """The batch's sequence log-probs and the gradients of a loss touching every one of them."""
+    import torch
+
+    from alignment_unidpo.training.trainer import model_sequence_logps
+
+    model.zero_grad()
+    out = model_sequence_logps(model, batch, **kwargs)
+    # a loss touching every sequence's sum and mean, so every gradient path is checked
+    weights = torch.linspace(0.5, 1.5, out.sum.numel())
+    ((out.sum * weights).sum() + out.mean.sum()).backward()
+    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+def assert_same(a, b, grads_a, grads_b):
+    """Two paths' log-probs (float32 rounding apart) and gradients agree."""
+    import torch
+
+    torch.testing.assert_close(a.sum, b.sum, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.mean, b.mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.mean_logits, b.mean_logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(a.num_tokens, b.num_tokens)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for k in grads_a:
+        torch.testing.assert_close(grads_a[k], grads_b[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
 # DeepSpeed ZeRO-3 on CPU ranks (gloo), for tests that launch two processes. The standard

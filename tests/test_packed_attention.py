@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from test_speedups import assert_same, features, logps_and_grads
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from transformers import Gemma2Config, Gemma2ForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from transformers.integrations.sdpa_attention import repeat_kv
 from transformers.masking_utils import create_causal_mask
 
+from helpers import assert_same, features, logps_and_grads, make_trainer, params
 from alignment_unidpo.training import packed_attention as pa
 from alignment_unidpo.configs import ModelArguments
 from alignment_unidpo.training.models import load_model
@@ -212,8 +212,6 @@ def test_float32_cuda_or_cpu_uses_the_loop_and_the_kernel_needs_cuda():
 def test_recipe_with_packed_varlen_trains_like_the_padded_sdpa_run(tmp_path):
     """Through the recipe, the loader and UniDPOTrainer: padding_free + packed_varlen gives the
     plain padded run's per-step losses and SGD weights (policy and reference both use it)."""
-    from test_trainer import make_trainer, params
-
     common = dict(optim="sgd", learning_rate=0.5, max_steps=2, seed=3, per_device_train_batch_size=4,
                   gradient_accumulation_steps=1)
     plain = make_trainer(tmp_path / "plain", **common)

@@ -6,25 +6,11 @@ import pytest
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from helpers import assert_same, features, logps_and_grads
 from alignment_unidpo.training.logprobs import capture_head_input
-from alignment_unidpo.training.tokenization import PreferenceCollator, tokenize_row
+from alignment_unidpo.training.tokenization import PreferenceCollator
 from alignment_unidpo.training.toy import build_toy_model
 from alignment_unidpo.training.trainer import check_lean_logps_support, check_padding_free_support, model_sequence_logps
-
-PAIRS = [
-    ("Reverse: apple", "elppa", "elp"),
-    ("Sort the letters of 'banana', then say why this is a longer prompt", "aaabnn", "banana, sorted: nope"),
-    ("hi", "hello there, friend", "no"),
-]
-
-
-def features(tokenizer):
-    out = []
-    for prompt, chosen, rejected in PAIRS:
-        row = {"messages": [{"role": "user", "content": prompt}], "chosen": chosen, "rejected": rejected}
-        out.append({**tokenize_row(row, tokenizer, max_length=96, max_prompt_length=64),
-                    "score_chosen": 8.0, "score_rejected": 2.0})
-    return out
 
 
 def tiny_model(kind, tokenizer, attn="sdpa"):
@@ -41,26 +27,6 @@ def tiny_model(kind, tokenizer, attn="sdpa"):
                               attn_implementation="eager" if attn == "sdpa" else attn)
         model = Gemma2ForCausalLM(config)
     return model.float()
-
-
-def logps_and_grads(model, batch, **kwargs):
-    model.zero_grad()
-    out = model_sequence_logps(model, batch, **kwargs)
-    # a loss touching every sequence's sum and mean, so every gradient path is checked
-    weights = torch.linspace(0.5, 1.5, out.sum.numel())
-    ((out.sum * weights).sum() + out.mean.sum()).backward()
-    grads = {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
-    return out, grads
-
-
-def assert_same(a, b, grads_a, grads_b):
-    torch.testing.assert_close(a.sum, b.sum, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(a.mean, b.mean, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(a.mean_logits, b.mean_logits, rtol=1e-5, atol=1e-5)
-    assert torch.equal(a.num_tokens, b.num_tokens)
-    assert grads_a.keys() == grads_b.keys() and grads_a
-    for k in grads_a:
-        torch.testing.assert_close(grads_a[k], grads_b[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2-tied", "gemma2-softcap-tied"])

@@ -7,36 +7,11 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from helpers import make_trainer, params
 from alignment_unidpo.training.losses import dpo_loss, simpo_loss, uni_dpo_loss
-from alignment_unidpo.training.models import load_policy_and_reference, load_tokenizer
+from alignment_unidpo.training.models import load_tokenizer
 from alignment_unidpo.resolve import resolve
-from alignment_unidpo.training.run import build_datasets
 from alignment_unidpo.training.toy import build_toy_model
-from alignment_unidpo.training.trainer import UniDPOTrainer
-
-SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.2},
-              {"path": "data/toy_preferences_chat.jsonl", "fraction": 0.2}]
-
-
-def make_trainer(tmp_path, callbacks=None, **overrides):
-    values = {
-        "dataset_mixture": SMALL_DATA, "test_split_size": 0, "eval_strategy": "no", "save_strategy": "no",
-        "output_dir": str(tmp_path / "out"), "disable_tqdm": True, "logging_steps": 1,
-        "lr_scheduler_type": "constant", "warmup_ratio": 0.0, "max_steps": 2, "global_batch_size": None,
-        "use_cpu": True, **overrides,
-    }
-    recipe = resolve("default", values, num_processes=1)
-    tokenizer = load_tokenizer(recipe.model)
-    train_ds, eval_ds = build_datasets(recipe, tokenizer)
-    policy, reference = load_policy_and_reference(
-        recipe.model, tokenizer, gradient_checkpointing=False, need_reference=recipe.training.loss_type != "simpo"
-    )
-    return UniDPOTrainer(model=policy, ref_model=reference, args=recipe.training, train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tokenizer, callbacks=callbacks)
-
-
-def params(model):
-    return {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
 def test_accumulated_micro_batches_equal_one_big_batch(tmp_path):
