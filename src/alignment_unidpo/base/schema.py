@@ -196,13 +196,15 @@ def read_fields(cls: type, given: Mapping[str, Any], prefix: str = "") -> dict[s
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     renamed = old_name_of(cls)
     values: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
     for key, value in given.items():
         name = renamed.get(key, key)
         if name not in fields:
             raise ValueError(unknown_key(f"{prefix}{key}", [f"{prefix}{k}" for k in fields]))
         if name in values:
-            raise ValueError(f"{prefix}{key} is the old name of {prefix}{name}: give only one of them")
-        values[name] = value
+            old = key if key != name else given_as[name]
+            raise ValueError(f"{prefix}{old} is the old name of {prefix}{name}: give only one of them")
+        values[name], given_as[name] = value, key
     out = {}
     for name, f in fields.items():
         out[name] = read_value(f"{prefix}{name}", values[name], f) if name in values else default_of(f)
@@ -218,9 +220,11 @@ def shown(value: Any) -> str:
     return repr(value)
 
 
-def key_lines(cls: type, prefix: str = "", indent: str = "  ", width: int = 88) -> list[str]:
+def key_lines(cls: type, prefix: str = "", indent: str = "  ", width: int = 88,
+              rules: Mapping[str, Rule] | None = None) -> list[str]:
     """``<prefix><key> [default X]`` for each field of ``cls`` made by :func:`option`, then
-    its help and its allowed values (from its rule), wrapped under it."""
+    its help and its allowed values (from its rule; ``rules``: for a key whose values live
+    in a registry above the config, e.g. ``make eval``'s suites), wrapped under it."""
     lines = []
     for f in dataclasses.fields(cls):
         if not f.init or "help" not in f.metadata:  # e.g. a section of a config, listed on its own
@@ -228,7 +232,7 @@ def key_lines(cls: type, prefix: str = "", indent: str = "  ", width: int = 88) 
         default = default_of(f)
         lines.append(f"{indent}{prefix}{f.name} [default {'required' if default is MISSING else shown(default)}]")
         text = f.metadata.get("help", "")
-        rule = rule_of(f)
+        rule = (rules or {}).get(f.name) or rule_of(f)
         if rule is not None:
             allowed = rule.describe()
             text += f" Allowed: {allowed}" + ("; null: unset." if f.default is None and "null" not in allowed else ".")
