@@ -210,11 +210,12 @@ def read_config(raw: dict[str, Any], where: str) -> DataConfig:
     """The typed config of a YAML mapping (overrides applied): every value read and checked
     by its field's rule, a default for every key not given. One DataGenError for the first
     mistake, naming ``where``, the key, the value and the allowed values."""
+    top_keys = (*TOP_KEYS, *old_name_of(DataConfig))
     try:
         for key, value in raw.items():
-            if key not in TOP_KEYS and key not in SECTION_CLASSES:
+            if key not in top_keys and key not in SECTION_CLASSES:
                 raise ValueError(unknown_key(key, value))
-        top = read_fields(DataConfig, {k: v for k, v in raw.items() if k in TOP_KEYS})
+        top = read_fields(DataConfig, {k: v for k, v in raw.items() if k in top_keys})
         sections = {}
         for name, cls in SECTION_CLASSES.items():
             given = raw.get(name)
