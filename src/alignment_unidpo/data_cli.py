@@ -4,7 +4,8 @@ The data pipeline (:func:`alignment_unidpo.datagen.pipeline.main`) with the pref
 plugged in: importing :mod:`alignment_unidpo.world` registers its prompt source, its SFT
 model and its judge, which the default config (no CONFIG: ``data_configs/toy-world-on-policy.yaml``)
 uses. Under ``accelerate launch -m alignment_unidpo.data_cli ...`` every process generates
-and scores its own shards.
+and scores its own shards. ``--help`` lists every config key with its default and allowed
+values (the world's source and judge among them); ``--dry_run`` prints the plan as JSON.
 """
 
 from __future__ import annotations

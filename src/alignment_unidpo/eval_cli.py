@@ -2,7 +2,8 @@
 
 The evaluation (:func:`alignment_unidpo.evaluation.run_eval.main`) with the preference
 world's suite registered (by importing :mod:`alignment_unidpo.world`): a world run's folder
-is evaluated by it without ``--suite``.
+is evaluated by it without ``--suite``. ``--help`` lists every option with its default and
+allowed values (the world's suite among them); ``--dry_run`` prints what would run as JSON.
 """
 
 from __future__ import annotations

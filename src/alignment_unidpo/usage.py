@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 from .base.paths import REPO_ROOT
-from .configs import USED_BY_LOSS, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig
+from .configs import USED_BY_LOSS, VALUE_RULE_OF, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig
 from .resolve import DEFAULT_RECIPE, DEFAULT_WORLD_RECIPE
 
 ENTRY_PREFIX = "#   "  # an entry of the Makefile's header comment (continuation lines are indented further)
@@ -66,12 +66,16 @@ def _default(f: dataclasses.Field) -> str:
 
 
 def key_lines(cls: type) -> list[str]:
-    """``key [default]  help`` for each field, marking keys only some loss types read."""
+    """``key [default]  help`` for each field, marking keys only some loss types read, with
+    the allowed values of those :data:`~alignment_unidpo.configs.VALUE_RULES` checks (the
+    text its error line says)."""
     lines = []
     for f in _own_fields(cls):
         text = f.metadata.get("help", "")
         if f.name in USED_BY_LOSS:
             text = f"({', '.join(USED_BY_LOSS[f.name])} only) " + text
+        if f.name in VALUE_RULE_OF:
+            text += f" Allowed: {VALUE_RULE_OF[f.name][1]}" + ("; null: unset." if f.default is None else ".")
         head = f"  {f.name} [default {_default(f)}]"
         lines.append(head)
         if text:

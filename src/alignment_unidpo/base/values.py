@@ -5,10 +5,10 @@ A boolean key takes ``true``/``false`` and the usual spellings (``yes``/``no``,
 ``bool("no")`` is True in Python, which once let ``--trust_remote_code=no`` run remote
 code: never call ``bool()`` on a value a user typed.
 
-A stage checks its numbers against a table of rules, ``(keys, predicate, allowed range as
-the error message writes it)`` (the recipe's :data:`alignment_unidpo.configs.VALUE_RULES`,
-the data config's :data:`alignment_unidpo.datagen.config.VALUE_RULES`), with the
-predicates and the lookup below.
+The recipe checks its numbers against a table of rules, ``(keys, predicate, allowed range as
+the error message writes it)`` (:data:`alignment_unidpo.configs.VALUE_RULES`), with the
+predicates and the lookup below; the data config and the options of ``make eval`` keep each
+key's rule in its field's metadata (:mod:`alignment_unidpo.base.schema`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
+BOOL_WORDS_TEXT = "true or false (or yes/no, on/off, 1/0)"  # what a boolean key takes, as errors and --help say
 
 
 def parse_bool(value: Any, key: str) -> bool:
@@ -32,7 +33,7 @@ def parse_bool(value: Any, key: str) -> bool:
             return True
         if word in FALSE_WORDS:
             return False
-    raise ValueError(f"{key} must be true or false (or yes/no, on/off, 1/0), got {value!r}")
+    raise ValueError(f"{key} must be {BOOL_WORDS_TEXT}, got {value!r}")
 
 
 def trusts_remote_code(section: dict[str, Any], where: str) -> bool:

@@ -1,30 +1,47 @@
-"""The YAML of a ``make data`` pipeline: defaults, validation, and the per-stage hash keys.
+"""The YAML of a ``make data`` pipeline: typed sections, validation, and the per-stage hash keys.
 
-A config has one mapping per stage (``prompts``, ``generate``, ``score``, ``normalize``,
-``pair``) plus ``name`` and ``output_root``; see README "Make data" for every key. Each
-stage's output folder is ``<output_root>/<name>/<stage>-<hash>``, where the hash covers
+A config has one mapping per stage, each a dataclass below (``prompts``:
+:class:`PromptsConfig`, ``generate``: :class:`GenerateConfig`, ``score``:
+:class:`ScoreConfig`, ``normalize``: :class:`NormalizeConfig`, ``pair``: :class:`PairConfig`),
+plus ``name`` and ``output_root`` (:class:`DataConfig`). Each field holds its default, its
+help and its allowed values (a :class:`~alignment_unidpo.base.schema.Rule` in its metadata,
+:mod:`alignment_unidpo.base.schema`): the checks, ``python -m alignment_unidpo.data_cli
+--help`` (:func:`help_text`) and the dry run are derived from there. The registered prompt
+sources and scorers (:data:`~.sources.PROMPT_SOURCES`, :data:`~.scorers.SCORERS`) are the
+allowed values of ``prompts.source`` and ``score.scorer``, read when a config is checked.
+
+Each stage's output folder is ``<output_root>/<name>/<stage>-<hash>``, where the hash covers
 that stage's keys and those of every stage before it (:func:`stage_keys`): changing the
-scorer re-scores but does not re-generate, changing the prompts redoes everything.
-Keys that cannot change a stage's output (batch sizes, progress) are left out of its hash.
+scorer re-scores but does not re-generate, changing the prompts redoes everything. Keys that
+cannot change a stage's output (batch sizes) are left out of its hash (``hashed=False``).
 
-:func:`load_config` refuses a bad value before anything runs, naming the file and the key:
-each number against :data:`VALUE_RULES` (one table, the same style as the training
-recipe's :data:`alignment_unidpo.configs.VALUE_RULES`, checked by the same helpers of
-:mod:`alignment_unidpo.base.values`), each choice against
-:data:`CHOICES` (and the registered prompt sources and scorers), each boolean through
-:func:`alignment_unidpo.base.values.parse_bool`.
+**Caches survive changes of the config schema** (cached generations cost GPU-days): the
+hash input is the same mapping of the same keys as before the sections became dataclasses
+(``tests/test_datagen_inputs.py`` pins the shipped configs' hashes). A key added later is
+declared with ``added=True``: left out of the hash while at its default, so no existing
+config's folders move. A renamed value keeps its old name as an alias and is hashed under
+its first name (``Choice(..., renamed={"old": "new"})``); a renamed key likewise
+(``option(..., old_names=("old",))``).
+
+:func:`load_config` reads the YAML (:func:`alignment_unidpo.base.yamlio.read_yaml`), applies
+the dotted ``--section.key=value`` overrides, refuses an unknown key (naming the closest
+known one) and a bad value (one error naming file, key, value and allowed values), then the
+combinations the stages need (:func:`check`); it returns the plain mapping every stage reads.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import json
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import DataGenError
-from ..base.values import finite_number, first_bad_value, is_integer, parse_bool, rules_by_key
+from ..base.schema import (BOOLEAN, MAPPING, NON_EMPTY_TEXT, TEXT, Choice, closest, default_of, integer, key_lines,
+                           number, old_name_of, option, read_fields, rule_of)
 from ..base.yamlio import read_yaml
 from ..configs import TORCH_DTYPES
 from .scorers import SCORERS
@@ -34,122 +51,184 @@ from ..base.paths import REPO_ROOT
 STAGES = ("generate", "score", "normalize", "pair")
 DEFAULT_CONFIG = REPO_ROOT / "data_configs" / "toy-world-on-policy.yaml"
 
-DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "output_root": "outputs/data",
-    "prompts": {
-        "source": "jsonl",          # jsonl, or a registered source (the world's: world)
-        "path": None,               # jsonl: one object a line
-        "prompt_field": "prompt",   # a string or a chat message list
-        "answer_field": None,       # ground truth (math verifier); required when score.verifier is math
-        "template": "chat",         # chat: the prompt as is; math: the Tab. C.2 system + user turns
-        "system_prompt": None,
-        "limit": None,              # first N prompts only
-        "world_seed": 0,            # world: the preference world of this seed (its training-pair prompts)
-        "world_root": None,         # world: cache folder (default outputs/toy-world)
-        "world": {},                # world: WorldConfig overrides
-        "sft": {},                  # world: SFTConfig overrides
-    },
-    "generate": {
-        "backend": "transformers",  # transformers | vllm
-        "model": None,              # path / hub id, or a prompt source's own model (world:sft)
-        "num_samples": 8,
-        "temperature": 0.8,
-        "top_p": 1.0,
-        "max_new_tokens": 2048,
-        "seed": 0,
-        "shard_size": 64,           # prompts per shard (the unit of caching and of process split)
-        "dtype": "auto",
-        "batch_size": 16,           # transformers: conversations per generate call
-        "tensor_parallel_size": 1,  # vllm
-        "gpu_memory_utilization": 0.9,  # vllm
-        "trust_remote_code": False,
-    },
-    "score": {
-        "scorer": "reward_model",   # reward_model | external | prm | none, or a registered one (world_judge)
-        "model": None,              # reward_model / prm
-        "path": None,               # external: jsonl of {prompt, answer, score}
-        "trust_remote_code": False,
-        "dtype": "bfloat16",
-        "batch_size": 8,
-        "max_length": 4096,
-        "verifier": None,           # math: label each sample correct/incorrect (needs prompts.answer_field)
-        "prm_step_separator": "\n\n",
-        "prm_aggregate": "min",     # min | last | mean | prod over the step rewards
-        "prm_scale": 10.0,          # the paper scales PRM scores on 0-1 by 10 (appendix C.2)
-    },
-    "normalize": {
-        "method": "none",           # none | linear | zscore_cdf
-        "scale": 1.0,               # linear: scale * s + offset
-        "offset": 0.0,
-    },
-    "pair": {
-        "rule": "best_worst",       # best_worst | math
-        "min_margin": 0.0,          # drop pairs whose score margin is not above this (ties at 0)
-    },
-}
-
-# Keys that do not change a stage's output: left out of its hash.
-NOT_HASHED = {"batch_size", "gpu_memory_utilization"}
-CHOICES = {
-    ("prompts", "template"): ("chat", "math"),
-    ("generate", "backend"): ("transformers", "vllm"),
-    ("generate", "dtype"): TORCH_DTYPES,
-    ("score", "verifier"): (None, "math"),
-    ("score", "dtype"): TORCH_DTYPES,  # what training.models loads; transformers takes the names
-    ("score", "prm_aggregate"): ("min", "last", "mean", "prod"),
-    ("normalize", "method"): ("none", "linear", "zscore_cdf"),
-    ("pair", "rule"): ("best_worst", "math"),
-}
-
-SECTIONS = ("prompts", *STAGES)
+AT_LEAST_ONE = integer("an integer >= 1", lambda v: v >= 1)
+# Torch dtypes (the names training.models loads; transformers takes them as they are)
+DTYPE = Choice(TORCH_DTYPES)
 
 
-def _positive_int(v: Any) -> bool:
-    return is_integer(v) and v >= 1
+@dataclass
+class PromptsConfig:
+    """``prompts``: where the prompts come from and how they become conversations."""
+
+    source: str = option("jsonl", rule=Choice(PROMPT_SOURCES),
+                         help="Where the prompts come from: jsonl (a file, prompts.path), or a source registered by "
+                              "a package above datagen (the preference world's: world).")
+    path: str | None = option(None, rule=TEXT, help="source jsonl: the prompts file, one JSON object a line.")
+    prompt_field: str = option("prompt", rule=NON_EMPTY_TEXT,
+                               help="The field holding each prompt: a string or a chat message list.")
+    answer_field: str | None = option(None, rule=NON_EMPTY_TEXT,
+                                      help="The field holding the ground truth; needed by score.verifier: math.")
+    template: str = option("chat", rule=Choice(("chat", "math")),
+                           help="chat: the prompt as it is; math: the paper's Tab. C.2 system + user turns.")
+    system_prompt: str | None = option(None, rule=TEXT,
+                                       help="System message put before every prompt that has none.")
+    limit: int | None = option(None, rule=integer("an integer >= 1, or null (every prompt)", lambda v: v >= 1),
+                               help="The first N prompts only.")
+    world_seed: int = option(0, rule=integer("an integer"),
+                             help="source world: the preference world of this seed (its training-pair prompts).")
+    world_root: str | None = option(None, rule=TEXT, help="source world: its cache folder (default outputs/toy-world).")
+    world: dict[str, Any] = option(default_factory=dict, rule=MAPPING, help="source world: WorldConfig overrides.")
+    sft: dict[str, Any] = option(default_factory=dict, rule=MAPPING, help="source world: SFTConfig overrides.")
 
 
-# (dotted keys, predicate, allowed values as written in the error message)
-VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
-    (("generate.temperature",), lambda v: finite_number(v) and v >= 0, "a number >= 0 (0: greedy)"),
-    (("generate.top_p", "generate.gpu_memory_utilization"), lambda v: finite_number(v) and 0 < v <= 1,
-     "a number in (0, 1]"),
-    (("generate.num_samples",), lambda v: is_integer(v) and v >= 2, "an integer >= 2 (a pair needs two answers)"),
-    (("generate.max_new_tokens", "generate.shard_size", "generate.batch_size", "generate.tensor_parallel_size",
-      "score.batch_size", "score.max_length"), _positive_int, "an integer >= 1"),
-    (("generate.seed", "prompts.world_seed"), is_integer, "an integer"),
-    (("prompts.limit",), _positive_int, "an integer >= 1, or null (every prompt)"),
-    (("score.prm_scale",), lambda v: finite_number(v) and v > 0, "a number > 0"),
-    (("score.prm_step_separator",), lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    (("normalize.scale", "normalize.offset"), finite_number, "a finite number"),
-    (("pair.min_margin",), lambda v: finite_number(v) and v >= 0, "a number >= 0"),
-)
-VALUE_RULE_OF = rules_by_key(VALUE_RULES)
+@dataclass
+class GenerateConfig:
+    """``generate``: N answers per prompt from the policy."""
+
+    backend: str = option("transformers", rule=Choice(("transformers", "vllm")),
+                          help="transformers (batched generate, CPU or GPU) or vllm (the .[vllm] extra; not run yet).")
+    model: str | None = option(None, rule=NON_EMPTY_TEXT,
+                               help="Required: the policy (local folder or hub id), or a prompt source's own model "
+                                    "(world:sft, the world's SFT model).")
+    num_samples: int = option(8, rule=integer("an integer >= 2 (a pair needs two answers)", lambda v: v >= 2),
+                              help="Answers sampled per prompt.")
+    temperature: float = option(0.8, rule=number("a number >= 0 (0: greedy)", lambda v: v >= 0),
+                                help="Sampling temperature.")
+    top_p: float = option(1.0, rule=number("a number in (0, 1]", lambda v: 0 < v <= 1), help="Nucleus sampling.")
+    max_new_tokens: int = option(2048, rule=AT_LEAST_ONE, help="Longest answer, in tokens.")
+    seed: int = option(0, rule=integer("an integer"),
+                       help="Shard k samples with seed + k, so the output does not depend on the process split.")
+    shard_size: int = option(64, rule=AT_LEAST_ONE,
+                             help="Prompts per shard: the unit of caching, of resuming and of the split over "
+                                  "processes.")
+    dtype: str = option("auto", rule=DTYPE, help="Torch dtype of the policy.")
+    batch_size: int = option(16, rule=AT_LEAST_ONE, hashed=False,
+                             help="transformers: conversations per generate call (not hashed).")
+    tensor_parallel_size: int = option(1, rule=AT_LEAST_ONE,
+                                       help="vllm: GPUs per engine (> 1 only for models that do not fit one GPU).")
+    gpu_memory_utilization: float = option(0.9, rule=number("a number in (0, 1]", lambda v: 0 < v <= 1), hashed=False,
+                                           help="vllm: the share of GPU memory the engine takes (not hashed).")
+    trust_remote_code: bool = option(False, rule=BOOLEAN, help="Run the model repository's own code.")
 
 
-def dotted(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The stage sections of a config (or of :data:`DEFAULTS`) flat: ``{"generate.temperature": 0.8, ...}``."""
-    return {f"{section}.{key}": value for section in SECTIONS for key, value in cfg[section].items()}
+@dataclass
+class ScoreConfig:
+    """``score``: a score for each answer (and, with the verifier, correct or not)."""
+
+    scorer: str = option("reward_model", rule=Choice(SCORERS),
+                         help="reward_model (a sequence-classification reward model, score.model), external (a "
+                              "judge's scores file, score.path), prm (a process reward model, score.model), none "
+                              "(pair.rule: math only), or one registered by a package above datagen (the preference "
+                              "world's world_judge).")
+    model: str | None = option(None, rule=NON_EMPTY_TEXT, help="reward_model / prm: local folder or hub id.")
+    path: str | None = option(None, rule=TEXT, help="external: jsonl of {prompt, answer, score}.")
+    trust_remote_code: bool = option(False, rule=BOOLEAN,
+                                     help="Run the model repository's own code (ArmoRM and the PRM need it); a PRM's "
+                                          "score folder does not depend on it.")
+    dtype: str = option("bfloat16", rule=DTYPE, help="Torch dtype of the scorer.")
+    batch_size: int = option(8, rule=AT_LEAST_ONE, hashed=False, help="Answers per forward pass (not hashed).")
+    max_length: int = option(4096, rule=AT_LEAST_ONE, help="Tokens of conversation + answer the scorer reads.")
+    verifier: str | None = option(None, rule=Choice((None, "math")),
+                                  help="math: label each answer correct/incorrect with math-verify against "
+                                       "prompts.answer_field.")
+    prm_step_separator: str = option("\n\n", rule=NON_EMPTY_TEXT, help="prm: what splits an answer into steps.")
+    prm_aggregate: str = option("min", rule=Choice(("min", "last", "mean", "prod")),
+                                help="prm: how the step rewards become one score.")
+    prm_scale: float = option(10.0, rule=number("a number > 0", lambda v: v > 0),
+                              help="prm: the 0-1 score times this (the paper: 10, appendix C.2).")
 
 
-# Every boolean key (a bool default): read with parse_bool, never bool() ("no" is truthy).
-BOOL_KEYS = tuple(key for key, value in dotted(DEFAULTS).items() if isinstance(value, bool))
-# Keys whose null means "unset": not range-checked when null.
-NULLABLE_KEYS = frozenset(key for key, value in dotted(DEFAULTS).items() if value is None)
+@dataclass
+class NormalizeConfig:
+    """``normalize``: the scores of the whole set onto one scale."""
+
+    method: str = option("none", rule=Choice(("none", "linear", "zscore_cdf")),
+                         help="none; linear: scale * s + offset; zscore_cdf: z-score over all scores, then "
+                              "10 * Phi(z) (footnote 4, ArmoRM).")
+    scale: float = option(1.0, rule=number("a finite number"), help="linear: the factor.")
+    offset: float = option(0.0, rule=number("a finite number"), help="linear: the offset.")
 
 
-def _merge(defaults: dict[str, Any], given: dict[str, Any], where: str) -> dict[str, Any]:
-    out = copy.deepcopy(defaults)
-    for key, value in given.items():
-        if key not in defaults:
-            raise DataGenError(f"{where}: unknown key {key!r} (known: {', '.join(defaults)})")
-        if isinstance(defaults[key], dict) and key not in ("world", "sft"):
-            if not isinstance(value, dict):
-                raise DataGenError(f"{where}: {key} must be a mapping, got {value!r}")
-            out[key] = _merge(defaults[key], value, f"{where}: {key}")
-        else:
-            out[key] = value
-    return out
+@dataclass
+class PairConfig:
+    """``pair``: one chosen and one rejected answer per prompt."""
+
+    rule: str = option("best_worst", rule=Choice(("best_worst", "math")),
+                       help="best_worst: chosen = best, rejected = worst; math: chosen the best-scored correct "
+                            "answer, rejected the worst-scored incorrect one, kept only if it scores higher.")
+    min_margin: float = option(0.0, rule=number("a number >= 0", lambda v: v >= 0),
+                               help="Drop pairs whose score margin is not above this (ties at 0).")
+
+
+SECTION_CLASSES: dict[str, type] = {"prompts": PromptsConfig, "generate": GenerateConfig, "score": ScoreConfig,
+                                    "normalize": NormalizeConfig, "pair": PairConfig}
+SECTIONS = tuple(SECTION_CLASSES)  # prompts, then the STAGES
+
+
+@dataclass
+class DataConfig:
+    """A whole ``make data`` config: its name, where its folders go, and one section per stage."""
+
+    name: str | None = option(None, rule=NON_EMPTY_TEXT,
+                              help="The dataset's name: its folders are <output_root>/<name>/<stage>-<hash>; "
+                                   "default: the config file's name.")
+    output_root: str = option("outputs/data", rule=NON_EMPTY_TEXT,
+                              help="Where datasets go (a relative path is under the repository).")
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    pair: PairConfig = field(default_factory=PairConfig)
+
+    def as_dict(self, config_path: str | Path) -> dict[str, Any]:
+        """The mapping every stage reads: ``{"name", "output_root", "prompts": {...}, ..., "config_path"}``."""
+        return {**dataclasses.asdict(self), "config_path": str(config_path)}
+
+
+TOP_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig) if f.name not in SECTION_CLASSES)
+
+
+def dotted_keys() -> list[str]:
+    """Every key a config may set, as an override names it: ``name``, ..., ``generate.temperature``, ..."""
+    return [*TOP_KEYS, *(f"{s}.{f.name}" for s, cls in SECTION_CLASSES.items() for f in dataclasses.fields(cls))]
+
+
+def unknown_key(key: str, value: Any) -> str:
+    """The error for an unknown top-level key, naming the closest known one: for a mapping
+    (``generat: {...}``) the closest section; else the section key of that name
+    (``temperature`` -> ``generate.temperature``) or the closest key of all."""
+    if isinstance(value, dict):
+        hint = closest(key, SECTIONS)
+    else:
+        same_name = [k for k in dotted_keys() if k.rsplit(".", 1)[-1] == key]
+        hint = same_name[0] if len(same_name) == 1 else closest(key, dotted_keys())
+    return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else
+                                       f" (known: {', '.join((*TOP_KEYS, *SECTIONS))})")
+
+
+def read_config(raw: dict[str, Any], where: str) -> DataConfig:
+    """The typed config of a YAML mapping (overrides applied): every value read and checked
+    by its field's rule, a default for every key not given. One DataGenError for the first
+    mistake, naming ``where``, the key, the value and the allowed values."""
+    top_keys = (*TOP_KEYS, *old_name_of(DataConfig))
+    try:
+        for key, value in raw.items():
+            if key not in top_keys and key not in SECTION_CLASSES:
+                raise ValueError(unknown_key(key, value))
+        top = read_fields(DataConfig, {k: v for k, v in raw.items() if k in top_keys})
+        sections = {}
+        for name, cls in SECTION_CLASSES.items():
+            given = raw.get(name)
+            if given is None:
+                given = {}
+            if not isinstance(given, dict):
+                raise ValueError(f"{name} must be a mapping of key: value, got {given!r}")
+            sections[name] = cls(**read_fields(cls, given, prefix=f"{name}."))
+    except ValueError as err:
+        if type(err) is not ValueError:
+            raise
+        raise DataGenError(f"{where}: {err}") from None
+    return DataConfig(**{**top, **sections})
 
 
 def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -157,12 +236,17 @@ def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = raw
     for part in parents:
-        node = node.setdefault(part, {})
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
     node[leaf] = value
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The validated config of the YAML at ``path`` (default: the toy-world one) plus dotted overrides."""
+def load_data_config(path: str | Path | None = None,
+                     overrides: dict[str, Any] | None = None) -> tuple[DataConfig, Path]:
+    """The typed, checked config of the YAML at ``path`` (default: the toy-world one) plus
+    dotted overrides, and the file it came from."""
     path = Path(path) if path else DEFAULT_CONFIG
     if not path.is_file() and (REPO_ROOT / path).is_file():
         path = REPO_ROOT / path
@@ -173,44 +257,30 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raise DataGenError(f"{path}: a data config must be a mapping")
     for key, value in (overrides or {}).items():
         apply_override(raw, key, value)
-    cfg = _merge(DEFAULTS, raw, str(path))
-    cfg["name"] = cfg["name"] or path.stem
-    cfg["config_path"] = str(path)
-    parse_bools(cfg, str(path))
+    config = read_config(raw, str(path))
+    config.name = config.name or path.stem
+    return config, path
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The validated config of the YAML at ``path`` (default: the toy-world one) plus dotted
+    overrides, as the mapping the stages read (:meth:`DataConfig.as_dict`)."""
+    config, path = load_data_config(path, overrides)
+    cfg = config.as_dict(path)
     check(cfg, str(path))
     return cfg
 
 
-def parse_bools(cfg: dict[str, Any], where: str) -> None:
-    """Every key of :data:`BOOL_KEYS` as a real bool, in place (``no``, ``"no"``, ``0`` are False)."""
-    for key in BOOL_KEYS:
-        section, leaf = key.split(".")
-        try:
-            cfg[section][leaf] = parse_bool(cfg[section][leaf], key)
-        except ValueError as err:
-            raise DataGenError(f"{where}: {err}") from None
-
-
-def check_values(cfg: dict[str, Any], where: str) -> None:
-    """The first value outside its :data:`VALUE_RULES` range, as an error naming file, key and value."""
-    bad = first_bad_value(dotted(cfg), VALUE_RULE_OF, NULLABLE_KEYS)
-    if bad is not None:
-        key, value, allowed = bad
-        raise DataGenError(f"{where}: {key} must be {allowed}, got {value!r}")
-
-
 def choices() -> dict[tuple[str, str], tuple[Any, ...]]:
-    """The allowed values of every choice key: :data:`CHOICES`, and the prompt sources and
-    scorers registered (:data:`~.sources.PROMPT_SOURCES`, :data:`~.scorers.SCORERS`)."""
-    return {("prompts", "source"): tuple(PROMPT_SOURCES), ("score", "scorer"): tuple(SCORERS), **CHOICES}
+    """The allowed values of every choice key (from the fields' rules): the registered
+    prompt sources and scorers included."""
+    return {(section, f.name): rule_of(f).values() for section, cls in SECTION_CLASSES.items()
+            for f in dataclasses.fields(cls) if isinstance(rule_of(f), Choice)}
 
 
 def check(cfg: dict[str, Any], where: str) -> None:
-    """Value ranges, choices and the combinations the stages need, before anything runs."""
-    check_values(cfg, where)
-    for (section, key), allowed in choices().items():
-        if cfg[section][key] not in allowed:
-            raise DataGenError(f"{where}: {section}.{key} must be one of {allowed}, got {cfg[section][key]!r}")
+    """The combinations the stages need, before anything runs (each value on its own was
+    checked by its field's rule when the config was read, :func:`read_config`)."""
     p, g, s = cfg["prompts"], cfg["generate"], cfg["score"]
     scorer = SCORERS[s["scorer"]]
     if p["source"] == "jsonl" and not p["path"]:
@@ -234,27 +304,75 @@ def check(cfg: dict[str, Any], where: str) -> None:
         raise DataGenError(f"{where}: score.scorer: none only works with pair.rule: math")
 
 
+USAGE = """usage: python -m alignment_unidpo.data_cli [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]
+       make data [CONFIG=data_configs/...yaml] [DRY_RUN=1] [ARGS="--section.key=value ..."]
+
+Makes preference pairs the paper's way (appendix C.2): generate N answers per prompt, score
+them, normalise the scores, pair them; each stage cached in its own folder. CONFIG defaults
+to {default}. Overrides are parsed as YAML and win over the config. --dry_run prints the plan
+as JSON (each stage's settings, folder and whether it is cached, and the problems a run would
+stop on) and runs nothing; --help prints this. A bad key or value is one `error:` line."""
+
+
+def help_text() -> str:
+    """``python -m alignment_unidpo.data_cli --help``: usage, the shipped configs, and every key
+    with its default, help and allowed values (from the dataclass fields)."""
+    default = DEFAULT_CONFIG.relative_to(REPO_ROOT)
+    head, *paragraphs = USAGE.format(default=default).split("\n\n")
+    out = [head]
+    for paragraph in paragraphs:
+        out += ["", textwrap.fill(paragraph, 88, break_long_words=False, break_on_hyphens=False)]
+    configs = sorted(p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "data_configs").rglob("*.yaml"))
+    out += ["", "configs (data_configs/; CONFIG=PATH):"]
+    out += textwrap.wrap(", ".join(configs), 88, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
+    out += ["", "keys (set in the config YAML, or as --key=value / --section.key=value):", ""]
+    out += key_lines(DataConfig)
+    for name, cls in SECTION_CLASSES.items():
+        out += ["", f"{name} ({cls.__name__}): {cls.__doc__.strip().split(': ', 1)[-1]}"]
+        out += key_lines(cls, prefix=f"{name}.")
+    return "\n".join(out)
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def hashed_settings(cls: type, settings: dict[str, Any]) -> dict[str, Any]:
+    """The part of a section's settings its hash covers, under the names the hash has always
+    used: a ``hashed=False`` key is left out, an ``added=True`` key too while at its default,
+    a renamed value or key is hashed under its first name. A key of ``settings`` that is not a
+    field stays as it is."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    first_name = {key: old for old, key in old_name_of(cls).items()}
+    out = {}
+    for key, value in settings.items():
+        f = fields.get(key)
+        if f is not None:
+            if not f.metadata.get("hashed", True) or (f.metadata.get("added") and value == default_of(f)):
+                continue
+            if isinstance(rule_of(f), Choice):
+                value = rule_of(f).stored_name(value)
+        out[first_name.get(key, key)] = value
+    return out
+
+
 def hash_input(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """What of a stage's settings goes into its hash: all but :data:`NOT_HASHED`.
+    """What of a stage's settings goes into its hash (:func:`hashed_settings`).
 
     The PRM scorer loaded remote code whatever ``score.trust_remote_code`` said until that
     key was honoured, so every PRM score folder was named with the key at its default
     (false); a PRM's hash keeps that input (the key decides whether the model loads, not
     what it scores) and those folders keep their names.
     """
-    out = {k: v for k, v in settings.items() if k not in NOT_HASHED}
+    out = hashed_settings(SECTION_CLASSES[stage], settings)
     if stage == "score" and settings["scorer"] == "prm":
-        out["trust_remote_code"] = DEFAULTS["score"]["trust_remote_code"]
+        out["trust_remote_code"] = default_of(ScoreConfig.__dataclass_fields__["trust_remote_code"])
     return out
 
 
 def stage_keys(cfg: dict[str, Any]) -> dict[str, str]:
     """Each stage's hash: its own keys and every earlier stage's (batch sizes excluded)."""
-    keys, upstream = {}, {"prompts": cfg["prompts"]}
+    keys, upstream = {}, {"prompts": hash_input("prompts", cfg["prompts"])}
     for stage in STAGES:
         upstream[stage] = hash_input(stage, cfg[stage])
         keys[stage] = _digest(upstream)

@@ -38,7 +38,7 @@ from ..base.files import write_jsonl_atomic, write_text_atomic
 from ..base.jsonio import read_json_records
 from ..base.yamlio import parse_overrides
 from ..base.errors import DataGenError
-from .config import STAGES, load_config, stage_dirs
+from .config import STAGES, help_text, load_config, stage_dirs
 from .generate import load_prompts, run_generate, shard_path, shards_of
 from .normalize import normalize_rows
 from .pair import make_pairs
@@ -47,6 +47,7 @@ from .scorers import SCORERS
 from .sources import model_source
 
 PAIRS_FILE, STATS_FILE, PLOT_FILE = "pairs.jsonl", "stats.json", "scores.png"
+HELP_FLAGS = ("--help", "-h", "--help=true")
 
 
 def stages_done(dirs: dict[str, Path]) -> dict[str, bool]:
@@ -265,7 +266,11 @@ def _flag(overrides: dict[str, Any], name: str, default: bool) -> bool:
 
 @entry_point
 def main(argv: list[str]) -> int:
-    """``python -m alignment_unidpo.data_cli [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``."""
+    """``python -m alignment_unidpo.data_cli [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]``
+    (``--help``: every key, its default and allowed values, :func:`~.config.help_text`)."""
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(help_text())
+        return 0
     config = argv.pop(0) if argv and not argv[0].startswith("--") else None
     overrides = parse_overrides(argv)
     dry, progress = _flag(overrides, "dry_run", False), _flag(overrides, "progress", True)

@@ -1,56 +1,28 @@
 """The options of ``make eval`` (``--key=value``), each value checked as it is read.
 
-:class:`Options` holds every option any suite reads; a suite reads some of them
+:class:`Options` holds every option any suite reads, each field with its default, its help
+and its allowed values (a :class:`~alignment_unidpo.base.schema.Rule` in its metadata,
+:mod:`alignment_unidpo.base.schema`), from which :func:`parse_value`'s checks, ``make eval
+--help`` and the dry run are derived. A suite reads some of them
 (:attr:`alignment_unidpo.evaluation.suites.Suite.options`) and an option given to a suite
 that would not read it is an error (:func:`alignment_unidpo.evaluation.run_eval.check_options`).
+``--suite`` takes the registered suites (:data:`alignment_unidpo.evaluation.suites.SUITES`),
+checked with the run folder (:func:`alignment_unidpo.evaluation.run_eval.check_run`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 from ..base.errors import DataValidationError
-from ..base.values import parse_bool
+from ..base.schema import BOOLEAN, Choice, Rule, integer, number, option, read_value
 from ..generation.decoding import Decoding
 from ..generation.graders import DEFAULT_GRADER, GRADERS
 from ..generation.math_grading import DEFAULT_TIMEOUT_S
 from . import report
 from .benchmarks import DEFAULT_MATH_DIR
 
-
-@dataclasses.dataclass
-class Options:
-    """Every option of ``make eval`` at its default; the parser sets those given."""
-
-    suite: str = ""
-    predictions: str = ""  # grade-only math
-    out: str = ""
-    data_dir: str = str(DEFAULT_MATH_DIR)
-    benchmarks: str = ""  # comma-separated benchmark names; default: all
-    questions: str = ""  # alpacaeval / arenahard question file
-    recipe: str = ""  # the paper row to compare with; default: the run folder's name
-    model_id: str = ""  # generator / model_id in the answer files; default: the run folder's name
-    limit: int = 0  # first N items per benchmark (smoke tests)
-    batch_size: int = 8
-    max_new_tokens: int = 0  # 0: 3000 for math (the issue / Qwen2.5-Math eval), 4096 for textual
-    temperature: float = 0.0
-    top_p: float = 1.0
-    timeout: int = DEFAULT_TIMEOUT_S
-    grader: str = DEFAULT_GRADER  # math: math_verify or qwen_math (the authors' rules), docs/math-graders.md
-    split: str = ""  # a suite with held-out splits (the world's): val or test; default: the split the run recorded
-    progress: bool = True
-
-
-# Allowed values of the numeric options: (test, what the error line says is allowed).
-NUMBER_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-    "limit": (lambda v: v >= 0, "0 or more (0: every item)"),
-    "batch_size": (lambda v: v >= 1, "1 or more"),
-    "max_new_tokens": (lambda v: v >= 0, "0 or more (0: the suite's default)"),
-    "timeout": (lambda v: v >= 1, "1 or more (seconds)"),
-    "temperature": (lambda v: v >= 0, "0 or more (0: greedy)"),
-    "top_p": (lambda v: 0 < v <= 1, "more than 0 and at most 1"),
-}
 SPLITS = ("val", "test")
 
 
@@ -63,21 +35,58 @@ def benchmark_names(value: str) -> str:
     return ",".join(names)
 
 
+@dataclasses.dataclass
+class Options:
+    """Every option of ``make eval`` at its default; the parser sets those given."""
+
+    suite: str = option("", help="Which evaluation (SUITE=...): math (Table 2), alpacaeval / arenahard (Table 1 "
+                                 "answer files), or one registered by a package above evaluation (world: a preference-"
+                                 "world run's held-out table); default: the suite that claims RUN (a world run's).")
+    predictions: str = option("", help="math without a RUN (PREDICTIONS=...): grade the outputs in this jsonl, "
+                                       "{output, answer[, benchmark]} a line; no model.")
+    out: str = option("", help="The output folder; default RUN/eval/<suite> (grade-only: <predictions dir>/"
+                               "<predictions stem>-eval).")
+    data_dir: str = option(str(DEFAULT_MATH_DIR), help="math: the folder of the benchmark files "
+                                                       "(<name>.jsonl, .json or .parquet).")
+    benchmarks: str = option("", rule=Rule("comma-separated benchmark names", parse=benchmark_names),
+                             help="math: the benchmarks to run (a,b); default: all (grade-only: every line).")
+    questions: str = option("", help="alpacaeval / arenahard: the question file; default data/eval/alpaca_eval.json "
+                                     "/ data/eval/arena-hard-v0.1/question.jsonl.")
+    recipe: str = option("", help="The paper row to compare with; default: the run folder's name.")
+    model_id: str = option("", help="alpacaeval / arenahard: the generator / model_id in the answer files; default: "
+                                    "the run folder's name.")
+    limit: int = option(0, rule=integer("an integer >= 0 (0: every item)", lambda v: v >= 0),
+                        help="The first N items per benchmark (smoke tests).")
+    batch_size: int = option(8, rule=integer("an integer >= 1", lambda v: v >= 1), help="Prompts per generate call.")
+    max_new_tokens: int = option(0, rule=integer("an integer >= 0 (0: the suite's default)", lambda v: v >= 0),
+                                 help="The longest answer, in tokens; 0: 3000 for math (the Qwen2.5-Math "
+                                      "evaluation), 4096 for the textual suites.")
+    temperature: float = option(0.0, rule=number("a number >= 0 (0: greedy)", lambda v: v >= 0),
+                                help="Sampling temperature (the paper: greedy).")
+    top_p: float = option(1.0, rule=number("a number in (0, 1]", lambda v: 0 < v <= 1), help="Nucleus sampling.")
+    timeout: int = option(DEFAULT_TIMEOUT_S, rule=integer("an integer >= 1 (seconds)", lambda v: v >= 1),
+                          help="math: the grader's limit for each parse and comparison.")
+    grader: str = option(DEFAULT_GRADER, rule=Choice(GRADERS),
+                         help="math: math_verify, or qwen_math (the rules the Uni-DPO authors grade with); "
+                              "docs/math-graders.md.")
+    split: str = option("", rule=Choice(SPLITS),
+                        help="world: the held-out split; default: the split the run recorded.")
+    progress: bool = option(True, rule=BOOLEAN, help="Progress bars.")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Options)}
+
+
 def parse_value(key: str, value: str) -> Any:
-    """``value`` as the type of option ``key``'s default, checked against its rule."""
-    default = getattr(Options(), key)
+    """``value`` as typed on the command line, read and checked by option ``key``'s rule (an
+    option without one keeps the string): one error naming the option, the value and the
+    allowed values."""
     try:
-        parsed = parse_bool(value, f"--{key}") if isinstance(default, bool) else type(default)(value)
+        return read_value(f"--{key}", value, FIELDS[key])
     except ValueError as err:
-        text = str(err) if isinstance(default, bool) else f"--{key} must be {type(default).__name__}, got {value!r}"
-        raise DataValidationError(text) from None
-    if key in NUMBER_RULES and not NUMBER_RULES[key][0](parsed):
-        raise DataValidationError(f"--{key} must be {NUMBER_RULES[key][1]}, got {value!r}")
-    if key == "grader" and parsed not in GRADERS:
-        raise DataValidationError(f"--grader must be one of {', '.join(GRADERS)}, got {value!r}")
-    if key == "split" and parsed not in SPLITS:
-        raise DataValidationError(f"--split must be {' or '.join(SPLITS)}, got {value!r}")
-    return benchmark_names(value) if key == "benchmarks" else parsed
+        if isinstance(err, DataValidationError):
+            raise
+        raise DataValidationError(str(err)) from None
 
 
 def decoding_of(opts: Options) -> Decoding:

@@ -21,21 +21,32 @@ Per-item lines are appended and flushed as items finish, so a killed run resumes
 stopped; at the end the log is rewritten to exactly the current items, in input order (with
 ``--benchmarks``, the rows of the other benchmarks are left as they were). The last line
 printed is one JSON object.
+
+``--help`` lists every option with its default, help and allowed values (read from the
+fields of :class:`~.options.Options`) and the suites with the options each reads;
+``--dry_run`` checks RUN, SUITE and the options as a run does, then prints the resolved
+options and what would run as JSON, reading no input file, loading no model and writing
+nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from ..base.cli import entry_point
 from ..base.errors import DataValidationError
+from ..base.schema import Choice, key_lines
+from ..base.values import parse_bool
 from ..base.yamlio import split_overrides
-from .options import Options, parse_value
-from .suites import SUITES, suite_of
+from .options import Options, decoding_of, parse_value
+from .suites import GRADE_ONLY, SUITES, suite_of
 
 MODEL_FILES = ("config.json", "adapter_config.json")  # what makes a folder loadable as a model
 
@@ -82,11 +93,29 @@ def check_options(given: list[str], opts: Options) -> None:
                                       f"{', '.join('--' + k for k in Options.__dataclass_fields__ if k in allowed)}")
 
 
+HELP_FLAGS = ("--help", "-h", "--help=true")
+FLAGS = ("dry_run",)  # command-line flags of make eval itself, not options of a suite
+
+
 def parse_args(argv: list[str]) -> tuple[str | None, Options]:
     """RUN and the options, every value checked: one error line for the first bad one."""
+    run, opts, _, _ = parse_command(argv)
+    return run, opts
+
+
+def parse_command(argv: list[str]) -> tuple[str | None, Options, list[str], dict[str, bool]]:
+    """RUN, the options, the options given and the flags (``--dry_run``), every value checked:
+    one error line for the first bad one."""
+    argv = list(argv)
     run = argv.pop(0) if argv and not argv[0].startswith("--") else None
-    opts, given = Options(), []
+    opts, given, flags = Options(), [], {flag: False for flag in FLAGS}
     for key, value in split_overrides(argv):
+        if key in FLAGS:
+            try:
+                flags[key] = parse_bool(value, f"--{key}")
+            except ValueError as err:
+                raise DataValidationError(str(err)) from None
+            continue
         if key not in Options.__dataclass_fields__:
             raise DataValidationError(f"unknown option --{key}; known: "
                                       f"{', '.join('--' + k for k in Options.__dataclass_fields__)}")
@@ -94,7 +123,7 @@ def parse_args(argv: list[str]) -> tuple[str | None, Options]:
         given.append(key)
     check_run(run, opts)
     check_options(given, opts)
-    return run, opts
+    return run, opts, given, flags
 
 
 def out_dir(run: str | None, opts: Options) -> Path:
@@ -120,9 +149,57 @@ def writable(out: Path) -> Path:
     return out
 
 
+def plan(run: str | None, opts: Options, given: list[str]) -> dict[str, Any]:
+    """What a run would do (the dry run's JSON): the evaluation, the options it reads as
+    resolved, the decoding and the output folder. Reads no input file and writes nothing."""
+    suite = suite_of(opts)
+    read = suite.options_read()
+    out: dict[str, Any] = {"run": run, "suite": opts.suite, "evaluation": suite.title or f"SUITE={opts.suite}",
+                           "options": {k: v for k, v in dataclasses.asdict(opts).items() if k in read},
+                           "given": given, "out": str(out_dir(run, opts))}
+    if "max_new_tokens" in read:
+        out["decoding"] = decoding_of(opts).as_dict()
+    out["not_read"] = [k for k in Options.__dataclass_fields__ if k not in read]
+    return out
+
+
+USAGE = """usage: python -m alignment_unidpo.eval_cli [RUN] [--suite=SUITE] [--dry_run] [--key=value ...]
+       make eval RUN=... [SUITE=...] [PREDICTIONS=...] [DRY_RUN=1] [ARGS="--key=value ..."]
+
+Evaluates a trained model (RUN, its folder) or, with SUITE=math and PREDICTIONS=FILE and no
+RUN, grades given outputs; results go beside the paper's numbers. Every input is checked
+before a model loads or a file is written; a bad one is one `error:` line. --dry_run checks
+RUN, SUITE and the options, then prints the resolved options and what would run as JSON
+(reading no input file, loading nothing); --help prints this."""
+
+
+def help_text() -> str:
+    """``make eval ARGS=--help``: usage, every option (default, help, allowed values, from the
+    fields of :class:`Options`) and the suites with the options each reads."""
+    head, *paragraphs = USAGE.split("\n\n")
+    out = [head]
+    for paragraph in paragraphs:
+        out += ["", textwrap.fill(paragraph, 88, break_long_words=False, break_on_hyphens=False)]
+    out += ["", "options (--key=value; a suite refuses one it does not read):"]
+    out += key_lines(Options, prefix="--", rules={"suite": Choice(SUITES)})
+    out += ["", "suites (SUITE=NAME) and the options each reads:"]
+    order = list(Options.__dataclass_fields__)
+    kinds = [(f"SUITE={name}", suite) for name, suite in SUITES.items()] + [("SUITE=math PREDICTIONS=...", GRADE_ONLY)]
+    for name, suite in kinds:
+        options = " ".join(f"--{k}" for k in order if k in suite.options_read())
+        out += textwrap.wrap(f"{name}: {options}", 88, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(out)
+
+
 @entry_point
 def main(argv: list[str]) -> int:
-    run, opts = parse_args(argv)
+    if any(arg in HELP_FLAGS for arg in argv):
+        print(help_text())
+        return 0
+    run, opts, given, flags = parse_command(argv)
+    if flags["dry_run"]:
+        print(json.dumps(plan(run, opts, given), indent=2))
+        return 0
     suite = suite_of(opts)
     inputs = suite.read_inputs(run, opts)  # every input checked before a model loads or a file is written
     out = writable(out_dir(run, opts))
