@@ -19,7 +19,7 @@ from transformers import set_seed
 
 from .checkpoints import check_output_dir, prepare_output_dir
 from ..base.cli import entry_point
-from ..configs import TAU_GOOD_MEDIAN
+from ..configs import TAU_GOOD_MEDIAN, loss_of
 from ..base.errors import DataValidationError
 from .data import DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
@@ -65,7 +65,7 @@ def resolve_tau_good(args, train: datasets.Dataset) -> None:
 def build_datasets(recipe: ResolvedRecipe, tokenizer):
     data, args = recipe.data, recipe.training
     report = DropReport()
-    load = dict(seed=args.seed, system_prompt=data.system_prompt, require_scores=args.loss_type == "uni_dpo",
+    load = dict(seed=args.seed, system_prompt=data.system_prompt, require_scores=loss_of(args).needs_scores,
                 report=report)
     train = load_mixture(data.dataset_mixture, **load)
     if data.eval_dataset_mixture:
@@ -137,7 +137,7 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     with PartialState().main_process_first():
         train_ds, eval_ds = build_datasets(recipe, tokenizer)
 
-    need_reference = args.loss_type != "simpo"
+    need_reference = loss_of(args).needs_reference
     cache = None
     if args.precompute_ref_log_probs and need_reference:
         with PartialState().local_main_process_first():  # the others reuse its folder hash

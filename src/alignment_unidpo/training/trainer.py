@@ -2,10 +2,11 @@
 
 Each step runs chosen and rejected sequences through the policy in one concatenated
 forward (see :class:`~alignment_unidpo.training.tokenization.PreferenceCollator`), the same batch
-through the frozen reference model without gradients, reduces token log-probs to one
-number per sequence, and hands them to the pure loss functions of
-:mod:`alignment_unidpo.training.losses`. Per-pair metrics are gathered from all processes and
-averaged over each logging window.
+through the frozen reference model without gradients when the loss type needs one, reduces
+token log-probs to one number per sequence, and hands them to the loss type's pure function
+of :mod:`alignment_unidpo.training.losses`. What a loss type needs and reads is its entry in the
+loss table (:data:`alignment_unidpo.configs.LOSS_TYPES`). Per-pair metrics are gathered from all
+processes and averaged over each logging window.
 
 Three switches make a step cheaper without changing its numbers (beyond float
 rounding): ``precompute_ref_log_probs`` (reference log-probs computed once, before
@@ -33,9 +34,9 @@ from transformers import Trainer, TrainerCallback
 
 from ..base.stats import spearman_rho
 from . import checkpoints
-from ..configs import UniDPOConfig
+from ..configs import UniDPOConfig, loss_of
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
-from .losses import dpo_loss, simpo_loss, uni_dpo_loss
+from .losses import function_of
 from .merge import relativize_base_model
 from .packed_attention import PACKED_VARLEN, check_packed_varlen_support
 from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, ReferenceLogpsCache, attach_reference_logps
@@ -93,11 +94,6 @@ def ref_gap_tolerance(args: UniDPOConfig, model: torch.nn.Module) -> float:
     if args.fp16:
         dtypes.add(torch.float16)
     return max(REF_GAP_TOLERANCE.get(d, REF_GAP_TOLERANCE[torch.float32]) for d in dtypes or {torch.float32})
-
-
-def uses_mean_logps(loss_type: str, length_normalize: bool) -> bool:
-    """Whether a loss works on averaged (length-normalised) or summed log-probs."""
-    return {"uni_dpo": length_normalize, "simpo": True, "dpo": False}[loss_type]
 
 
 def model_sequence_logps(
@@ -183,10 +179,10 @@ class ContinueLoggingWindow(TrainerCallback):
 
 
 class UniDPOTrainer(Trainer):
-    """Trainer for ``loss_type`` uni_dpo (Eq. 4), dpo (Eq. 1) or simpo.
+    """Trainer for every ``loss_type`` of the loss table: uni_dpo (Eq. 4), dpo (Eq. 1), simpo.
 
-    ``ref_model`` is required for uni_dpo and dpo unless the policy is a PEFT model, in
-    which case the reference is the policy with its adapters disabled.
+    ``ref_model`` is required for a loss type that needs a reference unless the policy is a
+    PEFT model, in which case the reference is the policy with its adapters disabled.
     """
 
     # compute_loss returns the mean over this micro-batch's pairs; the Trainer divides it
@@ -214,7 +210,8 @@ class UniDPOTrainer(Trainer):
             check_packed_varlen_support(config)
         if args.lean_logps:
             check_lean_logps_support(config)
-        self.needs_reference = args.loss_type != "simpo"
+        self.loss_entry = loss_of(args)
+        self.needs_reference = self.loss_entry.needs_reference
         has_adapter = hasattr(self.accelerator.unwrap_model(model), "disable_adapter")
         self.uses_adapter_reference = self.needs_reference and ref_model is None and has_adapter
         if self.needs_reference and ref_model is None and not has_adapter and not self._reference_precomputed():
@@ -226,7 +223,7 @@ class UniDPOTrainer(Trainer):
             else:
                 self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
         self.nll_ref_gap_tolerance = ref_gap_tolerance(args, self.accelerator.unwrap_model(model))
-        if args.loss_type == "uni_dpo" and args.nll_require_ref_gap:
+        if "nll_ref_gap_tolerance" in self.loss_entry.arguments and args.nll_require_ref_gap:
             logger.info("c-NLL indicator I: ref_w - pi_w > %g * max(1, |ref_w|)", self.nll_ref_gap_tolerance)
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._metric_names: set[str] = set()
@@ -329,34 +326,24 @@ class UniDPOTrainer(Trainer):
 
     def _reduce(self, logps: SequenceLogps) -> torch.Tensor:
         """Averaged (length-normalised) or summed log-probs, as the loss type needs."""
-        return logps.mean if uses_mean_logps(self.args.loss_type, self.args.length_normalize) else logps.sum
+        return logps.mean if self.loss_entry.averages(self.args) else logps.sum
 
     # --- loss -------------------------------------------------------------------------
     def preference_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
-        args = self.args
+        """The loss type's function (the loss table's entry) on this batch, its metrics stored."""
+        loss = self.loss_entry
         n = batch["score_chosen"].shape[0]
         policy = self.concatenated_logps(model, batch)
         reduced = self._reduce(policy)
         pi_w, pi_l = reduced[:n], reduced[n:]
-        if args.loss_type == "simpo":
-            losses, metrics = simpo_loss(
-                pi_w, pi_l, beta=args.beta, gamma_beta_ratio=args.simpo_gamma_beta_ratio,
-                label_smoothing=args.label_smoothing,
-            )
-        else:
+        inputs = [pi_w, pi_l]
+        if loss.needs_reference:
             ref_reduced = self._reduce(self.reference_logps(batch, policy))
-            ref_w, ref_l = ref_reduced[:n], ref_reduced[n:]
-            if args.loss_type == "dpo":
-                losses, metrics = dpo_loss(pi_w, pi_l, ref_w, ref_l, beta=args.beta, label_smoothing=args.label_smoothing)
-            else:
-                losses, metrics = uni_dpo_loss(
-                    pi_w, pi_l, ref_w, ref_l, batch["score_chosen"], batch["score_rejected"],
-                    beta=args.beta, qual_eta=args.qual_eta, perf_gamma=args.perf_gamma, tau_ref=args.tau_ref,
-                    nll_lambda=args.nll_lambda, tau_good=args.tau_good,
-                    use_quality_weight=args.use_quality_weight, perf_weight=args.perf_weight,
-                    nll_require_ref_gap=args.nll_require_ref_gap, nll_require_good_score=args.nll_require_good_score,
-                    nll_ref_gap_tolerance=self.nll_ref_gap_tolerance,
-                )
+            inputs += [ref_reduced[:n], ref_reduced[n:]]
+        if loss.needs_scores:
+            inputs += [batch["score_chosen"], batch["score_rejected"]]
+        kwargs = loss.kwargs_from(self.args, nll_ref_gap_tolerance=self.nll_ref_gap_tolerance)
+        losses, metrics = function_of(loss)(*inputs, **kwargs)
         metrics.setdefault("score_margin", (batch["score_chosen"] - batch["score_rejected"]).float())
         metrics["logps/chosen"] = pi_w.detach()
         metrics["logps/rejected"] = pi_l.detach()
