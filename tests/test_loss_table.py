@@ -5,6 +5,8 @@ decides whether a reference is loaded, what the launcher checks, and the world's
 
 import inspect
 
+import datasets
+import numpy as np
 import pytest
 import torch
 
@@ -19,6 +21,8 @@ from alignment_unidpo.training import losses
 from alignment_unidpo.training import run
 from alignment_unidpo.training.logprobs import SequenceLogps
 from alignment_unidpo.training.models import load_policy_and_reference, load_tokenizer
+from alignment_unidpo.training.reference import ReferencePlan, precomputes_reference
+from alignment_unidpo.training.tokenization import REFERENCE_COLUMNS
 from alignment_unidpo.training.trainer import UniDPOTrainer
 from alignment_unidpo.world.evaluate import RewardSpec
 
@@ -144,8 +148,11 @@ def test_a_registered_loss_type_decides_the_reference_and_the_launcher_checks(fa
     not_a_folder.write_text("")
     recipe = resolve("default", {"loss_type": "fake", "precompute_ref_log_probs": True,
                                  "ref_logps_cache_dir": str(not_a_folder / "cache"), "output_dir": str(tmp_path / "o")})
+    assert precomputes_reference(recipe.training) == loss.needs_reference
     problems = checks.output_problems(recipe)
     assert any(p.startswith("ref_logps_cache_dir") for p in problems) == loss.needs_reference
+    plan = ReferencePlan.decide(recipe.training, pairs(2), None)
+    assert (plan.needed, plan.precompute, plan.needs_model) == (loss.needs_reference,) * 3
 
 
 def test_a_registered_loss_type_decides_whether_run_loads_a_reference(fake, tmp_path, monkeypatch):
@@ -180,7 +187,7 @@ def test_the_trainer_calls_a_registered_loss_type_with_what_its_entry_says(fake,
     assert (reference is not None) == loss.needs_reference
     trainer = UniDPOTrainer(model=policy, ref_model=reference, args=recipe.training, train_dataset=train_ds,
                             eval_dataset=eval_ds, processing_class=tokenizer)
-    assert trainer.needs_reference == loss.needs_reference
+    assert trainer.reference_plan.needed == loss.needs_reference
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
     with torch.no_grad():
         got = trainer.preference_loss(trainer.model, batch, "train")
@@ -211,3 +218,63 @@ def test_the_world_reward_is_the_registered_loss_types_reward(fake):
         expected = loss.reward_margin(pol[:1], pol[1:], ref[:1], ref[1:], 2.0)
         torch.testing.assert_close(spec.margins(policy, reference, 1), expected)
 
+
+# --- the reference plan ---------------------------------------------------------------------
+
+class DictCache:
+    """A stand-in for ReferenceLogpsCache holding the log-probs of some datasets (by length)."""
+
+    def __init__(self, held: dict[int, dict[str, np.ndarray]]):
+        self.held, self.saved = held, []
+
+    def load(self, ds):
+        return self.held.get(len(ds))
+
+    def save(self, ds, values):
+        self.saved.append(len(ds))
+
+
+def pairs(n):
+    return datasets.Dataset.from_dict({"score_chosen": [1.0] * n})
+
+
+def values(n):
+    return {column: np.zeros(n, np.float32) for column in REFERENCE_COLUMNS}
+
+
+@pytest.mark.parametrize("held, to_compute, needs_model", [
+    ({}, ["train", "eval"], True),
+    ({4: values(4)}, ["eval"], True),
+    ({4: values(4), 2: values(2)}, [], False),
+])
+def test_the_reference_plan_attaches_what_the_cache_holds(held, to_compute, needs_model):
+    args = resolve("default", {"precompute_ref_log_probs": True}).training
+    plan = ReferencePlan.decide(args, pairs(4), pairs(2), DictCache(held))
+    assert (plan.precompute, plan.to_compute, plan.needs_model) == (True, to_compute, needs_model)
+    assert all(set(REFERENCE_COLUMNS) <= set(plan.splits[s].column_names) for s in plan.splits if s not in to_compute)
+    # a cache known only later (a hub reference pinned once it loads) is looked up then
+    later = ReferencePlan.decide(args, pairs(4), pairs(2)).with_cache(DictCache(held))
+    assert (later.to_compute, later.needs_model) == (to_compute, needs_model)
+
+
+def test_without_precompute_the_plan_looks_up_nothing_and_needs_the_model():
+    args = resolve("default").training
+    plan = ReferencePlan.decide(args, pairs(4), None, DictCache({4: values(4)}))
+    assert (plan.needed, plan.precompute, plan.cache, plan.to_compute, plan.needs_model) == (True, False, None, [], True)
+    assert REFERENCE_COLUMNS[0] not in plan.train.column_names
+    simpo = ReferencePlan.decide(resolve("default", {"loss_type": "simpo", "precompute_ref_log_probs": True}).training,
+                                 pairs(4), None, DictCache({4: values(4)}))
+    assert (simpo.needed, simpo.precompute, simpo.needs_model) == (False, False, False)
+
+
+def test_the_trainer_refuses_datasets_that_are_not_its_plans(tmp_path):
+    recipe = resolve("default", {"dataset_mixture": SMALL_DATA, "test_split_size": 0, "eval_strategy": "no",
+                                 "output_dir": str(tmp_path / "out"), "use_cpu": True}, num_processes=1)
+    tokenizer = load_tokenizer(recipe.model)
+    train_ds, _ = run.build_datasets(recipe, tokenizer)
+    policy, reference = load_policy_and_reference(recipe.model, tokenizer, gradient_checkpointing=False,
+                                                  need_reference=True)
+    plan = ReferencePlan.decide(recipe.training, train_ds, None)
+    with pytest.raises(ValueError, match="must be the reference plan's"):
+        UniDPOTrainer(model=policy, ref_model=reference, args=recipe.training, train_dataset=train_ds.select(range(4)),
+                      processing_class=tokenizer, reference_plan=plan)

@@ -30,6 +30,7 @@ from .configs import loss_of
 from .training.data import is_local_source, load_mixture
 from .base.errors import RecipeError
 from .resolve import ResolvedRecipe
+from .training.reference import precomputes_reference
 from .training.toy import is_toy
 
 MODEL_PATH_KEYS = ("model_name_or_path", "ref_model_name_or_path", "tokenizer_name_or_path")
@@ -126,7 +127,7 @@ def output_problems(recipe: ResolvedRecipe) -> list[str]:
     """The run's output folder and, when it is used, the reference log-prob cache."""
     args = recipe.training
     folders = [("output_dir", args.output_dir)]
-    if args.precompute_ref_log_probs and args.ref_logps_cache_dir and loss_of(args).needs_reference:
+    if precomputes_reference(args) and args.ref_logps_cache_dir:
         folders.append(("ref_logps_cache_dir", args.ref_logps_cache_dir))
     return [p for key, folder in folders if (p := writable_problem(key, folder))]
 

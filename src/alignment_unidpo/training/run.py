@@ -25,8 +25,9 @@ from .data import DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
 from .models import load_policy_and_reference, load_tokenizer
 from ..resolve import ResolvedRecipe, resolve
-from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
-from .tokenization import REFERENCE_COLUMNS, TokenizationRules, tokenize_row
+from .ref_cache import ReferenceLogpsCache, reference_identity, tokenizer_fingerprint
+from .reference import ReferencePlan, precomputes_reference
+from .tokenization import TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer
 
 logger = logging.getLogger("alignment_unidpo")
@@ -119,9 +120,15 @@ def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> 
     })
 
 
-def attach_cached_reference_logps(ds: datasets.Dataset | None, cache: ReferenceLogpsCache | None):
-    values = cache.load(ds) if cache is not None and ds is not None else None
-    return ds if values is None else attach_reference_logps(ds, values)
+def plan_reference(recipe: ResolvedRecipe, tokenizer, train_ds, eval_ds) -> ReferencePlan:
+    """Where this run's reference log-probs come from, decided before any model loads
+    (:class:`~.reference.ReferencePlan`): with ``precompute_ref_log_probs``, the splits found
+    in the cache get their columns, and when all are found no reference model is loaded."""
+    cache = None
+    if precomputes_reference(recipe.training):
+        with PartialState().local_main_process_first():  # the others reuse its folder hash
+            cache = reference_logps_cache(recipe, tokenizer)
+    return ReferencePlan.decide(recipe.training, train_ds, eval_ds, cache)
 
 
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
@@ -137,27 +144,17 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     with PartialState().main_process_first():
         train_ds, eval_ds = build_datasets(recipe, tokenizer)
 
-    need_reference = loss_of(args).needs_reference
-    cache = None
-    if args.precompute_ref_log_probs and need_reference:
-        with PartialState().local_main_process_first():  # the others reuse its folder hash
-            cache = reference_logps_cache(recipe, tokenizer)
-        # Splits found in the cache get their columns now (the trainer skips them); when all
-        # are found, the reference model is not even loaded.
-        train_ds, eval_ds = (attach_cached_reference_logps(ds, cache) for ds in (train_ds, eval_ds))
-        need_reference = not all(
-            ds is None or REFERENCE_COLUMNS[0] in ds.column_names for ds in (train_ds, eval_ds)
-        )
+    plan = plan_reference(recipe, tokenizer, train_ds, eval_ds)
     policy, reference = load_policy_and_reference(
-        recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=need_reference,
+        recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=plan.needs_model,
     )
     if recipe.model.use_peft:  # the adapter then loads on its own (a toy base is saved beside it)
         record_base_model(policy, recipe.model.model_name_or_path, args.output_dir, state.is_main_process)
-    if args.precompute_ref_log_probs and cache is None and reference is not None:
-        cache = reference_logps_cache(recipe, tokenizer, reference)  # a hub model's revision is known now
+    if plan.precompute and plan.cache is None and reference is not None:
+        plan = plan.with_cache(reference_logps_cache(recipe, tokenizer, reference))  # a hub model is pinned now
     trainer = trainer_cls(
-        model=policy, ref_model=reference, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tokenizer, ref_logps_cache=cache,
+        model=policy, ref_model=reference, args=args, train_dataset=plan.train, eval_dataset=plan.eval,
+        processing_class=tokenizer, reference_plan=plan,
     )
     del reference  # with precomputed log-probs the trainer has released it; free it here too
     if trainer.accelerator.num_processes != recipe.launch.num_processes:
@@ -166,11 +163,11 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
             "the global batch size would be wrong"
         )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    metrics = {**result.metrics, "train_samples": len(train_ds)}
+    metrics = {**result.metrics, "train_samples": len(plan.train)}
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
-    if eval_ds is not None:
+    if plan.eval is not None:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)

@@ -10,7 +10,8 @@ processes and averaged over each logging window.
 
 Three switches make a step cheaper without changing its numbers (beyond float
 rounding): ``precompute_ref_log_probs`` (reference log-probs computed once, before
-training, and cached on disk by :mod:`alignment_unidpo.training.ref_cache`), ``lean_logps``
+training, and cached on disk by :mod:`alignment_unidpo.training.ref_cache`; where they come from is
+the run's :class:`~alignment_unidpo.training.reference.ReferencePlan`), ``lean_logps``
 (:func:`~alignment_unidpo.training.logprobs.lean_sequence_logps`) and ``padding_free``
 (sequences packed into one row by the collator).
 """
@@ -39,7 +40,8 @@ from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, se
 from .losses import function_of
 from .merge import relativize_base_model
 from .packed_attention import PACKED_VARLEN, check_packed_varlen_support
-from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, ReferenceLogpsCache, attach_reference_logps
+from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, attach_reference_logps
+from .reference import ReferencePlan
 from .tokenization import REFERENCE_COLUMNS, PreferenceCollator
 
 logger = logging.getLogger(__name__)
@@ -182,7 +184,8 @@ class UniDPOTrainer(Trainer):
     """Trainer for every ``loss_type`` of the loss table: uni_dpo (Eq. 4), dpo (Eq. 1), simpo.
 
     ``ref_model`` is required for a loss type that needs a reference unless the policy is a
-    PEFT model, in which case the reference is the policy with its adapters disabled.
+    PEFT model, in which case the reference is the policy with its adapters disabled, or
+    the reference plan has every split's log-probs precomputed.
     """
 
     # compute_loss returns the mean over this micro-batch's pairs; the Trainer divides it
@@ -194,10 +197,11 @@ class UniDPOTrainer(Trainer):
         model,
         args: UniDPOConfig,
         ref_model: torch.nn.Module | None = None,
-        ref_logps_cache: ReferenceLogpsCache | None = None,
+        reference_plan: ReferencePlan | None = None,
         **kwargs: Any,
     ):
-        """``ref_logps_cache`` keeps precomputed reference log-probs on disk between runs."""
+        """``reference_plan``: where the reference log-probs come from (:mod:`.reference`; the
+        datasets must be the plan's); without one, the plan for the datasets given, with no cache."""
         if kwargs.get("data_collator") is None:
             tokenizer = kwargs.get("processing_class")
             kwargs["data_collator"] = PreferenceCollator(pad_token_id=tokenizer.pad_token_id,
@@ -211,10 +215,15 @@ class UniDPOTrainer(Trainer):
         if args.lean_logps:
             check_lean_logps_support(config)
         self.loss_entry = loss_of(args)
-        self.needs_reference = self.loss_entry.needs_reference
+        plan = reference_plan or ReferencePlan.decide(args, self.train_dataset, self.eval_dataset)
+        if plan.train is not self.train_dataset or plan.eval is not self.eval_dataset:
+            raise ValueError("train_dataset and eval_dataset must be the reference plan's (plan.train, plan.eval): "
+                             "the precomputed reference log-probs it found are attached there")
+        self.reference_plan = plan
+        self.needs_reference = plan.needed
         has_adapter = hasattr(self.accelerator.unwrap_model(model), "disable_adapter")
         self.uses_adapter_reference = self.needs_reference and ref_model is None and has_adapter
-        if self.needs_reference and ref_model is None and not has_adapter and not self._reference_precomputed():
+        if plan.needs_model and ref_model is None and not has_adapter:
             raise ValueError(f"loss_type={args.loss_type!r} needs a reference model (or a PEFT policy)")
         self.ref_model = None
         if ref_model is not None and self.needs_reference:
@@ -228,10 +237,9 @@ class UniDPOTrainer(Trainer):
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._metric_names: set[str] = set()
         self.add_callback(ContinueLoggingWindow(self))
-        if args.precompute_ref_log_probs and self.needs_reference:
-            self.train_dataset = self._with_reference_logps(self.train_dataset, "train", ref_logps_cache)
-            if self.eval_dataset is not None:
-                self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval", ref_logps_cache)
+        if plan.precompute:
+            for split in plan.to_compute:
+                setattr(self, f"{split}_dataset", self._with_reference_logps(plan.splits[split], split, plan))
             self._release_reference()
 
     # --- forward passes ---------------------------------------------------------------
@@ -253,23 +261,12 @@ class UniDPOTrainer(Trainer):
             return self.concatenated_logps(self.model, batch)
 
     # --- precomputed reference log-probs ----------------------------------------------
-    def _reference_precomputed(self) -> bool:
-        splits = [d for d in (self.train_dataset, self.eval_dataset) if d is not None]
-        return self.args.precompute_ref_log_probs and all(
-            isinstance(d, datasets.Dataset) and set(REFERENCE_COLUMNS) <= set(d.column_names) for d in splits
-        )
-
-    def _with_reference_logps(
-        self, ds: datasets.Dataset, split: str, cache: ReferenceLogpsCache | None
-    ) -> datasets.Dataset:
-        if set(REFERENCE_COLUMNS) <= set(ds.column_names):
-            return ds
-        values = cache.load(ds) if cache is not None else None
-        if values is None:
-            values = self.compute_reference_logps(ds, split)
-            if cache is not None and self.accelerator.is_local_main_process:
-                cache.save(ds, values)
-            self.accelerator.wait_for_everyone()
+    def _with_reference_logps(self, ds: datasets.Dataset, split: str, plan: ReferencePlan) -> datasets.Dataset:
+        """``ds`` with its reference log-probs computed, and written to the plan's cache."""
+        values = self.compute_reference_logps(ds, split)
+        if plan.cache is not None and self.accelerator.is_local_main_process:
+            plan.cache.save(ds, values)
+        self.accelerator.wait_for_everyone()
         return attach_reference_logps(ds, values)
 
     def compute_reference_logps(self, ds: datasets.Dataset, split: str) -> dict[str, np.ndarray]:
