@@ -4,6 +4,7 @@ registered here (a fake one) is called by the trainer, listed by the dry run and
 decides whether a reference is loaded, what the launcher checks, and the world's reward."""
 
 import inspect
+import math
 
 import datasets
 import numpy as np
@@ -181,7 +182,7 @@ def test_the_trainer_calls_a_registered_loss_type_with_what_its_entry_says(fake,
                                  "eval_strategy": "no", "save_strategy": "no", "output_dir": str(tmp_path / "out"),
                                  "disable_tqdm": True, "use_cpu": True, "beta": 1.5}, num_processes=1)
     tokenizer = load_tokenizer(recipe.model)
-    train_ds, eval_ds = run.build_datasets(recipe, tokenizer)
+    recipe, train_ds, eval_ds = run.prepare_data(recipe, tokenizer)
     policy, reference = load_policy_and_reference(recipe.model, tokenizer, gradient_checkpointing=False,
                                                   need_reference=loss.needs_reference)
     assert (reference is not None) == loss.needs_reference
@@ -278,3 +279,12 @@ def test_the_trainer_refuses_datasets_that_are_not_its_plans(tmp_path):
     with pytest.raises(ValueError, match="must be the reference plan's"):
         UniDPOTrainer(model=policy, ref_model=reference, args=recipe.training, train_dataset=train_ds.select(range(4)),
                       processing_class=tokenizer, reference_plan=plan)
+    # a config whose tau_good rule never met the training pairs is refused, not trained with nan
+    unresolved = resolve("default", {"tau_good": "median", "eval_strategy": "no", "output_dir": str(tmp_path / "out"),
+                                     "use_cpu": True},
+                         num_processes=1).training
+    assert math.isnan(unresolved.tau_good)
+    with pytest.raises(ValueError, match="tau_good=nan"):
+        UniDPOTrainer(model=policy, ref_model=reference, args=unresolved, train_dataset=train_ds,
+                      processing_class=tokenizer)
+

@@ -18,7 +18,6 @@ Here, on top, before any model or dataset loads:
 from __future__ import annotations
 
 import contextlib
-import copy
 import netrc
 import os
 import tempfile
@@ -256,9 +255,8 @@ def check_data(recipe: ResolvedRecipe) -> None:
         from .training.models import load_tokenizer
         from .training.run import build_datasets
 
-        trial = copy.deepcopy(recipe)  # build_datasets resolves tau_good: median on its copy
         with quiet_datasets():
-            build_datasets(trial, load_tokenizer(trial.model))  # raises when a split it needs is empty
+            build_datasets(recipe, load_tokenizer(recipe.model))  # raises when a split it needs is empty
 
 
 def preflight(recipe: ResolvedRecipe, dry_run: bool = False) -> list[str]:

@@ -17,6 +17,7 @@ on the loss type reads it there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
@@ -27,7 +28,13 @@ from .base.values import finite_number, first_bad_value, is_integer, rules_by_ke
 
 PERF_WEIGHTS = ("stabilized", "focal", "none")  # perf_weight: Eq. (10), Eq. (7), off (training.losses)
 TRUNCATION_RULES = ("fit", "authors")  # truncation_rule (training.tokenization.truncate_pair)
-TAU_GOOD_MEDIAN = "median"  # tau_good computed from the training data (data.median_chosen_score)
+# tau_good: median in a recipe: the paper's rule (Table C.1), the median chosen score of the training
+# pairs. resolve keeps the rule beside the training config (ResolvedRecipe.tau_good_rule), whose
+# tau_good is TAU_GOOD_AT_LOAD until training.run computes the number from the loaded pairs and
+# builds the config the trainer gets with it (ResolvedRecipe.with_tau_good).
+TAU_GOOD_MEDIAN = "median"
+TAU_GOOD_RULES = {TAU_GOOD_MEDIAN: "median (computed from the training data at load time)"}  # rule -> dry-run text
+TAU_GOOD_AT_LOAD = math.nan  # tau_good of a config whose rule has not met the training pairs yet
 
 
 # --- The loss table ---------------------------------------------------------------------
@@ -279,10 +286,10 @@ class UniDPOConfig(TrainingArguments):
     perf_gamma: float = field(default=3.0, metadata={"help": "gamma of the performance weight, Eq. (10)."})
     tau_ref: float = field(default=0.8, metadata={"help": "Margin tau_ref of the performance weight, Eq. (10)."})
     nll_lambda: float = field(default=0.001, metadata={"help": "lambda of the calibrated NLL, Eq. (4)."})
-    tau_good: float | str = field(
+    tau_good: float = field(
         default=3.2,
-        metadata={"help": "Score threshold of the calibrated NLL, Eq. (11); 'median': the paper's rule, the median "
-                          "chosen score of the training data, computed at load time (and logged)."},
+        metadata={"help": "Score threshold of the calibrated NLL, Eq. (11). A recipe may write 'median': the paper's "
+                          "rule, the median chosen score of the training data, computed at load time (and logged)."},
     )
     length_normalize: bool = field(
         default=True, metadata={"help": "Uni-DPO on per-token averaged log-probs (off: the 'w/o LN' ablation)."}
@@ -351,8 +358,9 @@ class UniDPOConfig(TrainingArguments):
             if not 0 <= self.warmup_ratio < 1:
                 raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
             self.warmup_steps = float(self.warmup_ratio)
-        if isinstance(self.tau_good, str) and self.tau_good != TAU_GOOD_MEDIAN:
-            raise ValueError(f"tau_good must be a number or {TAU_GOOD_MEDIAN!r}, got {self.tau_good!r}")
+        if isinstance(self.tau_good, bool) or not isinstance(self.tau_good, (int, float)):
+            raise ValueError(f"tau_good must be a number, got {self.tau_good!r} (a recipe's {TAU_GOOD_MEDIAN!r} is "
+                             "resolved before this config is built: resolve.ResolvedRecipe.tau_good_rule)")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {tuple(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.perf_weight not in PERF_WEIGHTS:
@@ -414,7 +422,8 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
       "max_grad_norm", "num_train_epochs", "warmup_steps", "test_split_size"),
      lambda v: finite_number(v) and v >= 0, "a number >= 0"),
     (("tau_ref",), finite_number, "a finite number"),
-    (("tau_good",), lambda v: finite_number(v) or v == TAU_GOOD_MEDIAN, f"a finite number or '{TAU_GOOD_MEDIAN}'"),
+    (("tau_good",), lambda v: finite_number(v) or (isinstance(v, str) and v in TAU_GOOD_RULES),
+     "a finite number or " + " or ".join(f"'{rule}'" for rule in TAU_GOOD_RULES)),
     (("truncation_rule",), lambda v: v in TRUNCATION_RULES, " or ".join(f"'{r}'" for r in TRUNCATION_RULES)),
     (("label_smoothing",), lambda v: finite_number(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
     (("warmup_ratio", "lora_dropout"), lambda v: finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),

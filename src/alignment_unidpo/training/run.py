@@ -55,15 +55,21 @@ def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, sp
     return ds.remove_columns([c for c in ds.column_names if c not in keep])
 
 
-def resolve_tau_good(args, train: datasets.Dataset) -> None:
-    """``tau_good: median``: set it to the median chosen score of the training pairs (the paper's rule)."""
-    if args.tau_good != TAU_GOOD_MEDIAN:
-        return
-    args.tau_good = median_chosen_score(train)
-    logger.info("tau_good = %.6g: the median chosen score of the %d training pairs", args.tau_good, len(train))
+def resolve_tau_good(recipe: ResolvedRecipe, train: datasets.Dataset) -> ResolvedRecipe:
+    """The recipe to train: with ``tau_good: median`` (the paper's rule), its training config built
+    with the median chosen score of the training pairs (logged); else the recipe itself."""
+    if recipe.tau_good_rule is None:
+        return recipe
+    assert recipe.tau_good_rule == TAU_GOOD_MEDIAN, recipe.tau_good_rule  # resolve admits configs.TAU_GOOD_RULES
+    value = median_chosen_score(train)
+    logger.info("tau_good = %.6g: the median chosen score of the %d training pairs", value, len(train))
+    return recipe.with_tau_good(value)
 
 
-def build_datasets(recipe: ResolvedRecipe, tokenizer):
+def prepare_data(recipe: ResolvedRecipe, tokenizer) -> tuple[ResolvedRecipe, datasets.Dataset, datasets.Dataset | None]:
+    """The recipe to train (its tau_good rule, if any, resolved on the training pairs before they are
+    tokenised: :func:`resolve_tau_good`) and the tokenised train and eval splits. ``recipe`` itself
+    is not changed."""
     data, args = recipe.data, recipe.training
     report = DropReport()
     load = dict(seed=args.seed, system_prompt=data.system_prompt, require_scores=loss_of(args).needs_scores,
@@ -73,13 +79,18 @@ def build_datasets(recipe: ResolvedRecipe, tokenizer):
         eval_ = load_mixture(data.eval_dataset_mixture, **load)
     else:
         train, eval_ = split_eval(train, data.test_split_size, args.seed)
-    resolve_tau_good(args, train)
+    recipe = resolve_tau_good(recipe, train)
     train = tokenize_dataset(train, tokenizer, recipe, "train", report)
     if eval_ is not None:
         eval_ = tokenize_dataset(eval_, tokenizer, recipe, "eval", report)
     logger.info("pairs: train %d, eval %d; dropped rows: %s", len(train), len(eval_ or []), report.summary())
     check_splits(args, train, eval_, report)
-    return train, eval_
+    return recipe, train, eval_
+
+
+def build_datasets(recipe: ResolvedRecipe, tokenizer) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The tokenised train and eval splits of :func:`prepare_data`."""
+    return prepare_data(recipe, tokenizer)[1:]
 
 
 def check_splits(args, train: datasets.Dataset, eval_: datasets.Dataset | None, report: DropReport) -> None:
@@ -142,7 +153,8 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
     with PartialState().main_process_first():
-        train_ds, eval_ds = build_datasets(recipe, tokenizer)
+        recipe, train_ds, eval_ds = prepare_data(recipe, tokenizer)
+    args = recipe.training  # with tau_good: median, built with the number now
 
     plan = plan_reference(recipe, tokenizer, train_ds, eval_ds)
     policy, reference = load_policy_and_reference(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -215,6 +216,9 @@ class UniDPOTrainer(Trainer):
         if args.lean_logps:
             check_lean_logps_support(config)
         self.loss_entry = loss_of(args)
+        if "tau_good" in self.loss_entry.arguments and not math.isfinite(args.tau_good):
+            raise ValueError(f"tau_good={args.tau_good}: a recipe's tau_good rule is turned into a number when the "
+                             "training pairs load (training.run.prepare_data); build the trainer with that config")
         plan = reference_plan or ReferencePlan.decide(args, self.train_dataset, self.eval_dataset)
         if plan.train is not self.train_dataset or plan.eval is not self.eval_dataset:
             raise ValueError("train_dataset and eval_dataset must be the reference plan's (plan.train, plan.eval): "
