@@ -146,16 +146,23 @@ def test_a_non_utf8_byte_names_the_file_and_line(write_jsonl):
 def test_tau_good_median_is_computed_from_the_training_data(write_jsonl, toy_tokenizer, caplog):
     import logging
 
+    import math
+
     from alignment_unidpo.resolve import resolve
-    from alignment_unidpo.training.run import build_datasets
+    from alignment_unidpo.training.run import prepare_data
 
     rows = [good_row(i, score_chosen=float(s)) for i, s in enumerate([2, 9, 4, 7, 5])]
     recipe = resolve("default", {"dataset_mixture": [{"path": str(write_jsonl(rows))}], "tau_good": "median",
                                  "test_split_size": 0, "eval_strategy": "no"})
     assert recipe.to_json_dict()["training"]["tau_good"] == "median (computed from the training data at load time)"
     with caplog.at_level(logging.INFO, logger="alignment_unidpo"):
-        build_datasets(recipe, toy_tokenizer)
-    assert recipe.training.tau_good == 5.0
+        trained, _, _ = prepare_data(recipe, toy_tokenizer)
+    # the training config is built with the number; the resolved recipe keeps its rule, unchanged
+    assert trained.training.tau_good == 5.0 and trained.tau_good_rule is None
+    assert trained.to_json_dict()["training"]["tau_good"] == 5.0
+    assert recipe.tau_good_rule == "median" and math.isnan(recipe.training.tau_good)
+    assert {k: v for k, v in trained.training.to_dict().items() if k != "tau_good"} == \
+        {k: v for k, v in recipe.training.to_dict().items() if k != "tau_good"}
     assert "tau_good = 5: the median chosen score of the 5 training pairs" in caplog.text
 
 

@@ -18,7 +18,6 @@ Here, on top, before any model or dataset loads:
 from __future__ import annotations
 
 import contextlib
-import copy
 import netrc
 import os
 import tempfile
@@ -26,9 +25,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .configs import loss_of
 from .training.data import is_local_source, load_mixture
 from .base.errors import RecipeError
 from .resolve import ResolvedRecipe
+from .training.reference import precomputes_reference
 from .training.toy import is_toy
 
 MODEL_PATH_KEYS = ("model_name_or_path", "ref_model_name_or_path", "tokenizer_name_or_path")
@@ -125,7 +126,7 @@ def output_problems(recipe: ResolvedRecipe) -> list[str]:
     """The run's output folder and, when it is used, the reference log-prob cache."""
     args = recipe.training
     folders = [("output_dir", args.output_dir)]
-    if args.precompute_ref_log_probs and args.ref_logps_cache_dir and args.loss_type != "simpo":
+    if precomputes_reference(args) and args.ref_logps_cache_dir:
         folders.append(("ref_logps_cache_dir", args.ref_logps_cache_dir))
     return [p for key, folder in folders if (p := writable_problem(key, folder))]
 
@@ -185,7 +186,7 @@ def hub_problems(recipe: ResolvedRecipe) -> list[str]:
         return []
     model = recipe.model
     keys = ["model_name_or_path", "tokenizer_name_or_path"]
-    if recipe.training.loss_type != "simpo":
+    if loss_of(recipe.training).needs_reference:
         keys.append("ref_model_name_or_path")
     problems = [p for key in keys if getattr(model, key)
                 and (p := hub_model_problem(key, getattr(model, key), model.model_revision))]
@@ -242,7 +243,7 @@ def check_data(recipe: ResolvedRecipe) -> None:
     dropped) and refuse a recipe that leaves no training pairs, or no eval pairs while
     ``eval_strategy`` asks for evaluation."""
     load = dict(seed=recipe.training.seed, system_prompt=recipe.data.system_prompt,
-                require_scores=recipe.training.loss_type == "uni_dpo")
+                require_scores=loss_of(recipe.training).needs_scores)
     for key in ("dataset_mixture", "eval_dataset_mixture"):
         mixture = getattr(recipe.data, key)
         local = [spec for spec in mixture or [] if is_local_source(spec)]
@@ -254,9 +255,8 @@ def check_data(recipe: ResolvedRecipe) -> None:
         from .training.models import load_tokenizer
         from .training.run import build_datasets
 
-        trial = copy.deepcopy(recipe)  # build_datasets resolves tau_good: median on its copy
         with quiet_datasets():
-            build_datasets(trial, load_tokenizer(trial.model))  # raises when a split it needs is empty
+            build_datasets(recipe, load_tokenizer(recipe.model))  # raises when a split it needs is empty
 
 
 def preflight(recipe: ResolvedRecipe, dry_run: bool = False) -> list[str]:

@@ -9,21 +9,118 @@ belongs to (see :mod:`alignment_unidpo.resolve`):
 * :class:`UniDPOConfig`: ``transformers.TrainingArguments`` plus the loss and
   tokenisation hyper-parameters (paper Tables C.1 and C.3);
 * :class:`LaunchArguments`: how ``accelerate launch`` starts the run.
+
+:data:`LOSS_TYPES` is the loss table: what each ``loss_type`` is (its function, reference,
+log-prob reduction, the recipe keys it reads, its implicit reward). Everything that depends
+on the loss type reads it there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
 from transformers import TrainingArguments
 
 from .base.values import finite_number, first_bad_value, is_integer, rules_by_key
 
-LOSS_TYPES = ("uni_dpo", "dpo", "simpo")
 PERF_WEIGHTS = ("stabilized", "focal", "none")  # perf_weight: Eq. (10), Eq. (7), off (training.losses)
 TRUNCATION_RULES = ("fit", "authors")  # truncation_rule (training.tokenization.truncate_pair)
-TAU_GOOD_MEDIAN = "median"  # tau_good computed from the training data (data.median_chosen_score)
+# tau_good: median in a recipe: the paper's rule (Table C.1), the median chosen score of the training
+# pairs. resolve keeps the rule beside the training config (ResolvedRecipe.tau_good_rule), whose
+# tau_good is TAU_GOOD_AT_LOAD until training.run computes the number from the loaded pairs and
+# builds the config the trainer gets with it (ResolvedRecipe.with_tau_good).
+TAU_GOOD_MEDIAN = "median"
+TAU_GOOD_RULES = {TAU_GOOD_MEDIAN: "median (computed from the training data at load time)"}  # rule -> dry-run text
+TAU_GOOD_AT_LOAD = math.nan  # tau_good of a config whose rule has not met the training pairs yet
+
+
+# --- The loss table ---------------------------------------------------------------------
+# configs is below training (.importlinter), so an entry names its function in
+# training.losses rather than importing it; training.losses.function_of resolves the name.
+# Adding a loss type: one entry here, its function in training.losses, and its test.
+
+def reference_ratio_margin(pi_w, pi_l, ref_w, ref_l, beta: float):
+    """``beta*((pi_w - ref_w) - (pi_l - ref_l))``: the implicit reward margin of DPO (Eq. 1) and
+    Uni-DPO (Eq. 20), the reward ``beta*(pi - ref)`` of the chosen minus the rejected answer."""
+    return beta * ((pi_w - ref_w) - (pi_l - ref_l))
+
+
+def policy_margin(pi_w, pi_l, ref_w, ref_l, beta: float):
+    """``beta*(pi_w - pi_l)``: SimPO's reward margin, the reward ``beta*pi`` needing no reference
+    (``ref_w`` and ``ref_l`` are not read)."""
+    return beta * (pi_w - pi_l)
+
+
+# recipe keys every loss type that compares with a reference reads (where its log-probs come from)
+REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_log_probs", "ref_logps_cache_dir",
+                  "precompute_ref_batch_size")
+
+
+@dataclass(frozen=True)
+class LossType:
+    """One loss type of the table, as plain data.
+
+    Its function is called on per-pair log-probs of the chosen and rejected answers, reduced
+    over the completion tokens as :meth:`averages` says: ``function(pi_w, pi_l[, ref_w, ref_l]
+    [, score_chosen, score_rejected], **kwargs_from(config))``, the reference's log-probs when
+    ``needs_reference``, the pair's scores when ``needs_scores``.
+    """
+
+    name: str
+    title: str  # what it is, for --help
+    function: str  # the name of its function in alignment_unidpo.training.losses
+    arguments: Mapping[str, str]  # recipe key -> keyword argument of the function
+    needs_reference: bool  # compares with a frozen reference (and reads REFERENCE_KEYS)
+    needs_scores: bool  # reads the pairs' scores (a pair without them is refused at load)
+    averaged: bool | str  # log-probs averaged over the completion tokens (True) or summed; a key: that switch decides
+    reward_margin: Callable  # its implicit reward margin: (pi_w, pi_l, ref_w, ref_l, beta) -> margin
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The recipe keys it reads: its arguments, its reduction switch, the reference's keys."""
+        switch = (self.averaged,) if isinstance(self.averaged, str) else ()
+        return (*self.arguments, *switch, *(REFERENCE_KEYS if self.needs_reference else ()))
+
+    def averages(self, config) -> bool:
+        """Whether it works on averaged (length-normalised) log-probs under ``config``, else summed."""
+        return bool(getattr(config, self.averaged)) if isinstance(self.averaged, str) else self.averaged
+
+    def kwargs_from(self, config, **resolved: Any) -> dict[str, Any]:
+        """Its function's keyword arguments from ``config``; ``resolved`` replaces the values of
+        recipe keys the caller has worked out (e.g. the trainer's ``nll_ref_gap_tolerance``)."""
+        return {arg: resolved[key] if key in resolved else getattr(config, key) for key, arg in self.arguments.items()}
+
+
+def _same_names(*keys: str) -> dict[str, str]:
+    return {key: key for key in keys}
+
+
+LOSS_TYPES: dict[str, LossType] = {
+    "uni_dpo": LossType(
+        name="uni_dpo", title="Uni-DPO (Eq. 4)", function="uni_dpo_loss",
+        arguments=_same_names("beta", "qual_eta", "perf_gamma", "tau_ref", "nll_lambda", "tau_good",
+                              "use_quality_weight", "perf_weight", "nll_require_ref_gap", "nll_require_good_score",
+                              "nll_ref_gap_tolerance"),
+        needs_reference=True, needs_scores=True, averaged="length_normalize", reward_margin=reference_ratio_margin,
+    ),
+    "dpo": LossType(
+        name="dpo", title="DPO (Eq. 1)", function="dpo_loss", arguments=_same_names("beta", "label_smoothing"),
+        needs_reference=True, needs_scores=False, averaged=False, reward_margin=reference_ratio_margin,
+    ),
+    "simpo": LossType(
+        name="simpo", title="SimPO (Meng et al., 2024)", function="simpo_loss",
+        arguments={"beta": "beta", "simpo_gamma_beta_ratio": "gamma_beta_ratio", "label_smoothing": "label_smoothing"},
+        needs_reference=False, needs_scores=False, averaged=True, reward_margin=policy_margin,
+    ),
+}
+
+
+def loss_of(config) -> LossType:
+    """The table's entry for ``config.loss_type``."""
+    return LOSS_TYPES[config.loss_type]
 
 
 def check_truncation_rule(rule: str) -> None:
@@ -181,16 +278,18 @@ class UniDPOConfig(TrainingArguments):
     Defaults are the paper's textual setting (Table C.1) where one exists.
     """
 
-    loss_type: str = field(default="uni_dpo", metadata={"help": "uni_dpo, dpo or simpo."})
+    loss_type: str = field(
+        default="uni_dpo", metadata={"help": "; ".join(f"{e.name}: {e.title}" for e in LOSS_TYPES.values()) + "."}
+    )
     beta: float = field(default=2.0, metadata={"help": "Reward scale beta (Eq. 1, 10, 20)."})
     qual_eta: float = field(default=0.7, metadata={"help": "eta of the quality weight, Eq. (5)."})
     perf_gamma: float = field(default=3.0, metadata={"help": "gamma of the performance weight, Eq. (10)."})
     tau_ref: float = field(default=0.8, metadata={"help": "Margin tau_ref of the performance weight, Eq. (10)."})
     nll_lambda: float = field(default=0.001, metadata={"help": "lambda of the calibrated NLL, Eq. (4)."})
-    tau_good: float | str = field(
+    tau_good: float = field(
         default=3.2,
-        metadata={"help": "Score threshold of the calibrated NLL, Eq. (11); 'median': the paper's rule, the median "
-                          "chosen score of the training data, computed at load time (and logged)."},
+        metadata={"help": "Score threshold of the calibrated NLL, Eq. (11). A recipe may write 'median': the paper's "
+                          "rule, the median chosen score of the training data, computed at load time (and logged)."},
     )
     length_normalize: bool = field(
         default=True, metadata={"help": "Uni-DPO on per-token averaged log-probs (off: the 'w/o LN' ablation)."}
@@ -259,14 +358,17 @@ class UniDPOConfig(TrainingArguments):
             if not 0 <= self.warmup_ratio < 1:
                 raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
             self.warmup_steps = float(self.warmup_ratio)
-        if isinstance(self.tau_good, str) and self.tau_good != TAU_GOOD_MEDIAN:
-            raise ValueError(f"tau_good must be a number or {TAU_GOOD_MEDIAN!r}, got {self.tau_good!r}")
+        if isinstance(self.tau_good, bool) or not isinstance(self.tau_good, (int, float)):
+            raise ValueError(f"tau_good must be a number, got {self.tau_good!r} (a recipe's {TAU_GOOD_MEDIAN!r} is "
+                             "resolved before this config is built: resolve.ResolvedRecipe.tau_good_rule)")
         if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+            raise ValueError(f"loss_type must be one of {tuple(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.perf_weight not in PERF_WEIGHTS:
             raise ValueError(f"perf_weight must be one of {PERF_WEIGHTS}, got {self.perf_weight!r}")
-        if self.loss_type == "uni_dpo" and self.label_smoothing:
-            raise ValueError("label_smoothing is defined for dpo and simpo only; Uni-DPO (Eq. 4) has none.")
+        loss = loss_of(self)
+        if self.label_smoothing and "label_smoothing" not in loss.reads:
+            raise ValueError(f"label_smoothing is defined for {' and '.join(USED_BY_LOSS['label_smoothing'])} only; "
+                             f"{loss.title} has none.")
         if not 0 < self.max_prompt_length < self.max_length:
             raise ValueError(
                 f"need 0 < max_prompt_length < max_length, got {self.max_prompt_length} and {self.max_length}"
@@ -320,7 +422,8 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
       "max_grad_norm", "num_train_epochs", "warmup_steps", "test_split_size"),
      lambda v: finite_number(v) and v >= 0, "a number >= 0"),
     (("tau_ref",), finite_number, "a finite number"),
-    (("tau_good",), lambda v: finite_number(v) or v == TAU_GOOD_MEDIAN, f"a finite number or '{TAU_GOOD_MEDIAN}'"),
+    (("tau_good",), lambda v: finite_number(v) or (isinstance(v, str) and v in TAU_GOOD_RULES),
+     "a finite number or " + " or ".join(f"'{rule}'" for rule in TAU_GOOD_RULES)),
     (("truncation_rule",), lambda v: v in TRUNCATION_RULES, " or ".join(f"'{r}'" for r in TRUNCATION_RULES)),
     (("label_smoothing",), lambda v: finite_number(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
     (("warmup_ratio", "lora_dropout"), lambda v: finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
@@ -354,18 +457,37 @@ def check_values(values: dict[str, Any], nullable: set[str] = frozenset()) -> No
         raise ValueError(f"{key}={value!r} is out of range: must be {allowed}")
 
 
-UNI_DPO_KEYS = ("qual_eta", "perf_gamma", "tau_ref", "nll_lambda", "tau_good", "length_normalize",
-                "use_quality_weight", "perf_weight", "nll_require_ref_gap", "nll_require_good_score",
-                "nll_ref_gap_tolerance")
-REFERENCE_KEYS = ("ref_model_name_or_path", "precompute_ref_log_probs", "ref_logps_cache_dir",
-                  "precompute_ref_batch_size")
-# key -> the loss types that read it; a key not listed is read by every loss type.
-USED_BY_LOSS: dict[str, tuple[str, ...]] = {
-    **{key: ("uni_dpo",) for key in UNI_DPO_KEYS},
-    **{key: ("uni_dpo", "dpo") for key in REFERENCE_KEYS},
-    "simpo_gamma_beta_ratio": ("simpo",),
-    "label_smoothing": ("dpo", "simpo"),
-}
+# The keys only some loss types read, and which: a view of the loss table, so an entry added
+# (or one a test registers) shows in --help, the dry run and the checks at once.
+
+def _keys_in_field_order() -> list[str]:
+    return [f.name for cls in (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig) for f in fields(cls)]
+
+
+class _UsedByLoss(Mapping):
+    """key -> the loss types that read it, for each key some loss type does not read (a key not
+    listed is read by every loss type), in the order of the fields; read from :data:`LOSS_TYPES`."""
+
+    def _table(self) -> dict[str, tuple[str, ...]]:
+        readers = {name: set(loss.reads) for name, loss in LOSS_TYPES.items()}
+        table = {}
+        for key in _keys_in_field_order():
+            users = tuple(name for name, keys in readers.items() if key in keys)
+            if users and len(users) < len(readers):
+                table[key] = users
+        return table
+
+    def __getitem__(self, key: str) -> tuple[str, ...]:
+        return self._table()[key]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+USED_BY_LOSS: Mapping[str, tuple[str, ...]] = _UsedByLoss()
 
 
 def ignored_by_loss_type(loss_type: str) -> list[str]:

@@ -32,8 +32,8 @@ import yaml
 from .base.errors import RecipeError
 from .base.values import parse_bool
 from .base.yamlio import parse_overrides, read_yaml
-from .configs import (TAU_GOOD_MEDIAN, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig, check_values,
-                      derive_gradient_accumulation, ignored_by_loss_type)
+from .configs import (TAU_GOOD_AT_LOAD, TAU_GOOD_RULES, DataArguments, LaunchArguments, ModelArguments, UniDPOConfig,
+                      check_values, derive_gradient_accumulation, ignored_by_loss_type)
 from .base.paths import REPO_ROOT
 
 CONFIG_CLASSES = (ModelArguments, DataArguments, LaunchArguments, UniDPOConfig)
@@ -126,7 +126,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         try:
             return value if int in args and isinstance(value, int) else float(value)
         except ValueError:
-            if str in args:  # e.g. tau_good: median
+            if str in args:  # a word where a number may be one (tau_good: median)
                 return value
             raise RecipeError(f"{name} must be a number, got {value!r}") from None
     if int in args and isinstance(value, str):
@@ -147,16 +147,31 @@ class ResolvedRecipe:
     launch: LaunchArguments
     training: UniDPOConfig
     values: dict[str, Any]  # the merged keys as written (before defaults)
+    # A rule the recipe gave for tau_good (configs.TAU_GOOD_RULES: 'median'), to be applied to the
+    # training pairs when they load (training.run); until then training.tau_good is TAU_GOOD_AT_LOAD.
+    tau_good_rule: str | None = None
+    # how `training` was built, to build it again with the number the rule gives (with_tau_good)
+    training_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    check_devices: bool = dataclasses.field(default=False, repr=False, compare=False)
+
+    def with_tau_good(self, value: float) -> "ResolvedRecipe":
+        """This recipe with its tau_good rule replaced by the number it gave: the training config
+        is built anew, as :func:`resolve` builds it, with ``tau_good=value``; ``self`` is left
+        as it is (so a launcher's check of the data changes nothing)."""
+        training = _training_config({**self.training_kwargs, "tau_good": float(value)}, self.check_devices,
+                                    self.launch.num_processes)
+        return dataclasses.replace(self, training=training, tau_good_rule=None)
 
     def to_json_dict(self) -> dict[str, Any]:
         """Every resolved value, once: ``warmup_ratio`` is folded into ``warmup_steps`` (the
-        key the trainer reads; a float < 1 there is a fraction of all steps), and
-        ``ignored_by_loss_type`` lists the keys the chosen loss does not read."""
+        key the trainer reads; a float < 1 there is a fraction of all steps), a tau_good rule
+        says what tau_good will be, and ``ignored_by_loss_type`` lists the keys the chosen
+        loss does not read."""
         training = json.loads(self.training.to_json_string())
         if training.get("warmup_ratio") is not None:
             del training["warmup_ratio"]
-        if training.get("tau_good") == TAU_GOOD_MEDIAN:
-            training["tau_good"] = f"{TAU_GOOD_MEDIAN} (computed from the training data at load time)"
+        if self.tau_good_rule is not None:
+            training["tau_good"] = TAU_GOOD_RULES[self.tau_good_rule]
         return {
             "recipe": self.name,
             "model": dataclasses.asdict(self.model),
@@ -210,6 +225,7 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
             msgs.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise RecipeError(f"recipe {name!r}: unknown key(s) {', '.join(msgs)}")
     hints = {cls: typing.get_type_hints(cls) for cls in CONFIG_CLASSES}
+    hints[UniDPOConfig]["tau_good"] = float | str  # a recipe may name a rule (TAU_GOOD_RULES); the config holds numbers
     for key, value in values.items():
         cls = owner[key]
         per_class[cls][key] = _coerce(key, value, hints[cls].get(key))
@@ -217,6 +233,11 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
         check_values({k: v for kw in per_class.values() for k, v in kw.items()}, _nullable_keys())
     except ValueError as err:
         raise RecipeError(f"recipe {name!r}: {err}") from None
+    tau_good_rule = per_class[UniDPOConfig].get("tau_good")
+    if isinstance(tau_good_rule, str):  # one of TAU_GOOD_RULES (checked): a number once the training pairs load
+        per_class[UniDPOConfig]["tau_good"] = TAU_GOOD_AT_LOAD
+    else:
+        tau_good_rule = None
 
     launch = LaunchArguments(**per_class[LaunchArguments])
     if num_processes is not None:
@@ -236,7 +257,8 @@ def resolve(recipe: str | None, overrides: list[str] | dict[str, Any] | None = N
         data = DataArguments(**per_class[DataArguments])
     except (ValueError, TypeError) as err:
         raise RecipeError(f"recipe {name!r}: {err}") from err
-    return ResolvedRecipe(name=name, model=model, data=data, launch=launch, training=training, values=values)
+    return ResolvedRecipe(name=name, model=model, data=data, launch=launch, training=training, values=values,
+                          tau_good_rule=tau_good_rule, training_kwargs=train_kw, check_devices=check_devices)
 
 
 def accelerate_config_path(name: str) -> Path:

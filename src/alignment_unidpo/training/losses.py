@@ -10,6 +10,9 @@ length normalisation is on). Each returns ``(losses, metrics)``: ``losses`` has 
 per-pair tensors (the trainer averages and logs them). All arithmetic is float32
 whatever the input dtype, because half-precision sigmoids and log-sigmoids of large
 margins underflow to 0 and produce NaN gradients.
+
+The loss table (:data:`alignment_unidpo.configs.LOSS_TYPES`) names each loss type's
+function here; :func:`function_of` looks it up.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..configs import PERF_WEIGHTS
+from ..configs import PERF_WEIGHTS, LossType
 
 
 def _f32(*tensors: torch.Tensor) -> list[torch.Tensor]:
@@ -179,3 +182,12 @@ def simpo_loss(
     logits = chosen_rewards - rejected_rewards - gamma_beta_ratio * beta
     losses = _smoothed_logsigmoid_loss(logits, label_smoothing)
     return losses, _reward_metrics(chosen_rewards, rejected_rewards)
+
+
+def function_of(loss: LossType):
+    """The function of this module that the loss table's entry ``loss`` names."""
+    function = globals().get(loss.function)
+    if not callable(function):
+        raise ValueError(f"loss_type {loss.name!r}: the loss table names {loss.function!r}, which is not a function "
+                         f"of {__name__}")
+    return function

@@ -19,14 +19,15 @@ from transformers import set_seed
 
 from .checkpoints import check_output_dir, prepare_output_dir
 from ..base.cli import entry_point
-from ..configs import TAU_GOOD_MEDIAN
+from ..configs import TAU_GOOD_MEDIAN, loss_of
 from ..base.errors import DataValidationError
 from .data import DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
 from .models import load_policy_and_reference, load_tokenizer
 from ..resolve import ResolvedRecipe, resolve
-from .ref_cache import ReferenceLogpsCache, attach_reference_logps, reference_identity, tokenizer_fingerprint
-from .tokenization import REFERENCE_COLUMNS, TokenizationRules, tokenize_row
+from .ref_cache import ReferenceLogpsCache, reference_identity, tokenizer_fingerprint
+from .reference import ReferencePlan, precomputes_reference
+from .tokenization import TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer
 
 logger = logging.getLogger("alignment_unidpo")
@@ -54,31 +55,42 @@ def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, sp
     return ds.remove_columns([c for c in ds.column_names if c not in keep])
 
 
-def resolve_tau_good(args, train: datasets.Dataset) -> None:
-    """``tau_good: median``: set it to the median chosen score of the training pairs (the paper's rule)."""
-    if args.tau_good != TAU_GOOD_MEDIAN:
-        return
-    args.tau_good = median_chosen_score(train)
-    logger.info("tau_good = %.6g: the median chosen score of the %d training pairs", args.tau_good, len(train))
+def resolve_tau_good(recipe: ResolvedRecipe, train: datasets.Dataset) -> ResolvedRecipe:
+    """The recipe to train: with ``tau_good: median`` (the paper's rule), its training config built
+    with the median chosen score of the training pairs (logged); else the recipe itself."""
+    if recipe.tau_good_rule is None:
+        return recipe
+    assert recipe.tau_good_rule == TAU_GOOD_MEDIAN, recipe.tau_good_rule  # resolve admits configs.TAU_GOOD_RULES
+    value = median_chosen_score(train)
+    logger.info("tau_good = %.6g: the median chosen score of the %d training pairs", value, len(train))
+    return recipe.with_tau_good(value)
 
 
-def build_datasets(recipe: ResolvedRecipe, tokenizer):
+def prepare_data(recipe: ResolvedRecipe, tokenizer) -> tuple[ResolvedRecipe, datasets.Dataset, datasets.Dataset | None]:
+    """The recipe to train (its tau_good rule, if any, resolved on the training pairs before they are
+    tokenised: :func:`resolve_tau_good`) and the tokenised train and eval splits. ``recipe`` itself
+    is not changed."""
     data, args = recipe.data, recipe.training
     report = DropReport()
-    load = dict(seed=args.seed, system_prompt=data.system_prompt, require_scores=args.loss_type == "uni_dpo",
+    load = dict(seed=args.seed, system_prompt=data.system_prompt, require_scores=loss_of(args).needs_scores,
                 report=report)
     train = load_mixture(data.dataset_mixture, **load)
     if data.eval_dataset_mixture:
         eval_ = load_mixture(data.eval_dataset_mixture, **load)
     else:
         train, eval_ = split_eval(train, data.test_split_size, args.seed)
-    resolve_tau_good(args, train)
+    recipe = resolve_tau_good(recipe, train)
     train = tokenize_dataset(train, tokenizer, recipe, "train", report)
     if eval_ is not None:
         eval_ = tokenize_dataset(eval_, tokenizer, recipe, "eval", report)
     logger.info("pairs: train %d, eval %d; dropped rows: %s", len(train), len(eval_ or []), report.summary())
     check_splits(args, train, eval_, report)
-    return train, eval_
+    return recipe, train, eval_
+
+
+def build_datasets(recipe: ResolvedRecipe, tokenizer) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The tokenised train and eval splits of :func:`prepare_data`."""
+    return prepare_data(recipe, tokenizer)[1:]
 
 
 def check_splits(args, train: datasets.Dataset, eval_: datasets.Dataset | None, report: DropReport) -> None:
@@ -119,9 +131,15 @@ def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> 
     })
 
 
-def attach_cached_reference_logps(ds: datasets.Dataset | None, cache: ReferenceLogpsCache | None):
-    values = cache.load(ds) if cache is not None and ds is not None else None
-    return ds if values is None else attach_reference_logps(ds, values)
+def plan_reference(recipe: ResolvedRecipe, tokenizer, train_ds, eval_ds) -> ReferencePlan:
+    """Where this run's reference log-probs come from, decided before any model loads
+    (:class:`~.reference.ReferencePlan`): with ``precompute_ref_log_probs``, the splits found
+    in the cache get their columns, and when all are found no reference model is loaded."""
+    cache = None
+    if precomputes_reference(recipe.training):
+        with PartialState().local_main_process_first():  # the others reuse its folder hash
+            cache = reference_logps_cache(recipe, tokenizer)
+    return ReferencePlan.decide(recipe.training, train_ds, eval_ds, cache)
 
 
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
@@ -135,29 +153,20 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     set_seed(args.seed)
     tokenizer = load_tokenizer(recipe.model)
     with PartialState().main_process_first():
-        train_ds, eval_ds = build_datasets(recipe, tokenizer)
+        recipe, train_ds, eval_ds = prepare_data(recipe, tokenizer)
+    args = recipe.training  # with tau_good: median, built with the number now
 
-    need_reference = args.loss_type != "simpo"
-    cache = None
-    if args.precompute_ref_log_probs and need_reference:
-        with PartialState().local_main_process_first():  # the others reuse its folder hash
-            cache = reference_logps_cache(recipe, tokenizer)
-        # Splits found in the cache get their columns now (the trainer skips them); when all
-        # are found, the reference model is not even loaded.
-        train_ds, eval_ds = (attach_cached_reference_logps(ds, cache) for ds in (train_ds, eval_ds))
-        need_reference = not all(
-            ds is None or REFERENCE_COLUMNS[0] in ds.column_names for ds in (train_ds, eval_ds)
-        )
+    plan = plan_reference(recipe, tokenizer, train_ds, eval_ds)
     policy, reference = load_policy_and_reference(
-        recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=need_reference,
+        recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=plan.needs_model,
     )
     if recipe.model.use_peft:  # the adapter then loads on its own (a toy base is saved beside it)
         record_base_model(policy, recipe.model.model_name_or_path, args.output_dir, state.is_main_process)
-    if args.precompute_ref_log_probs and cache is None and reference is not None:
-        cache = reference_logps_cache(recipe, tokenizer, reference)  # a hub model's revision is known now
+    if plan.precompute and plan.cache is None and reference is not None:
+        plan = plan.with_cache(reference_logps_cache(recipe, tokenizer, reference))  # a hub model is pinned now
     trainer = trainer_cls(
-        model=policy, ref_model=reference, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        processing_class=tokenizer, ref_logps_cache=cache,
+        model=policy, ref_model=reference, args=args, train_dataset=plan.train, eval_dataset=plan.eval,
+        processing_class=tokenizer, reference_plan=plan,
     )
     del reference  # with precomputed log-probs the trainer has released it; free it here too
     if trainer.accelerator.num_processes != recipe.launch.num_processes:
@@ -166,11 +175,11 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
             "the global batch size would be wrong"
         )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    metrics = {**result.metrics, "train_samples": len(train_ds)}
+    metrics = {**result.metrics, "train_samples": len(plan.train)}
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
-    if eval_ds is not None:
+    if plan.eval is not None:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)

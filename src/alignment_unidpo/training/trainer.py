@@ -2,14 +2,16 @@
 
 Each step runs chosen and rejected sequences through the policy in one concatenated
 forward (see :class:`~alignment_unidpo.training.tokenization.PreferenceCollator`), the same batch
-through the frozen reference model without gradients, reduces token log-probs to one
-number per sequence, and hands them to the pure loss functions of
-:mod:`alignment_unidpo.training.losses`. Per-pair metrics are gathered from all processes and
-averaged over each logging window.
+through the frozen reference model without gradients when the loss type needs one, reduces
+token log-probs to one number per sequence, and hands them to the loss type's pure function
+of :mod:`alignment_unidpo.training.losses`. What a loss type needs and reads is its entry in the
+loss table (:data:`alignment_unidpo.configs.LOSS_TYPES`). Per-pair metrics are gathered from all
+processes and averaged over each logging window.
 
 Three switches make a step cheaper without changing its numbers (beyond float
 rounding): ``precompute_ref_log_probs`` (reference log-probs computed once, before
-training, and cached on disk by :mod:`alignment_unidpo.training.ref_cache`), ``lean_logps``
+training, and cached on disk by :mod:`alignment_unidpo.training.ref_cache`; where they come from is
+the run's :class:`~alignment_unidpo.training.reference.ReferencePlan`), ``lean_logps``
 (:func:`~alignment_unidpo.training.logprobs.lean_sequence_logps`) and ``padding_free``
 (sequences packed into one row by the collator).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -32,13 +35,14 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 
 from ..base.stats import spearman_rho
-from ..configs import UniDPOConfig
+from ..configs import UniDPOConfig, loss_of
 from .checkpoints import CheckpointingMixin
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
-from .losses import dpo_loss, simpo_loss, uni_dpo_loss
+from .losses import function_of
 from .merge import relativize_base_model
 from .packed_attention import PACKED_VARLEN, check_packed_varlen_support
-from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, ReferenceLogpsCache, attach_reference_logps
+from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, attach_reference_logps
+from .reference import ReferencePlan
 from .tokenization import REFERENCE_COLUMNS, PreferenceCollator
 
 logger = logging.getLogger(__name__)
@@ -93,11 +97,6 @@ def ref_gap_tolerance(args: UniDPOConfig, model: torch.nn.Module) -> float:
     if args.fp16:
         dtypes.add(torch.float16)
     return max(REF_GAP_TOLERANCE.get(d, REF_GAP_TOLERANCE[torch.float32]) for d in dtypes or {torch.float32})
-
-
-def uses_mean_logps(loss_type: str, length_normalize: bool) -> bool:
-    """Whether a loss works on averaged (length-normalised) or summed log-probs."""
-    return {"uni_dpo": length_normalize, "simpo": True, "dpo": False}[loss_type]
 
 
 def model_sequence_logps(
@@ -168,10 +167,11 @@ def prepare_deepspeed_reference(model: torch.nn.Module, trainer: Trainer):
 
 
 class UniDPOTrainer(CheckpointingMixin, Trainer):
-    """Trainer for ``loss_type`` uni_dpo (Eq. 4), dpo (Eq. 1) or simpo.
+    """Trainer for every ``loss_type`` of the loss table: uni_dpo (Eq. 4), dpo (Eq. 1), simpo.
 
-    ``ref_model`` is required for uni_dpo and dpo unless the policy is a PEFT model, in
-    which case the reference is the policy with its adapters disabled.
+    ``ref_model`` is required for a loss type that needs a reference unless the policy is a
+    PEFT model, in which case the reference is the policy with its adapters disabled, or
+    the reference plan has every split's log-probs precomputed.
     """
 
     # compute_loss returns the mean over this micro-batch's pairs; the Trainer divides it
@@ -183,10 +183,11 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
         model,
         args: UniDPOConfig,
         ref_model: torch.nn.Module | None = None,
-        ref_logps_cache: ReferenceLogpsCache | None = None,
+        reference_plan: ReferencePlan | None = None,
         **kwargs: Any,
     ):
-        """``ref_logps_cache`` keeps precomputed reference log-probs on disk between runs."""
+        """``reference_plan``: where the reference log-probs come from (:mod:`.reference`; the
+        datasets must be the plan's); without one, the plan for the datasets given, with no cache."""
         if kwargs.get("data_collator") is None:
             tokenizer = kwargs.get("processing_class")
             kwargs["data_collator"] = PreferenceCollator(pad_token_id=tokenizer.pad_token_id,
@@ -199,10 +200,19 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
             check_packed_varlen_support(config)
         if args.lean_logps:
             check_lean_logps_support(config)
-        self.needs_reference = args.loss_type != "simpo"
+        self.loss_entry = loss_of(args)
+        if "tau_good" in self.loss_entry.arguments and not math.isfinite(args.tau_good):
+            raise ValueError(f"tau_good={args.tau_good}: a recipe's tau_good rule is turned into a number when the "
+                             "training pairs load (training.run.prepare_data); build the trainer with that config")
+        plan = reference_plan or ReferencePlan.decide(args, self.train_dataset, self.eval_dataset)
+        if plan.train is not self.train_dataset or plan.eval is not self.eval_dataset:
+            raise ValueError("train_dataset and eval_dataset must be the reference plan's (plan.train, plan.eval): "
+                             "the precomputed reference log-probs it found are attached there")
+        self.reference_plan = plan
+        self.needs_reference = plan.needed
         has_adapter = hasattr(self.accelerator.unwrap_model(model), "disable_adapter")
         self.uses_adapter_reference = self.needs_reference and ref_model is None and has_adapter
-        if self.needs_reference and ref_model is None and not has_adapter and not self._reference_precomputed():
+        if plan.needs_model and ref_model is None and not has_adapter:
             raise ValueError(f"loss_type={args.loss_type!r} needs a reference model (or a PEFT policy)")
         self.ref_model = None
         if ref_model is not None and self.needs_reference:
@@ -211,14 +221,13 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
             else:
                 self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
         self.nll_ref_gap_tolerance = ref_gap_tolerance(args, self.accelerator.unwrap_model(model))
-        if args.loss_type == "uni_dpo" and args.nll_require_ref_gap:
+        if "nll_ref_gap_tolerance" in self.loss_entry.arguments and args.nll_require_ref_gap:
             logger.info("c-NLL indicator I: ref_w - pi_w > %g * max(1, |ref_w|)", self.nll_ref_gap_tolerance)
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._metric_names: set[str] = set()
-        if args.precompute_ref_log_probs and self.needs_reference:
-            self.train_dataset = self._with_reference_logps(self.train_dataset, "train", ref_logps_cache)
-            if self.eval_dataset is not None:
-                self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval", ref_logps_cache)
+        if plan.precompute:
+            for split in plan.to_compute:
+                setattr(self, f"{split}_dataset", self._with_reference_logps(plan.splits[split], split, plan))
             self._release_reference()
 
     # --- forward passes ---------------------------------------------------------------
@@ -240,23 +249,12 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
             return self.concatenated_logps(self.model, batch)
 
     # --- precomputed reference log-probs ----------------------------------------------
-    def _reference_precomputed(self) -> bool:
-        splits = [d for d in (self.train_dataset, self.eval_dataset) if d is not None]
-        return self.args.precompute_ref_log_probs and all(
-            isinstance(d, datasets.Dataset) and set(REFERENCE_COLUMNS) <= set(d.column_names) for d in splits
-        )
-
-    def _with_reference_logps(
-        self, ds: datasets.Dataset, split: str, cache: ReferenceLogpsCache | None
-    ) -> datasets.Dataset:
-        if set(REFERENCE_COLUMNS) <= set(ds.column_names):
-            return ds
-        values = cache.load(ds) if cache is not None else None
-        if values is None:
-            values = self.compute_reference_logps(ds, split)
-            if cache is not None and self.accelerator.is_local_main_process:
-                cache.save(ds, values)
-            self.accelerator.wait_for_everyone()
+    def _with_reference_logps(self, ds: datasets.Dataset, split: str, plan: ReferencePlan) -> datasets.Dataset:
+        """``ds`` with its reference log-probs computed, and written to the plan's cache."""
+        values = self.compute_reference_logps(ds, split)
+        if plan.cache is not None and self.accelerator.is_local_main_process:
+            plan.cache.save(ds, values)
+        self.accelerator.wait_for_everyone()
         return attach_reference_logps(ds, values)
 
     def compute_reference_logps(self, ds: datasets.Dataset, split: str) -> dict[str, np.ndarray]:
@@ -313,34 +311,24 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
 
     def _reduce(self, logps: SequenceLogps) -> torch.Tensor:
         """Averaged (length-normalised) or summed log-probs, as the loss type needs."""
-        return logps.mean if uses_mean_logps(self.args.loss_type, self.args.length_normalize) else logps.sum
+        return logps.mean if self.loss_entry.averages(self.args) else logps.sum
 
     # --- loss -------------------------------------------------------------------------
     def preference_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
-        args = self.args
+        """The loss type's function (the loss table's entry) on this batch, its metrics stored."""
+        loss = self.loss_entry
         n = batch["score_chosen"].shape[0]
         policy = self.concatenated_logps(model, batch)
         reduced = self._reduce(policy)
         pi_w, pi_l = reduced[:n], reduced[n:]
-        if args.loss_type == "simpo":
-            losses, metrics = simpo_loss(
-                pi_w, pi_l, beta=args.beta, gamma_beta_ratio=args.simpo_gamma_beta_ratio,
-                label_smoothing=args.label_smoothing,
-            )
-        else:
+        inputs = [pi_w, pi_l]
+        if loss.needs_reference:
             ref_reduced = self._reduce(self.reference_logps(batch, policy))
-            ref_w, ref_l = ref_reduced[:n], ref_reduced[n:]
-            if args.loss_type == "dpo":
-                losses, metrics = dpo_loss(pi_w, pi_l, ref_w, ref_l, beta=args.beta, label_smoothing=args.label_smoothing)
-            else:
-                losses, metrics = uni_dpo_loss(
-                    pi_w, pi_l, ref_w, ref_l, batch["score_chosen"], batch["score_rejected"],
-                    beta=args.beta, qual_eta=args.qual_eta, perf_gamma=args.perf_gamma, tau_ref=args.tau_ref,
-                    nll_lambda=args.nll_lambda, tau_good=args.tau_good,
-                    use_quality_weight=args.use_quality_weight, perf_weight=args.perf_weight,
-                    nll_require_ref_gap=args.nll_require_ref_gap, nll_require_good_score=args.nll_require_good_score,
-                    nll_ref_gap_tolerance=self.nll_ref_gap_tolerance,
-                )
+            inputs += [ref_reduced[:n], ref_reduced[n:]]
+        if loss.needs_scores:
+            inputs += [batch["score_chosen"], batch["score_rejected"]]
+        kwargs = loss.kwargs_from(self.args, nll_ref_gap_tolerance=self.nll_ref_gap_tolerance)
+        losses, metrics = function_of(loss)(*inputs, **kwargs)
         metrics.setdefault("score_margin", (batch["score_chosen"] - batch["score_rejected"]).float())
         metrics["logps/chosen"] = pi_w.detach()
         metrics["logps/rejected"] = pi_l.detach()

@@ -1,11 +1,12 @@
 """Held-out metrics of a policy in the preference world.
 
 * ``pref_acc``: preference accuracy of the method's implicit reward on clean pairs
-  (labelled by the true quality function): DPO's ``beta*((pi_w - ref_w) - (pi_l - ref_l))``
-  on summed log-probs (Eq. 1), Uni-DPO's Eq. (20) margin on the log-probs its recipe uses
-  (length-normalised unless "w/o LN"), SimPO's ``beta*(pi_w - pi_l)`` on averaged
-  log-probs. For the SFT model itself (policy = reference) the ranking is by average
-  log-prob, the likelihood it assigns.
+  (labelled by the true quality function), as the loss table defines it
+  (:data:`alignment_unidpo.configs.LOSS_TYPES`: ``reward_margin`` on the log-probs the loss
+  reads): DPO's ``beta*((pi_w - ref_w) - (pi_l - ref_l))`` on summed log-probs (Eq. 1),
+  Uni-DPO's Eq. (20) margin on the log-probs its recipe uses (length-normalised unless
+  "w/o LN"), SimPO's ``beta*(pi_w - pi_l)`` on averaged log-probs. For the SFT model itself
+  (policy = reference) the ranking is by average log-prob, the likelihood it assigns.
 * ``spearman``: Spearman's rho between the true score margin and that reward margin over
   the clean pairs (Fig. 4b).
 * ``gen_score`` / ``exact``: mean true score (0-10) and exact-solve rate of greedy answers
@@ -30,7 +31,8 @@ from ..training.data import normalize_row
 from ..training.logprobs import SequenceLogps
 from ..training.tokenization import PreferenceCollator, tokenize_row
 from ..base.stats import spearman_rho
-from ..training.trainer import model_sequence_logps, uses_mean_logps
+from ..configs import LOSS_TYPES, policy_margin
+from ..training.trainer import model_sequence_logps
 from .task import parse_prompt, true_score
 
 METRICS = ("pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_rejected")
@@ -40,7 +42,7 @@ METRICS = ("pref_acc", "spearman", "gen_score", "exact", "drift_chosen", "drift_
 class RewardSpec:
     """How a method defines its implicit reward (see module docstring)."""
 
-    loss_type: str  # uni_dpo, dpo, simpo, or "sft" for the likelihood ranking of the start model
+    loss_type: str  # a loss type of the table (configs.LOSS_TYPES), or "sft" for the likelihood ranking of the start model
     beta: float = 1.0
     length_normalize: bool = True
 
@@ -49,12 +51,15 @@ class RewardSpec:
         return cls(training_args.loss_type, training_args.beta, training_args.length_normalize)
 
     def margins(self, policy: SequenceLogps, reference: SequenceLogps, n: int) -> torch.Tensor:
-        mean = self.loss_type == "sft" or uses_mean_logps(self.loss_type, self.length_normalize)
+        """Chosen minus rejected implicit reward of each pair (the loss table's ``reward_margin``)."""
+        if self.loss_type == "sft":  # the likelihood ranking: SimPO's margin on averaged log-probs
+            mean, margin = True, policy_margin
+        else:
+            loss = LOSS_TYPES[self.loss_type]
+            mean, margin = loss.averages(self), loss.reward_margin  # reads length_normalize from this spec
         pol = policy.mean if mean else policy.sum
         ref = reference.mean if mean else reference.sum
-        if self.loss_type in ("simpo", "sft"):
-            return self.beta * (pol[:n] - pol[n:])
-        return self.beta * ((pol[:n] - ref[:n]) - (pol[n:] - ref[n:]))
+        return margin(pol[:n], pol[n:], ref[:n], ref[n:], self.beta)
 
 
 # Greedy answers of at most 10 tokens, 256 prompts a batch: the settings every world number
