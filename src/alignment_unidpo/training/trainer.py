@@ -242,8 +242,10 @@ class UniDPOTrainer(Trainer):
         self._metric_names: set[str] = set()
         self.add_callback(ContinueLoggingWindow(self))
         if plan.precompute:
-            for split in plan.to_compute:
-                setattr(self, f"{split}_dataset", self._with_reference_logps(plan.splits[split], split, plan))
+            if "train" in plan.to_compute:
+                self.train_dataset = self._with_reference_logps(self.train_dataset, "train", plan)
+            if "eval" in plan.to_compute:
+                self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval", plan)
             self._release_reference()
 
     # --- forward passes ---------------------------------------------------------------
