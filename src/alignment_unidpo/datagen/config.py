@@ -271,13 +271,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return cfg
 
 
-def choices() -> dict[tuple[str, str], tuple[Any, ...]]:
-    """The allowed values of every choice key (from the fields' rules): the registered
-    prompt sources and scorers included."""
-    return {(section, f.name): rule_of(f).values() for section, cls in SECTION_CLASSES.items()
-            for f in dataclasses.fields(cls) if isinstance(rule_of(f), Choice)}
-
-
 def check(cfg: dict[str, Any], where: str) -> None:
     """The combinations the stages need, before anything runs (each value on its own was
     checked by its field's rule when the config was read, :func:`read_config`)."""

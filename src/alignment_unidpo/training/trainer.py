@@ -226,8 +226,10 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
         self._metrics: dict[str, dict[str, list[torch.Tensor]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._metric_names: set[str] = set()
         if plan.precompute:
-            for split in plan.to_compute:
-                setattr(self, f"{split}_dataset", self._with_reference_logps(plan.splits[split], split, plan))
+            if "train" in plan.to_compute:
+                self.train_dataset = self._with_reference_logps(self.train_dataset, "train", plan)
+            if "eval" in plan.to_compute:
+                self.eval_dataset = self._with_reference_logps(self.eval_dataset, "eval", plan)
             self._release_reference()
 
     # --- forward passes ---------------------------------------------------------------
