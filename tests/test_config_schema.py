@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 from alignment_unidpo import data_cli, eval_cli  # the CLIs with the world's plugins registered
 from alignment_unidpo.base.schema import Choice, closest, default_of, integer, key_lines, option, read_fields, rule_of

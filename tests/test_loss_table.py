@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 from alignment_unidpo import checks, usage
 from alignment_unidpo.base.errors import RecipeError
