@@ -264,7 +264,9 @@ def test_a_renamed_value_or_key_and_an_added_key_keep_the_hash_of_the_old_config
 
 # --- make data ARGS=--help, make eval ARGS=--help / DRY_RUN=1 --------------------------------
 def make_command(*args: str) -> list[str]:
-    proc = subprocess.run(["make", "-n", *args, "STAMP="], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    # --no-print-directory: under `make test` (MAKELEVEL set) make would add "Entering directory" lines
+    proc = subprocess.run(["make", "--no-print-directory", "-n", *args, "STAMP="], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     argv = shlex.split(proc.stdout.replace("\\\n", " "))
     return argv[argv.index("-m") + 1:]
