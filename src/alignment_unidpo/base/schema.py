@@ -95,28 +95,26 @@ class Choice(Rule):
 
 
 # --- rules used by more than one config -----------------------------------------------------
-def number(allowed: str, check: Callable[[float], bool] = lambda v: True) -> Rule:
-    """A finite int or float (a string from a command line is read as a float) for which ``check`` holds."""
+def read_string_as(kind: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A parse step: a string is read as ``kind`` where it can be (else left for the check to refuse)."""
     def parse(v: Any) -> Any:
         if isinstance(v, str):
             try:
-                return float(v)
+                return kind(v)
             except ValueError:
                 return v
         return v
-    return Rule(allowed, lambda v: finite_number(v) and check(v), parse)
+    return parse
+
+
+def number(allowed: str, check: Callable[[float], bool] = lambda v: True) -> Rule:
+    """A finite int or float (a string from a command line is read as a float) for which ``check`` holds."""
+    return Rule(allowed, lambda v: finite_number(v) and check(v), read_string_as(float))
 
 
 def integer(allowed: str, check: Callable[[int], bool] = lambda v: True) -> Rule:
     """An int (a string from a command line is read as one) for which ``check`` holds."""
-    def parse(v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                return int(v)
-            except ValueError:
-                return v
-        return v
-    return Rule(allowed, lambda v: is_integer(v) and check(v), parse)
+    return Rule(allowed, lambda v: is_integer(v) and check(v), read_string_as(int))
 
 
 def _parse_bool(value: Any) -> bool:
