@@ -150,3 +150,24 @@ def two_rank_accelerate_config(backend: str, folder: Path) -> Path:
     config = folder / "zero3_cpu.yaml"
     config.write_text(ZERO3_CPU)
     return config
+
+
+class Loaded(Exception):
+    """Raised by a loader :class:`Forbidden` patched: not a ValueError, so an entry point does
+    not turn it into an ``error:`` line and a test sees that something loaded."""
+
+
+class Forbidden(list):
+    """The names of the patched loaders that were called, in order; ``forbid(module, name)``
+    patches one (with pytest's ``monkeypatch``) to record its name and raise :class:`Loaded`."""
+
+    def __init__(self, monkeypatch):
+        super().__init__()
+        self.monkeypatch = monkeypatch
+
+    def forbid(self, module, name: str) -> None:
+        def loader(*args, **kwargs):
+            self.append(name)
+            raise Loaded(name)
+
+        self.monkeypatch.setattr(module, name, loader)

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, Forbidden
 
 from alignment_unidpo import data_cli, eval_cli  # the CLIs with the world's plugins registered
 from alignment_unidpo.base.schema import Choice, closest, default_of, integer, key_lines, option, read_fields, rule_of
@@ -154,20 +154,13 @@ def test_an_unknown_data_key_names_the_closest_known_one(jsonl_config, capsys):
 
 
 # --- the dry runs: JSON, nothing loaded, nothing written -------------------------------------
-class Loaded(Exception):
-    pass
 
 
 @pytest.fixture
 def loads(monkeypatch):
     """Every loader of prompts, models, scorers and the world patched to record and raise."""
-    calls = []
-
-    def forbid(module, name):
-        def loader(*args, **kwargs):
-            calls.append(name)
-            raise Loaded(name)
-        monkeypatch.setattr(module, name, loader)
+    calls = Forbidden(monkeypatch)
+    forbid = calls.forbid
 
     for name in ("load_prompts", "run_generate", "run_score"):
         forbid(pipeline, name)

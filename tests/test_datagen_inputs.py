@@ -24,6 +24,7 @@ from alignment_unidpo.base.values import trusts_remote_code
 from alignment_unidpo.datagen.config import load_config, stage_dirs, stage_keys
 from alignment_unidpo.base.errors import DataGenError, RecipeError
 from alignment_unidpo.base.yamlio import parse_overrides
+from helpers import Forbidden, Loaded
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD_CONFIG = REPO / "data_configs" / "toy-world-on-policy.yaml"
@@ -41,20 +42,13 @@ SHIPPED_HASHES = {
 }
 
 
-class Loaded(Exception):
-    """Raised by a patched loader: not a ValueError, so the entry point does not turn it into a line."""
 
 
 @pytest.fixture
 def loads(monkeypatch):
     """Every loader of prompts, models and scorers patched to record its name and raise Loaded."""
-    calls = []
-
-    def forbid(module, name):
-        def loader(*args, **kwargs):
-            calls.append(name)
-            raise Loaded(name)
-        monkeypatch.setattr(module, name, loader)
+    calls = Forbidden(monkeypatch)
+    forbid = calls.forbid
 
     forbid(pipeline, "load_prompts")
     for name in ("transformers_sampler", "vllm_sampler", "run_generate"):
