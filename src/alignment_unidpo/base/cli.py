@@ -57,6 +57,14 @@ def debug_environment():
             os.environ[DEBUG_ENV] = before
 
 
+def print_error_line(line: str) -> None:
+    """Write ``line`` and its newline to stderr in one write, so that the lines of several ranks
+    sharing one stderr never interleave mid-line (``print`` writes the text and the newline
+    separately)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def rank_prefix() -> str:
     """``[rank N] `` inside a launched run of several processes, else nothing."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -69,8 +77,8 @@ def report_unexpected(err: BaseException) -> bool:
     (rank 0 prints the traceback); returns whether it was printed so."""
     if int(os.environ.get("RANK", "0")) == 0 or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    print(f"error: {rank_prefix()}{type(err).__name__}: {err} (rank 0 shows the traceback; --debug for every "
-          "rank's)", file=sys.stderr, flush=True)
+    print_error_line(f"error: {rank_prefix()}{type(err).__name__}: {err} (rank 0 shows the traceback; --debug "
+                     "for every rank's)")
     return True
 
 
@@ -100,7 +108,7 @@ def entry_point(main: Callable[[list[str]], int]) -> Callable[..., int]:
         try:
             return main(argv)
         except REPORTED_ERRORS as err:
-            print(f"error: {rank_prefix()}{error_line(err)}", file=sys.stderr, flush=True)
+            print_error_line(f"error: {rank_prefix()}{error_line(err)}")
             return EXIT_USAGE
         except Exception as err:  # a bug: the traceback from rank 0 only
             if report_unexpected(err):

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 
-from ..base.cli import EXIT_USAGE, debug_requested
+from ..base.cli import EXIT_USAGE, debug_requested, print_error_line
 
 
 def failure_line(rank: int | None, exit_code: int) -> str:
@@ -38,7 +38,7 @@ def report_failure(rank: int | None, exit_code: int) -> int:
     """Print a line unless the process printed its own (status 2); the status to exit with."""
     if exit_code == EXIT_USAGE:
         return EXIT_USAGE
-    print(failure_line(rank, exit_code), file=sys.stderr, flush=True)
+    print_error_line(failure_line(rank, exit_code))
     return 1
 
 
