@@ -63,7 +63,7 @@ def test_label_flips_grow_as_the_true_margin_shrinks():
     assert 0.0 < summarize(generate(cfg), cfg)["train_flip_rate"] < 0.3
 
 
-def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monkeypatch):
+def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monkeypatch, capsys):
     world_dir = write_world(WorldConfig(seed=0, **SMALL_WORLD), tmp_path / "world")
     calls = []
     real = sft_module.train_sft
@@ -73,6 +73,16 @@ def test_sft_is_trained_once_and_reused_until_its_settings_change(tmp_path, monk
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert sft_module.ensure_sft(world_dir, tmp_path / "sft", cfg, progress=False) == out
     assert calls == [1] and (out / "model.safetensors").stat().st_mtime_ns == stamp
+    assert "warning" not in capsys.readouterr().err
+    # a model trained under other arithmetic (threads, CPU) is kept and named, never retrained over
+    recorded = json.loads((out / "sft.json").read_text())
+    assert recorded["arithmetic"] == sft_module.arithmetic()
+    (out / "sft.json").write_text(json.dumps({**recorded, "arithmetic": {"threads": 96, "cpu": "AVX2", "torch": "x"}}))
+    assert sft_module.ensure_sft(world_dir, tmp_path / "sft", cfg, progress=False) == out
+    assert calls == [1] and (out / "model.safetensors").stat().st_mtime_ns == stamp
+    warning = capsys.readouterr().err
+    assert warning.startswith(f"warning: the SFT model cached in {out} was trained with 96 thread(s), AVX2, torch x")
+    assert f"this process has {sft_module.describe_arithmetic(sft_module.arithmetic())}" in warning
     sft_module.ensure_sft(world_dir, tmp_path / "sft", sft_module.SFTConfig(epochs=1, batch_size=32), progress=False)
     assert calls == [1, 1]
 
@@ -106,6 +116,7 @@ def test_a_one_seed_few_step_demo_writes_the_table_and_figures(tmp_path):
     ("demo", ["--max_steps", "-1"], "--max_steps must be an integer >= 1"),
     ("demo", ["--seeds", "0", "-3"], "--seeds must be an integer from 0 to 4294967295 (numpy's seed range), got -3"),
     ("demo", ["--seeds", "1", "1"], "--seeds must be distinct, got 1 1"),
+    ("demo", ["--threads", "0"], "--threads must be an integer >= 1 (the CPU threads of every run), got 0"),
     ("experiment", ["--world_seed=-1", "--dry_run"],
      "--world_seed must be an integer from 0 to 4294967295 (numpy's seed range), got -1"),
     ("experiment", ["--world_seed=1.5", "--dry_run"], "--world_seed must be an integer from 0 to 4294967295"),

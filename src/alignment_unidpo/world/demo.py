@@ -29,6 +29,7 @@ from ..base.cli import entry_point
 from .evaluate import METRICS, sft_metrics
 from .experiment import WEIGHTS_FILE, check_positive, check_seeds, run_in_world
 from .folders import WorldSpec, prepare
+from .sft import arithmetic, describe_arithmetic
 from ..plots import logp_curves, margin_scatter, training_curves, weight_distributions
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
@@ -50,6 +51,9 @@ METHODS = {
     "focal w (Eq. 7)": "toy-world-focal",
 }
 BASELINES = ("DPO", "SimPO", "Uni-DPO")
+# The committed demo/results.md was computed with 2 threads; 1 thread, or another instruction
+# set, moves its numbers in the third decimal (see world/sft.py: arithmetic).
+DEMO_THREADS = 2
 # Every method gets 3 learning rates x 3 betas. beta is on the scale of the log-probs the
 # method's reward uses: summed (DPO, w/o LN) or per-token averaged (the others). (A first
 # 2 x 2 grid put several picks on its edge; the grid was widened for every method alike.)
@@ -147,17 +151,18 @@ def demo(out: Path, seeds: list[int], methods: dict[str, str] = METHODS, overrid
             bar.update(1)
     bar.close()
     world = json.loads((prepare(seeds[0], spec, progress=False)[0] / "world.json").read_text())
-    return summarize(out, seeds, methods, records, time.time() - start, world)
+    return summarize(out, seeds, methods, records, time.time() - start, world, arithmetic())
 
 
 def summarize(out: Path, seeds: list[int], methods: dict[str, str], records: dict[str, list[dict[str, Any]]],
-              elapsed: float, world: dict[str, Any]) -> Path:
-    """results.json, the figures and results.md from every run's metrics."""
+              elapsed: float, world: dict[str, Any], computed_with: dict[str, Any] | None) -> Path:
+    """results.json, the figures and results.md from every run's metrics (``computed_with``: the
+    runs' :func:`~.sft.arithmetic`)."""
     stats = {label: {k: mean_std([r[k] for r in recs]) for k in METRICS} for label, recs in records.items()}
     write_text_atomic(out / "results.json", json.dumps({"seeds": seeds, "seconds": elapsed, "stats": stats,
-                                                        "world": world}, indent=1))
+                                                        "world": world, "arithmetic": computed_with}, indent=1))
     figures = draw_figures(out, seeds[0], methods, records)
-    write_results(out, seeds, elapsed, stats, methods, figures, world)
+    write_results(out, seeds, elapsed, stats, methods, figures, world, computed_with)
     return out / "results.md"
 
 
@@ -169,7 +174,8 @@ def replot(out: Path, seeds: list[int], methods: dict[str, str] = METHODS) -> Pa
                **{label: [r["metrics"] for r in recs] for label, recs in saved.items()}}
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     world = previous.get("world") or json.loads((prepare(seeds[0], progress=False)[0] / "world.json").read_text())
-    return summarize(out, seeds, methods, records, previous.get("seconds", float("nan")), world)
+    return summarize(out, seeds, methods, records, previous.get("seconds", float("nan")), world,
+                     previous.get("arithmetic"))
 
 
 def draw_figures(out: Path, seed: int, methods: dict[str, str], records: dict[str, list[dict[str, Any]]]) -> list[Path]:
@@ -186,14 +192,15 @@ def draw_figures(out: Path, seed: int, methods: dict[str, str], records: dict[st
 
 
 def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: dict[str, str], figures: list[Path],
-                  world: dict[str, Any]) -> None:
+                  world: dict[str, Any], computed_with: dict[str, Any] | None) -> None:
     main = ["SFT", *[m for m in BASELINES if m in methods]]
     ablations = [m for m in methods if m not in BASELINES or m == "Uni-DPO"]
     lines = [
         "# Preference world: methods and ablations (test split)", "",
         f"Seeds {', '.join(map(str, seeds))} (each seed: its own world data, SFT model and preference training); "
         f"mean ± std over seeds; best of each score-like column in bold (drift columns are not ranked). "
-        f"Wall time {elapsed / 60:.1f} min. Training pairs per seed: {world['sizes']['train_pairs']}, "
+        f"Wall time {elapsed / 60:.1f} min; computed with {describe_arithmetic(computed_with)}. "
+        f"Training pairs per seed: {world['sizes']['train_pairs']}, "
         f"label-flip rate of the noisy judge {world['train_flip_rate']:.2f} (seed {seeds[0]}).", "",
         "Metrics: `pref_acc` implicit-reward accuracy on clean pairs; `spearman` rho(true score margin, reward margin); "
         "`gen_score` mean true score (0-10) of greedy answers; `exact` exact-solve rate; `drift_*` change of the "
@@ -226,8 +233,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tune", action="store_true", help="run the validation grid and write the picks into the recipes")
     parser.add_argument("--max_steps", type=int, help="cap the preference steps (CI smoke runs)")
     parser.add_argument("--replot", action="store_true", help="redraw the figures and tables from the runs in OUT/runs")
+    parser.add_argument("--threads", type=int, default=DEMO_THREADS,
+                        help=f"CPU threads of every run (default {DEMO_THREADS}, as for the committed results): float32 "
+                             "sums depend on it, so other counts move the numbers slightly")
     args = parser.parse_args(argv)
     check_seeds(args.seeds, "--seeds")
+    check_positive(args.threads, "--threads", "the CPU threads of every run")
     check_positive(args.max_steps, "--max_steps", "the preference steps of every run; leave it out for the recipes' own")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     import datasets
@@ -241,6 +252,8 @@ def main(argv: list[str]) -> int:
         raise RecipeError(f"unknown method(s) {', '.join(map(repr, unknown))}; known: {', '.join(map(repr, METHODS))}")
     methods = METHODS if not args.methods else {m: METHODS[m] for m in args.methods}
     out = Path(args.out)
+    import torch
+
     if args.tune:
         picks = tune(out, args.seeds[0], methods)
         print(json.dumps(picks, indent=1))
@@ -251,6 +264,7 @@ def main(argv: list[str]) -> int:
         print(path.read_text())
         return 0
     overrides = {"max_steps": args.max_steps} if args.max_steps is not None else None
+    torch.set_num_threads(args.threads)
     path = demo(out, args.seeds, methods, overrides)
     print(path.read_text())
     return 0
