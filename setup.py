@@ -35,8 +35,6 @@ setup(
         # make eval: math answer equivalence (Table 2); latex2sympy2_extended is math-verify's parser
         "eval": ["math-verify==0.9.0", "latex2sympy2_extended==1.11.0"],
         "peft": ["peft==0.21.2"],
-        # make data with generate.backend: vllm (GPU machines; not installed in development)
-        "vllm": ["vllm==0.33.0"],
         "wandb": ["wandb==0.31.0"],  # report_to: wandb
         "tensorboard": ["tensorboard==2.21.0"],  # report_to: tensorboard (event files under output_dir/runs/)
         "flash-attn": ["flash-attn"],  # GPU machines with nvcc only

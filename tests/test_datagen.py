@@ -118,7 +118,8 @@ def test_a_killed_run_resumes_without_recomputing_a_shard_and_a_changed_config_s
     stamps = [p.stat().st_mtime_ns for p in done]
     calls.clear()
     summary = pipeline.run(cfg, progress=False, sampler=fake)
-    assert calls == [cfg["generate"]["seed"] + 2]  # only the missing shard (its seed: seed + shard index)
+    g = cfg["generate"]  # only the missing shard; a prompt's seed is seed + its position in the prompt list
+    assert calls == [[g["seed"] + 2 * g["shard_size"] + i for i in range(len(calls[0]))]] and calls[0]
     assert [p.stat().st_mtime_ns for p in done] == stamps
     assert summary["pairs"] == 5 and summary["dropped"] == {}
     # a changed generation setting gets new folders for every stage

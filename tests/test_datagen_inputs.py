@@ -327,33 +327,21 @@ def test_the_scorers_pass_trust_remote_code_as_configured(config, from_pretraine
         assert from_pretrained == [("AutoTokenizer", trust), (model_class, trust)], scorer
 
 
-@pytest.fixture
-def vllm_llm(monkeypatch):
-    """A stand-in ``vllm`` module (not installed here) whose ``LLM(...)`` records its keyword arguments."""
-    kwargs = {}
-    fake = types.ModuleType("vllm")
-    fake.LLM = lambda **given: kwargs.update(given)
-    fake.SamplingParams = object
-    monkeypatch.setitem(sys.modules, "vllm", fake)
-    return kwargs
-
-
 @pytest.mark.parametrize("how,trust", TRUST_CASES, ids=[str(h) for h, _ in TRUST_CASES])
-def test_the_generators_pass_trust_remote_code_as_configured(config, from_pretrained, vllm_llm, how, trust):
+def test_the_generators_pass_trust_remote_code_as_configured(config, from_pretrained, how, trust):
     g = trusting_config(config.parent, "generate", how)["generate"]
     with pytest.raises(Loaded):
         dg_generate.transformers_sampler(g["model"], g)
     assert from_pretrained == [("AutoTokenizer", trust), ("AutoModelForCausalLM", trust)]
-    dg_generate.vllm_sampler(g["model"], g)
-    assert vllm_llm["trust_remote_code"] is trust
+    # the vLLM worker gets the engine's settings (tests/test_vllm_backend.py runs it)
+    assert dg_generate.engine_of(g, "vllm").trust_remote_code is trust
 
 
-def test_a_hand_made_section_saying_no_never_trusts(config, from_pretrained, vllm_llm):
+def test_a_hand_made_section_saying_no_never_trusts(config, from_pretrained):
     """A mapping that did not come through load_config: every loader still reads "no" as false."""
     cfg = load_config(config)
     g, s = {**cfg["generate"], "trust_remote_code": "no"}, {**cfg["score"], "trust_remote_code": "no"}
-    dg_generate.vllm_sampler(g["model"], g)
-    assert vllm_llm["trust_remote_code"] is False
+    assert dg_generate.engine_of(g, "vllm").trust_remote_code is False
     for load in (lambda: dg_generate.transformers_sampler(g["model"], g),
                  lambda: dg_scorers.reward_model_scorer({**cfg, "score": s}), lambda: dg_scorers.prm_scorer({**cfg, "score": s})):
         with pytest.raises(Loaded):

@@ -44,6 +44,7 @@ from ..base.schema import (BOOLEAN, MAPPING, NON_EMPTY_TEXT, TEXT, Choice, close
                            number, old_name_of, option, read_fields, rule_of)
 from ..base.yamlio import read_yaml
 from ..configs import TORCH_DTYPES
+from ..generation.backends import BACKENDS, resolve_backend
 from .scorers import SCORERS
 from .sources import PROMPT_SOURCES, model_source
 from ..base.paths import REPO_ROOT
@@ -85,8 +86,9 @@ class PromptsConfig:
 class GenerateConfig:
     """``generate``: N answers per prompt from the policy."""
 
-    backend: str = option("transformers", rule=Choice(("transformers", "vllm")),
-                          help="transformers (batched generate, CPU or GPU) or vllm (the .[vllm] extra; not run yet).")
+    backend: str = option("auto", rule=Choice(BACKENDS),
+                          help="auto (vllm where `make vllm-env` was run and a GPU is visible, else transformers), "
+                               "transformers (in this process) or vllm (the vLLM environment; on the CPU too).")
     model: str | None = option(None, rule=NON_EMPTY_TEXT,
                                help="Required: the policy (local folder or hub id), or a prompt source's own model "
                                     "(world:sft, the world's SFT model).")
@@ -97,7 +99,8 @@ class GenerateConfig:
     top_p: float = option(1.0, rule=number("a number in (0, 1]", lambda v: 0 < v <= 1), help="Nucleus sampling.")
     max_new_tokens: int = option(2048, rule=AT_LEAST_ONE, help="Longest answer, in tokens.")
     seed: int = option(0, rule=integer("an integer"),
-                       help="Shard k samples with seed + k, so the output does not depend on the process split.")
+                       help="The prompt at position p samples with seed + p, whatever the shards, processes and "
+                            "back-end batching.")
     shard_size: int = option(64, rule=AT_LEAST_ONE,
                              help="Prompts per shard: the unit of caching, of resuming and of the split over "
                                   "processes.")
@@ -356,8 +359,14 @@ def hash_input(stage: str, settings: dict[str, Any]) -> dict[str, Any]:
     key was honoured, so every PRM score folder was named with the key at its default
     (false); a PRM's hash keeps that input (the key decides whether the model loads, not
     what it scores) and those folders keep their names.
+
+    ``generate.backend: auto`` is hashed as the back-end it picks on this machine (the two
+    draw different samples), so an ``auto`` config shares its folders with one naming that
+    back-end, and the folders of configs written before ``auto`` existed keep their names.
     """
     out = hashed_settings(SECTION_CLASSES[stage], settings)
+    if stage == "generate" and out.get("backend") == "auto":
+        out["backend"] = resolve_backend("auto")
     if stage == "score" and settings["scorer"] == "prm":
         out["trust_remote_code"] = default_of(ScoreConfig.__dataclass_fields__["trust_remote_code"])
     return out

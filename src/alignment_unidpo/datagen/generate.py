@@ -8,14 +8,14 @@ prompt at temperature 0.8, scored, best vs worst).
 Prompts are cut into shards of ``shard_size``; each shard is one ``shard-NNNNN.jsonl``
 (one row per prompt: ``id``, ``prompt`` messages, ``answer`` ground truth or null,
 ``samples``), written to a temporary name and renamed, so a killed run leaves only
-whole shards and a rerun generates only the missing ones. Shard ``k`` samples with seed
-``seed + k``: the output does not depend on how shards are spread over processes.
-Under ``accelerate launch`` process ``i`` of ``n`` takes shards ``i, i+n, i+2n, ...``.
+whole shards and a rerun generates only the missing ones. The prompt at position ``p``
+samples with seed ``seed + p``: the output does not depend on how prompts are cut into
+shards or spread over processes. Under ``accelerate launch`` process ``i`` of ``n`` takes
+shards ``i, i+n, i+2n, ...``.
 
-Back-ends: ``transformers`` reuses :func:`alignment_unidpo.generation.decoding.generate`
-(CPU, or a fallback on GPU); ``vllm`` (extra ``vllm``, not installed in development, **not
-run yet**) calls vLLM's documented offline API ``LLM(...).chat(conversations,
-SamplingParams(n=N, temperature, top_p, max_tokens, seed))``.
+Back-ends (:mod:`alignment_unidpo.generation.backends`): ``transformers`` in this process;
+``vllm`` (``make vllm-env``) in the vLLM environment, one ``SamplingParams(n=N, seed)`` per
+prompt; ``auto``: vllm where its environment and a GPU are present.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterator
 from ..base.files import write_jsonl_atomic
 from ..base.errors import DataGenError, DataValidationError
 from ..base.values import trusts_remote_code
-from ..generation.decoding import Decoding, generate, load_model_and_tokenizer
+from ..generation.backends import Engine, Generator, TransformersGenerator, VllmGenerator, resolve_backend
+from ..generation.decoding import Decoding
 from ..generation.prompts import math_conversation
 from ..training.data import prompt_messages, with_system_prompt
 from .sources import PROMPT_SOURCES
@@ -73,50 +74,47 @@ def resolve_model(cfg: dict[str, Any]) -> str:
     return models[model](cfg["prompts"]) if model in models else model
 
 
-# --- back-ends: each maps (conversations, shard seed) -> N samples per conversation ------
-Sampler = Callable[[list[list[dict[str, str]]], int], list[list[dict[str, Any]]]]
+# --- back-ends: each maps (conversations, one seed per conversation) -> N samples per conversation
+Sampler = Callable[[list[list[dict[str, str]]], list[int]], list[list[dict[str, Any]]]]
+
+
+def engine_of(g: dict[str, Any], backend: str) -> Engine:
+    """The ``generate`` section's engine settings for ``backend``."""
+    return Engine(backend=backend, dtype=str(g["dtype"]), trust_remote_code=trusts_remote_code(g, "generate"),
+                  batch_size=int(g["batch_size"]), tensor_parallel_size=int(g["tensor_parallel_size"]),
+                  gpu_memory_utilization=float(g["gpu_memory_utilization"]))
+
+
+def sampler_of(generator: Generator, g: dict[str, Any]) -> Sampler:
+    """``generator`` as a :data:`Sampler` with the section's decoding and N."""
+    decoding = Decoding(max_new_tokens=int(g["max_new_tokens"]), temperature=float(g["temperature"]),
+                        top_p=float(g["top_p"]))
+
+    def sample(conversations, seeds):
+        return [[{"text": a["output"], "num_tokens": a["num_tokens"], "finished": a["finished"]} for a in answers]
+                for answers in generator.sample(conversations, decoding, int(g["num_samples"]), seeds)]
+
+    return sample
 
 
 def transformers_sampler(model_path: str, g: dict[str, Any]) -> Sampler:
-    """Batched ``transformers.generate`` (:mod:`alignment_unidpo.generation.decoding`) with N copies of each prompt."""
-    model, tokenizer = load_model_and_tokenizer(model_path, dtype=g["dtype"],
-                                                trust_remote_code=trusts_remote_code(g, "generate"))
-    n = int(g["num_samples"])
-
-    def sample(conversations, seed):
-        decoding = Decoding(max_new_tokens=int(g["max_new_tokens"]), temperature=float(g["temperature"]),
-                            top_p=float(g["top_p"]), seed=seed)
-        repeated = [c for c in conversations for _ in range(n)]
-        flat = [row for batch in generate(model, tokenizer, repeated, decoding, batch_size=int(g["batch_size"]))
-                for row in batch]
-        return [[{"text": r["output"], "num_tokens": r["num_tokens"], "finished": r["finished"]}
-                 for r in flat[i * n:(i + 1) * n]] for i in range(len(conversations))]
-
-    return sample
+    """``transformers.generate`` in this process (:class:`~alignment_unidpo.generation.backends.TransformersGenerator`)."""
+    return sampler_of(TransformersGenerator(model_path, engine_of(g, "transformers")), g)
 
 
-def vllm_sampler(model_path: str, g: dict[str, Any]) -> Sampler:  # pragma: no cover - needs a GPU and vllm
-    """vLLM offline inference (not run yet: written against vLLM's documented ``LLM.chat`` API)."""
-    try:
-        from vllm import LLM, SamplingParams
-    except ImportError:
-        raise DataGenError("generate.backend: vllm needs the vllm extra: pip install -e '.[vllm]' (a GPU machine)") from None
-    dtype = "auto" if g["dtype"] == "auto" else str(g["dtype"])
-    llm = LLM(model=model_path, tensor_parallel_size=int(g["tensor_parallel_size"]), dtype=dtype,
-              seed=int(g["seed"]), gpu_memory_utilization=float(g["gpu_memory_utilization"]),
-              trust_remote_code=trusts_remote_code(g, "generate"))
-
-    def sample(conversations, seed):
-        params = SamplingParams(n=int(g["num_samples"]), temperature=float(g["temperature"]), top_p=float(g["top_p"]),
-                                max_tokens=int(g["max_new_tokens"]), seed=seed)
-        outputs = llm.chat(conversations, params, use_tqdm=False)
-        return [[{"text": c.text.strip(), "num_tokens": len(c.token_ids), "finished": c.finish_reason == "stop"}
-                 for c in out.outputs] for out in outputs]
-
-    return sample
+def vllm_sampler(model_path: str, g: dict[str, Any]) -> Sampler:
+    """vLLM in the vLLM environment (:class:`~alignment_unidpo.generation.backends.VllmGenerator`)."""
+    return sampler_of(VllmGenerator(model_path, engine_of(g, "vllm")), g)
 
 
 # --- sharded, resumable stage ------------------------------------------------------------
+def prompt_seeds(seed: int, first: int, count: int) -> list[int]:
+    """The sampling seeds of prompts ``first .. first + count - 1``: ``seed`` + the prompt's
+    position in the prompt list, so a prompt's answers depend on neither the shards nor the
+    processes nor the back-end's batching."""
+    return [seed + first + i for i in range(count)]
+
+
 def shard_path(folder: Path, k: int) -> Path:
     return folder / f"shard-{k:05d}.jsonl"
 
@@ -144,14 +142,15 @@ def run_generate(cfg: dict[str, Any], folder: Path, prompts: list[dict[str, Any]
         return counts
     if sampler is None:
         model_path = resolve_model(cfg)
-        sampler = (vllm_sampler if g["backend"] == "vllm" else transformers_sampler)(model_path, g)
+        sampler = (vllm_sampler if resolve_backend(g["backend"]) == "vllm" else transformers_sampler)(model_path, g)
     n = int(g["num_samples"])
     bar = tqdm(total=sum(len(shards[k]) for k in todo) * n, unit="sample", desc=f"generate [{process_index}]",
                disable=not progress)
     start = time.time()
     for k in todo:
         rows = shards[k]
-        samples = sampler([r["prompt"] for r in rows], int(g["seed"]) + k)
+        first = k * int(g["shard_size"])
+        samples = sampler([r["prompt"] for r in rows], prompt_seeds(int(g["seed"]), first, len(rows)))
         write_jsonl_atomic(shard_path(folder, k), [{**r, "samples": s} for r, s in zip(rows, samples)])
         counts["generated"] += 1
         bar.update(len(rows) * n)

@@ -27,13 +27,24 @@ class Decoding:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     seed: int = 0  # sampling only
+    # Generation also ends on these token ids and strings, besides the model's own end tokens
+    # (its generation config's eos list and the tokenizer's eos). A stop string is cut from
+    # the text, as vLLM does; its tokens stay counted in num_tokens.
+    stop_token_ids: tuple[int, ...] = ()
+    stop: tuple[str, ...] = ()
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "strategy": "greedy" if self.greedy else "sampling"}
+        values = asdict(self)
+        for key in ("stop_token_ids", "stop"):  # absent when unused: earlier item logs keep their keys
+            if not values[key]:
+                del values[key]
+            else:
+                values[key] = list(values[key])
+        return {**values, "strategy": "greedy" if self.greedy else "sampling"}
 
     def generate_kwargs(self) -> dict:
         if self.greedy:
@@ -60,28 +71,60 @@ def render(tokenizer, conversation: Sequence[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
 
 
+def end_token_ids(model, tokenizer, decoding: Decoding) -> list[int]:
+    """The ids generation ends on: the model's generation config eos list (as vLLM reads it),
+    the tokenizer's eos, and ``decoding.stop_token_ids``; in that order, without repeats."""
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    config_eos = [] if config_eos is None else [config_eos] if isinstance(config_eos, int) else list(config_eos)
+    ids = [*config_eos, tokenizer.eos_token_id, *decoding.stop_token_ids]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` before the earliest stop string, and whether one was found."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
+def completion(tokenizer, ids: list[int], end_ids: Sequence[int], decoding: Decoding) -> dict:
+    """One generated row (prompt removed, right padding included) as ``{"output", "token_ids",
+    "num_tokens", "finished"}``: up to and including the first end token, text without
+    special tokens and cut before the first stop string."""
+    end = next((k for k, t in enumerate(ids) if t in end_ids), None)
+    if end is not None:
+        ids = ids[:end + 1]
+    else:
+        while ids and ids[-1] == tokenizer.pad_token_id:
+            ids = ids[:-1]
+    text, stopped = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), decoding.stop)
+    return {"output": text.strip(), "token_ids": ids, "num_tokens": len(ids), "finished": end is not None or stopped}
+
+
 @torch.no_grad()
+def generate_batch(model, tokenizer, conversations: Sequence[Sequence[dict[str, str]]], decoding: Decoding,
+                   num_return_sequences: int = 1) -> list[dict]:
+    """One ``model.generate`` call over ``conversations`` (left padded); ``num_return_sequences``
+    samples per conversation, one after another."""
+    tokenizer.padding_side = "left"
+    end_ids = end_token_ids(model, tokenizer, decoding)
+    texts = [render(tokenizer, c) for c in conversations]
+    enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
+    stops = {"stop_strings": list(decoding.stop), "tokenizer": tokenizer} if decoding.stop else {}
+    out = model.generate(**enc, max_new_tokens=decoding.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=end_ids, num_return_sequences=num_return_sequences, **stops,
+                         **decoding.generate_kwargs())
+    return [completion(tokenizer, row.tolist(), end_ids, decoding) for row in out[:, enc["input_ids"].shape[1]:]]
+
+
 def generate(model, tokenizer, conversations: Sequence[Sequence[dict[str, str]]], decoding: Decoding = Decoding(),
              batch_size: int = 8) -> Iterator[list[dict]]:
-    """Yield, per batch, ``[{"output", "num_tokens", "finished"}]`` for each conversation in order.
+    """Yield, per batch, ``[{"output", "token_ids", "num_tokens", "finished"}]`` for each
+    conversation in order (one answer each; sampling draws from one generator seeded once with
+    ``decoding.seed``).
 
-    ``finished`` is False when the answer hit ``max_new_tokens`` without an end token.
+    ``finished`` is False when the answer hit ``max_new_tokens`` without an end token or stop string.
     """
-    tokenizer.padding_side = "left"
-    eos = tokenizer.eos_token_id
     if not decoding.greedy:
         torch.manual_seed(decoding.seed)
     for start in range(0, len(conversations), batch_size):
-        texts = [render(tokenizer, c) for c in conversations[start:start + batch_size]]
-        enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt").to(model.device)
-        out = model.generate(**enc, max_new_tokens=decoding.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=eos, **decoding.generate_kwargs())
-        new = out[:, enc["input_ids"].shape[1]:]
-        batch = []
-        for row in new:
-            ids = row.tolist()
-            ended = eos in ids
-            length = ids.index(eos) + 1 if ended else sum(t != tokenizer.pad_token_id for t in ids)
-            batch.append({"output": tokenizer.decode(ids[:length], skip_special_tokens=True).strip(),
-                          "num_tokens": length, "finished": ended})
-        yield batch
+        yield generate_batch(model, tokenizer, conversations[start:start + batch_size], decoding)

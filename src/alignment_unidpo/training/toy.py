@@ -28,6 +28,9 @@ TOY_SIZES = {
                        num_key_value_heads=2),
     "small-llama": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
                         num_key_value_heads=2),
+    # head size 64, which vLLM's CPU attention accepts (16 is refused): the back-end parity tests
+    "gen-llama": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=2),
     # the preference world's policy (alignment_unidpo.world): 0.32M parameters
     "world-llama": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                         num_key_value_heads=2),
