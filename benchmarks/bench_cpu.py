@@ -11,7 +11,9 @@ Measured in one run, so the ratios compare like with like on a noisy machine:
 * the attention cost of one packed row (one micro-batch's 2 x pairs-per-step sequences at
   full UltraFeedback-like lengths): attention alone, forward + backward, with
   ``attn_implementation: packed_varlen`` against sdpa with the dense block-diagonal
-  ``[L x L]`` mask that transformers builds from restarting position ids.
+  ``[L x L]`` mask that transformers builds from restarting position ids;
+* generated tokens per second of the two generation back-ends, transformers and vLLM (the
+  vLLM environment of ``make vllm-env``), on one greedy workload (:mod:`bench_generation`).
 
 The model is a small Llama built from a config; the pairs follow the UltraFeedback-like
 length distribution of :mod:`workload` (shrunk by ``--length-scale`` for step timing).
@@ -37,6 +39,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import create_causal_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_generation import generation_throughput  # noqa: E402
 from workload import (  # noqa: E402
     SOURCE, StepTimer, TensorMemoryMeter, completion_and_total_tokens, sample_lengths, synthetic_pairs,
 )
@@ -166,6 +169,9 @@ def main() -> None:
                         help="shrinks the packed row of the attention comparison (tests use a small one)")
     parser.add_argument("--attention-repeats", type=int, default=5, help="timed passes per attention variant")
     parser.add_argument("--attention-warmup", type=int, default=1)
+    parser.add_argument("--generation-prompts", type=int, default=32, help="prompts of the generation workload")
+    parser.add_argument("--generation-tokens", type=int, default=64, help="new tokens per prompt (greedy)")
+    parser.add_argument("--no-generation", action="store_true", help="skip the generation back-ends' comparison")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     opts = parser.parse_args()
     transformers.utils.logging.set_verbosity_error()
@@ -202,6 +208,15 @@ def main() -> None:
           f"{attention['packed_varlen_seconds'] * 1e3:.1f} ms, sdpa + dense [L x L] mask "
           f"{attention['sdpa_dense_mask_seconds'] * 1e3:.1f} ms, ratio {attention['ratio']:.3f}")
 
+    generation = None if opts.no_generation else generation_throughput(opts.generation_prompts, opts.generation_tokens)
+    if generation:
+        hf, vllm = generation["transformers"], generation["vllm"]
+        print(f"  generation, {generation['prompts']} prompts x up to {generation['max_new_tokens']} tokens, greedy: "
+              f"transformers {hf['tokens_per_s']:.0f} tokens/s, "
+              + (f"vLLM {vllm['tokens_per_s']:.0f} tokens/s (engine start {vllm['engine_start_seconds']:.0f} s), "
+                 f"ratio {generation['vllm_over_transformers_tokens_per_s']:.1f}" if isinstance(vllm, dict) else
+                 f"vLLM {vllm}"))
+
     base = results["baseline"]["step_seconds"]
     summary = {
         "ref_cache_step_speedup": base / results["ref_cache"]["step_seconds"],
@@ -220,10 +235,16 @@ def main() -> None:
         "packed_attention_longest_sequence": attention["longest_sequence"],
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
+    if generation:
+        summary["generation_transformers_tokens_per_s"] = generation["transformers"]["tokens_per_s"]
+        summary["generation_vllm_tokens_per_s"] = (generation["vllm"]["tokens_per_s"]
+                                                   if isinstance(generation["vllm"], dict) else None)
+        summary["generation_vllm_over_transformers"] = generation.get("vllm_over_transformers_tokens_per_s")
     summary = {k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}
     if opts.out:
         opts.out.parent.mkdir(parents=True, exist_ok=True)
         opts.out.write_text(json.dumps({"summary": summary, "configs": results, "logps_memory": memory,
+                                         "generation": generation,
                                          "packed_attention": attention}, indent=1))
     print(json.dumps(summary))
 

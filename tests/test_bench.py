@@ -8,6 +8,7 @@ is: `make bench`, whose own run is the last test here).
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -120,8 +121,10 @@ def test_cpu_benchmark_prints_the_summary_json_last(tmp_path):
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_cpu.py", "--pairs=4", "--pairs-per-step=2", "--steps=1", "--warmup=0",
          "--length-scale=0.02", "--logps-length-scale=0.05", "--chunk-size=16", "--attention-length-scale=0.05",
-         "--attention-repeats=1", "--attention-warmup=0", f"--out={out}"],
+         "--attention-repeats=1", "--attention-warmup=0", "--generation-prompts=4", "--generation-tokens=8",
+         f"--out={out}"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "ALIGNMENT_UNIDPO_VLLM_PYTHON": str(tmp_path / "no-vllm" / "python")},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -132,3 +135,8 @@ def test_cpu_benchmark_prints_the_summary_json_last(tmp_path):
     assert isinstance(ratio, float) and math.isfinite(ratio) and ratio > 0
     assert summary["packed_attention_row_tokens"] > summary["packed_attention_longest_sequence"] > 0
     assert json.loads(out.read_text())["summary"] == summary
+    # the vLLM side is left out here (its engine start would double this test; tests/test_vllm_backend.py runs it):
+    # a missing vLLM environment is named, not guessed
+    assert summary["generation_transformers_tokens_per_s"] > 0 and summary["generation_vllm_tokens_per_s"] is None
+    assert summary["generation_vllm_over_transformers"] is None
+    assert "make vllm-env" in json.loads(out.read_text())["generation"]["vllm"]
