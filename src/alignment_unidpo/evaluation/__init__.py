@@ -2,6 +2,7 @@
 
 * :mod:`.benchmarks`: reading math benchmark files and grade-only prediction files.
 * :mod:`.answers`: AlpacaEval 2 and Arena-Hard v0.1 answer files, in their tools' formats.
+* :mod:`.eval_data`: ``make eval-data``, the evaluation sets at pinned commits, sha256-checked.
 * :mod:`.item_log`: per-item results appended line by line, so a killed run resumes.
 * :mod:`.paper_numbers`: the paper's Tables 1 and 2, keyed by recipe.
 * :mod:`.run_eval`: the ``make eval`` pipeline.

@@ -4,10 +4,11 @@ Each benchmark is one local file ``<name>.jsonl`` (or ``.json`` / ``.parquet``) 
 folder (``--data_dir``, default ``data/eval/math``), one problem per row. The problem is
 the first of the fields ``problem`` / ``question``; the gold answer the first of
 ``answer`` / ``final_answer`` / ``solution`` (a list takes its first element; a boxed
-solution or GSM8K's ``#### 42`` is reduced to the answer when graded). The files of
-QwenLM/Qwen2.5-Math's ``evaluation/data/<name>/test.jsonl`` have these fields; see the
-README's "Evaluate" section for where each comes from. ``--hub`` reads a hub dataset id
-instead, when a machine can reach the hub.
+solution or GSM8K's ``#### 42`` is reduced to the answer when graded). ``make eval-data``
+(:mod:`.eval_data`) downloads the eight files, with these fields, into ``data/eval/math/``
+from pinned commits of QwenLM/Qwen2.5-Math and hkust-nlp/simpleRL-reason (MATH-500 only
+there); docs/evaluation.md lists them. ``--hub`` reads a hub dataset id instead, when a
+machine can reach the hub.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def load_benchmark(name: str, data_dir: str | Path = DEFAULT_MATH_DIR, limit: in
         candidates = [Path(data_dir) / f"{name}{ext}" for ext in (".jsonl", ".json", ".parquet")]
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
-            raise FileNotFoundError(f"{candidates[0]}: no such file (benchmark {name}; see README 'Evaluate')")
+            raise FileNotFoundError(f"{candidates[0]}: no such file (benchmark {name}; `make eval-data` "
+                                    "downloads the eight into data/eval/math/)")
         rows, where = read_rows(path), str(path)
     numbers = getattr(rows, "numbers", range(1, len(rows) + 1))
     items = [{"benchmark": name, "problem": str(_field(r, PROBLEM_FIELDS, f"{where}, line {n}")),
