@@ -178,3 +178,15 @@ def test_make_eval_grades_predictions_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(5 / 8)
     assert (tmp_path / "results.jsonl").is_file()
+
+
+def test_a_benchmark_row_with_an_empty_gold_answer_is_kept_and_a_row_without_one_refused(tmp_path):
+    """The upstream gaokao2023en file has two rows with "answer": "" (the authors keep them: 385 rows)."""
+    from alignment_unidpo.base.errors import DataValidationError
+    from alignment_unidpo.evaluation.benchmarks import load_benchmark
+
+    (tmp_path / "gaokao2023en.jsonl").write_text('{"question": "q1", "answer": "3"}\n{"question": "q2", "answer": ""}\n')
+    assert [it["answer"] for it in load_benchmark("gaokao2023en", tmp_path)] == ["3", ""]
+    (tmp_path / "gaokao2023en.jsonl").write_text('{"question": "q1", "answer": "3"}\n{"question": "q2"}\n')
+    with pytest.raises(DataValidationError, match=r"gaokao2023en.jsonl, line 2: missing field 'answer'"):
+        load_benchmark("gaokao2023en", tmp_path)
