@@ -254,3 +254,12 @@ def test_make_eval_grades_with_the_grader_named_and_switching_graders_regrades(t
     assert verdicts == {"qwen_math": [True], "math_verify": [False]}  # brackets ignored by the authors' rules
     code = eval_cli.main(["--suite=math", f"--predictions={preds}", "--grader=sympy"])
     assert code == 2 and "--grader must be one of math_verify, qwen_math, got 'sympy'" in capsys.readouterr().err
+
+
+def test_an_empty_gold_answer_grades_every_answer_correct_as_the_qwen_math_code_does():
+    """Their multiple-choice rule holds vacuously for "": the prediction keeps only its choice
+    letters (none) and equals the empty gold. gaokao2023en has two such rows upstream."""
+    from alignment_unidpo.generation.graders import GRADERS
+
+    assert GRADERS["qwen_math"].grade("The answer is \\boxed{3}.", "", 5, "gaokao2023en").correct
+    assert not GRADERS["math_verify"].grade("The answer is \\boxed{3}.", "", 5, "gaokao2023en").correct
