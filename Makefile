@@ -30,6 +30,9 @@
 #   make eval RUN=outputs/toy-world/runs/uni-dpo   a world run's held-out table (results.md in RUN/eval/world/)
 #   make eval RUN=outputs/qwen2.5-math-7b SUITE=math   Table 2 benchmarks (data/eval/math/*.jsonl), beside the paper
 #   make eval SUITE=math PREDICTIONS=preds.jsonl   grade given outputs offline, no model; last line: JSON accuracy
+#   make eval MODEL=psp-dada/Qwen2.5-Math-7B-Uni-DPO SUITE=math ARGS=--recipe=qwen2.5-math-7b
+#                                                any checkpoint: a hub id [REVISION=branch|tag|commit] (downloaded;
+#                                                HF_HUB_OFFLINE=1: from the cache) or a folder, beside a recipe's row
 #   make eval RUN=... SUITE=alpacaeval|arenahard   answer files for the API judges + the judge commands
 #   make eval RUN=... SUITE=... DRY_RUN=1        check it, print the resolved options and what would run as JSON
 #   make eval ARGS=--help                        every option of make eval: default, allowed values, which suites read it
@@ -57,6 +60,8 @@ PREDICTIONS ?=
 ARGS ?=
 GRID ?=
 RUN ?=
+MODEL ?=
+REVISION ?=
 CONFIG ?=
 SEEDS ?= 0 1 2
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
@@ -128,8 +133,10 @@ sweep: $(STAMP)
 plot: $(STAMP)
 	$(PY) -m alignment_unidpo.plots $(call quoted,$(RUN)) $(ARGS)
 
+# No MODEL: offline. A hub MODEL downloads unless HF_HUB_OFFLINE=1 is exported (then: the local cache only).
 eval: $(STAMP)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.eval_cli $(call quoted,$(RUN)) $(if $(SUITE),--suite=$(SUITE)) \
+	$(if $(MODEL),,$(HUB_OFF)) $(PY) -m alignment_unidpo.eval_cli $(call quoted,$(RUN)) $(if $(SUITE),--suite=$(SUITE)) \
+		$(if $(MODEL),$(call quoted,--model=$(MODEL))) $(if $(REVISION),$(call quoted,--revision=$(REVISION))) \
 		$(if $(PREDICTIONS),$(call quoted,--predictions=$(PREDICTIONS))) $(if $(filter-out 0,$(DRY_RUN)),--dry_run) $(ARGS)
 
 # The evaluation sets from their public repositories at pinned commits, sha256-checked, into data/eval/

@@ -171,3 +171,23 @@ class Forbidden(list):
             raise Loaded(name)
 
         self.monkeypatch.setattr(module, name, loader)
+
+
+FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hub_snapshot(cache: Path, repo_id: str, files: dict[str, str] | None = None, repo_type: str = "model",
+                 commit: str = FAKE_COMMIT, ref: str | None = "main") -> Path:
+    """A local Hugging Face cache as ``hf download`` leaves it: ``refs/<ref>`` naming
+    ``commit`` (no ref: the commit only), ``files`` in ``snapshots/<commit>/``. Returns that
+    snapshot folder (save a model into it for a whole cached model)."""
+    folder = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    if ref is not None:
+        (folder / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "refs" / ref).write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, text in (files or {}).items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text(text)
+    return snapshot

@@ -17,7 +17,7 @@ from alignment_unidpo.resolve import resolve
 from alignment_unidpo.checks import tracker_problems, wandb_has_credentials, writable_problem
 from alignment_unidpo.configs import TORCH_DTYPES
 from alignment_unidpo.training.models import DTYPES
-from helpers import REPO_ROOT, good_row
+from helpers import REPO_ROOT, good_row, hub_snapshot
 
 TOY_TEXT = str(REPO_ROOT / "data" / "toy_preferences_text.jsonl")
 # The only overrides a paper recipe needs to start on a CPU (issue 17, "Done when").
@@ -130,18 +130,6 @@ def test_a_dry_run_warns_about_this_machine_and_still_prints(tmp_path, capsys, n
 
 # --- hub ids offline ---------------------------------------------------------------------
 
-def fake_hub_cache(root: Path, repo_id: str, files: dict[str, str], repo_type: str = "model") -> None:
-    """A local Hugging Face cache holding ``files`` of ``repo_id`` at a made-up commit."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    folder = root / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(commit)
-    for name, text in files.items():
-        path = folder / "snapshots" / commit / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
 def test_a_hub_model_missing_from_the_cache_offline_is_one_line(tmp_path, capsys, no_model_loads, monkeypatch,
                                                                 wandb_offline):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -153,7 +141,7 @@ def test_a_hub_model_missing_from_the_cache_offline_is_one_line(tmp_path, capsys
     assert err == [f"error: model_name_or_path: 'org/not-downloaded' is not in the local Hugging Face cache "
                    f"({tmp_path / 'hub'}) and HF_HUB_OFFLINE is set: download it first (hf download "
                    "org/not-downloaded) or unset HF_HUB_OFFLINE"]
-    fake_hub_cache(tmp_path / "hub", "org/not-downloaded", {"config.json": "{}"})
+    hub_snapshot(tmp_path / "hub", "org/not-downloaded", {"config.json": "{}"})
     code, _, err = run_launcher(argv, capsys)
     assert code == 0 and len(no_model_loads) == 1, err
 
@@ -167,7 +155,7 @@ def test_a_cached_hub_dataset_passes_and_an_uncached_one_is_named(tmp_path, monk
         f"dataset_mixture: dataset 'psp-dada/Uni-DPO' is not in the local Hugging Face cache ({tmp_path}) and "
         "HF_HUB_OFFLINE is set: download it first (hf download --repo-type dataset psp-dada/Uni-DPO) or unset "
         "HF_HUB_OFFLINE"]
-    fake_hub_cache(tmp_path, "psp-dada/Uni-DPO", {"Math/Train_Qwen_2_5_math_7B.jsonl": ""}, "dataset")
+    hub_snapshot(tmp_path, "psp-dada/Uni-DPO", {"Math/Train_Qwen_2_5_math_7B.jsonl": ""}, "dataset")
     assert checks.hub_problems(recipe) == []
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # online: left to the run
     assert checks.hub_problems(resolve("default", {"model_name_or_path": "org/x"})) == []

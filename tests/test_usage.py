@@ -96,7 +96,8 @@ def test_no_help_line_ends_in_a_word_cut_at_its_hyphen(text):
 
 
 SPACED = {"RECIPE": "my recipes/x.yaml", "ACCELERATE": "my configs/acc.yaml", "CONFIG": "my configs/data.yaml",
-          "RUN": "outputs/it's my run", "PREDICTIONS": "my preds/p.jsonl"}
+          "RUN": "outputs/it's my run", "PREDICTIONS": "my preds/p.jsonl", "MODEL": "my models/it's mine",
+          "REVISION": "it's v1"}
 
 
 @needs_make
@@ -106,6 +107,7 @@ SPACED = {"RECIPE": "my recipes/x.yaml", "ACCELERATE": "my configs/acc.yaml", "C
     ("merge", ["RUN"], ["outputs/it's my run"]),
     ("plot", ["RUN"], ["outputs/it's my run"]),
     ("eval", ["RUN", "PREDICTIONS"], ["outputs/it's my run", "--predictions=my preds/p.jsonl"]),
+    ("eval", ["MODEL", "REVISION"], ["--model=my models/it's mine", "--revision=it's v1"]),
     ("sweep", ["RECIPE"], ["my recipes/x.yaml"]),
 ])
 def test_make_passes_a_path_with_spaces_or_quotes_as_one_argument(target, values, expected):

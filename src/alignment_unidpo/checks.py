@@ -146,18 +146,20 @@ def in_hub_cache(repo_id: str, repo_type: str = "model", revision: str | None = 
 
 
 def not_cached_message(key: str, repo_id: str, revision: str | None = None, repo_type: str = "model") -> str:
+    """The line for a repository the cache lacks offline: the revision named (and downloaded) when one is given."""
     from huggingface_hub import constants
 
-    at = f" at revision {revision!r}" if revision and revision != "main" else ""
+    at, pin = (f" at revision {revision!r}", f" --revision {revision}") if revision else ("", "")
     kind = "dataset " if repo_type == "dataset" else ""
     return (f"{key}: {kind}{repo_id!r}{at} is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and "
             f"HF_HUB_OFFLINE is set: download it first (hf download {'--repo-type dataset ' if kind else ''}"
-            f"{repo_id}) or unset HF_HUB_OFFLINE")
+            f"{repo_id}{pin}) or unset HF_HUB_OFFLINE")
 
 
 def hub_model_problem(key: str, name: str, revision: str | None = None) -> str | None:
     """Why the hub model ``name`` cannot load, or None: with ``HF_HUB_OFFLINE`` set (as
-    huggingface_hub reads it) it must be in the local cache at ``revision`` (default main).
+    huggingface_hub reads it) it must be in the local cache at ``revision`` (default main;
+    the line names the revision, and downloads it, when one is given).
 
     Local paths (existing or not: :func:`local_model_problem`) and ``toy:`` models pass, and
     online every hub id passes (the run downloads it).
@@ -188,8 +190,9 @@ def hub_problems(recipe: ResolvedRecipe) -> list[str]:
     keys = ["model_name_or_path", "tokenizer_name_or_path"]
     if loss_of(recipe.training).needs_reference:
         keys.append("ref_model_name_or_path")
+    revision = None if model.model_revision == "main" else model.model_revision  # the default goes unnamed
     problems = [p for key in keys if getattr(model, key)
-                and (p := hub_model_problem(key, getattr(model, key), model.model_revision))]
+                and (p := hub_model_problem(key, getattr(model, key), revision))]
     for key in ("dataset_mixture", "eval_dataset_mixture"):
         for spec in getattr(recipe.data, key) or []:
             if isinstance(spec, dict) and not is_local_source(spec) and not _dataset_cached(spec):

@@ -24,7 +24,7 @@ from ..generation.prompts import math_conversation
 from . import report
 from .benchmarks import MATH_BENCHMARKS, load_benchmark, load_predictions
 from .item_log import ItemKey, ItemLog, digest
-from .options import Options, decoding_of, settings
+from .options import Options, decoding_of, recipe_of, settings
 
 
 def chosen_benchmarks(opts: Options, available: list[str], where: str) -> list[str]:
@@ -136,7 +136,7 @@ def eval_math_model(run: str, opts: Options, out: Path, items: list[dict[str, An
     meta = settings(run, opts, {"benchmarks": ",".join(names), "data_dir": opts.data_dir, "items": len(items),
                                 "decoding": decoding.as_dict(), "prompt": "Tab. C.2 (system + user, chat template)",
                                 "pass@1": "one greedy run", "grader": opts.grader, "grader timeout (s)": opts.timeout})
-    return finish_math(rows, out, opts.recipe or Path(run).name, meta)
+    return finish_math(rows, out, recipe_of(run, opts), meta)
 
 
 def finish_math(rows: list[dict[str, Any]], out: Path, recipe: str | None, meta: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ checked with the run folder (:func:`alignment_unidpo.evaluation.run_eval.check_r
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from ..base.errors import DataValidationError
@@ -20,7 +21,7 @@ from ..base.schema import BOOLEAN, Choice, Rule, integer, number, option, read_v
 from ..generation.decoding import Decoding
 from ..generation.graders import DEFAULT_GRADER, GRADERS
 from ..generation.math_grading import DEFAULT_TIMEOUT_S
-from . import report
+from . import models, report
 from .benchmarks import DEFAULT_MATH_DIR
 
 SPLITS = ("val", "test")
@@ -44,7 +45,13 @@ class Options:
                                  "world run's held-out table); default: the suite that claims RUN (a world run's).")
     predictions: str = option("", help="math without a RUN (PREDICTIONS=...): grade the outputs in this jsonl, "
                                        "{output, answer[, benchmark]} a line; no model.")
-    out: str = option("", help="The output folder; default RUN/eval/<suite> (grade-only: <predictions dir>/"
+    model: str = option("", help="Instead of RUN (MODEL=...): a hub id (org/name; downloaded when online, from the "
+                                 "local cache with HF_HUB_OFFLINE=1) or a local model folder (as RUN). Results "
+                                 "record the id, the revision and the commit loaded; name the paper row with "
+                                 "--recipe.")
+    revision: str = option("", help="MODEL=<hub id>: the branch, tag or commit to load (REVISION=...); default main.")
+    out: str = option("", help="The output folder; default RUN/eval/<suite> (a hub MODEL: outputs/eval/"
+                               "<org>--<name>[@<revision>]/<suite>; grade-only: <predictions dir>/"
                                "<predictions stem>-eval).")
     data_dir: str = option(str(DEFAULT_MATH_DIR), help="math: the folder of the benchmark files "
                                                        "(<name>.jsonl, .json or .parquet).")
@@ -52,9 +59,10 @@ class Options:
                              help="math: the benchmarks to run (a,b); default: all (grade-only: every line).")
     questions: str = option("", help="alpacaeval / arenahard: the question file; default data/eval/alpaca_eval.json "
                                      "/ data/eval/arena-hard-v0.1/question.jsonl.")
-    recipe: str = option("", help="The paper row to compare with; default: the run folder's name.")
+    recipe: str = option("", help="The recipe whose paper rows to compare with; default: the run folder's name "
+                                  "(a hub MODEL: none).")
     model_id: str = option("", help="alpacaeval / arenahard: the generator / model_id in the answer files; default: "
-                                    "the run folder's name.")
+                                    "the run folder's name (a hub MODEL: its name).")
     limit: int = option(0, rule=integer("an integer >= 0 (0: every item)", lambda v: v >= 0),
                         help="The first N items per benchmark (smoke tests).")
     batch_size: int = option(8, rule=integer("an integer >= 1", lambda v: v >= 1), help="Prompts per generate call.")
@@ -95,4 +103,13 @@ def decoding_of(opts: Options) -> Decoding:
 
 
 def settings(run: str | None, opts: Options, extra: dict[str, Any]) -> dict[str, Any]:
-    return {"model": run or "(none: grade-only)", "suite": opts.suite, **extra, "versions": report.versions()}
+    """What results.md and summary.json record: the model (a hub MODEL's id, revision and
+    commit loaded), the suite, the suite's own settings and the versions."""
+    return {**models.identity(run, opts.model, opts.revision), "suite": opts.suite, **extra,
+            "versions": report.versions()}
+
+
+def recipe_of(run: str, opts: Options) -> str | None:
+    """The recipe whose paper rows go beside the results: ``--recipe``, else the run folder's
+    name (a hub MODEL has no default)."""
+    return opts.recipe or (None if opts.model else Path(run).name)

@@ -3,11 +3,22 @@
 Table 1 (textual understanding): AlpacaEval 2 LC / WR, Arena-Hard v0.1 WR, IFEval strict /
 loose accuracy, SedarEval, in percent, per model and method. Table 2 (mathematical
 reasoning): pass@1 in percent, greedy decoding, zero-shot CoT with the Tab. C.2 prompt,
-per benchmark. ``None`` is the paper's "-". :data:`RECIPE_ROWS` maps each recipe of
-``recipes/`` to its row; a recipe not listed (an ablation, a toy) has no paper number.
+per benchmark. Appendix tables with Table 1's columns: D.6 (Qwen2.5 0.5B to 14B, SimPO
+and Uni-DPO), D.7 (the c-NLL ablations on Llama3-8B Base and Instruct) and D.9 (the
+expert model that scores the data: GPT-4 / GPT-4o, Qwen2.5-72B, ArmoRM; Arena-Hard and
+IFEval only). ``None`` is the paper's "-"; a column a table does not have is absent.
+Models and methods are spelled as each table spells them.
+
+:data:`RECIPE_ROWS` maps each recipe of ``recipes/`` to its rows (the first is the row it
+reproduces; more are printed beside it), :data:`RECIPE_NOTES` says where a recipe's data
+differs from its row's; a recipe not listed has no paper number. :data:`RELEASED_MODELS`
+maps the authors' released checkpoints (hub ids, from their README) to the recipe whose
+rows they are compared with.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 TABLE1_COLUMNS = ("alpacaeval_lc", "alpacaeval_wr", "arenahard_wr", "ifeval_strict", "ifeval_loose", "sedareval")
 _T1 = {
@@ -29,7 +40,6 @@ _T1 = {
     ("Qwen2.5-7B", "SimPO"): (20.9, 18.4, 39.5, 43.6, 48.2, 48.2),
     ("Qwen2.5-7B", "Uni-DPO"): (25.8, 24.7, 43.5, 43.3, 48.1, 49.9),
 }
-TABLE1 = {row: dict(zip(TABLE1_COLUMNS, values)) for row, values in _T1.items()}
 
 # Table 2's columns, keyed like evaluation.benchmarks.MATH_BENCHMARKS
 TABLE2_COLUMNS = ("gsm8k", "math500", "minerva_math", "olympiadbench", "aime24", "amc23", "gaokao2023en",
@@ -44,32 +54,146 @@ _T2 = {
     ("Qwen2.5-Math 7B", "SimPO"): (85.7, 76.4, 32.0, 39.3, 26.7, 57.5, 62.1, 50.1, 53.73),
     ("Qwen2.5-Math 7B", "Uni-DPO"): (88.9, 78.2, 34.6, 41.5, 26.7, 67.5, 65.7, 51.3, 56.80),
 }
-TABLE2 = {row: dict(zip(TABLE2_COLUMNS, values)) for row, values in _T2.items()}
 
-# recipe name -> (table, model, method)
-RECIPE_ROWS = {
-    "llama3-8b-base-v0.1": ("Table 1", "Llama3-8B Base", "Uni-DPO"),
-    "dpo-llama3-8b-base-v0.1": ("Table 1", "Llama3-8B Base", "DPO"),
-    "simpo-llama3-8b-base-v0.1": ("Table 1", "Llama3-8B Base", "SimPO"),
-    "llama3-8b-base-v0.2": ("Table 1", "Llama3-8B Base", "Uni-DPO v0.2"),
-    "simpo-llama3-8b-base-v0.2": ("Table 1", "Llama3-8B Base", "SimPO v0.2"),
-    "llama3-8b-instruct-v0.1": ("Table 1", "Llama3-8B Instruct", "Uni-DPO"),
-    "dpo-llama3-8b-instruct-v0.1": ("Table 1", "Llama3-8B Instruct", "DPO"),
-    "simpo-llama3-8b-instruct-v0.1": ("Table 1", "Llama3-8B Instruct", "SimPO"),
-    "llama3-8b-instruct-v0.2": ("Table 1", "Llama3-8B Instruct", "Uni-DPO v0.2"),
-    "simpo-llama3-8b-instruct-v0.2": ("Table 1", "Llama3-8B Instruct", "SimPO v0.2"),
-    "gemma2-9b-it": ("Table 1", "Gemma-2-9B-IT", "Uni-DPO"),
-    "simpo-gemma2-9b-it": ("Table 1", "Gemma-2-9B-IT", "SimPO"),
-    "qwen2.5-7b": ("Table 1", "Qwen2.5-7B", "Uni-DPO"),
-    "qwen2.5-math-1.5b": ("Table 2", "Qwen2.5-Math 1.5B", "Uni-DPO"),
-    "qwen2.5-math-7b": ("Table 2", "Qwen2.5-Math 7B", "Uni-DPO"),
+# Table D.6: Table 1's columns for Qwen2.5 of five sizes (SedarEval only for 7B, footnote 12).
+# The 7B rows are Table 1's Qwen2.5-7B rows.
+_D6 = {
+    ("Qwen2.5 0.5B", "SimPO"): (0.92, 1.37, 1.3, 12.0, 14.8, None),
+    ("Qwen2.5 0.5B", "Uni-DPO"): (3.37, 4.10, 4.4, 16.6, 18.9, None),
+    ("Qwen2.5 1.5B", "SimPO"): (0.44, 0.87, 2.9, 16.1, 17.7, None),
+    ("Qwen2.5 1.5B", "Uni-DPO"): (6.49, 7.46, 12.4, 23.1, 26.2, None),
+    ("Qwen2.5 3B", "SimPO"): (5.81, 6.02, 11.8, 32.5, 35.3, None),
+    ("Qwen2.5 3B", "Uni-DPO"): (10.81, 11.32, 18.5, 32.3, 34.8, None),
+    ("Qwen2.5 7B", "SimPO"): (20.9, 18.4, 39.5, 43.6, 48.2, 48.2),
+    ("Qwen2.5 7B", "Uni-DPO"): (25.8, 24.7, 43.5, 43.3, 48.1, 49.9),
+    ("Qwen2.5 14B", "SimPO"): (30.07, 26.52, 48.7, 46.0, 53.6, None),
+    ("Qwen2.5 14B", "Uni-DPO"): (31.99, 30.75, 54.5, 47.1, 52.5, None),
+}
+
+# Table D.7: c-NLL ablations, Table 1's columns. I is the indicator 1(log pi_ref(y_w|x) >
+# log pi_theta(y_w|x)), II is 1(S_w >= tau_good) (Eq. 11). Its Instruct SFT row has "-" for
+# IFEval and SedarEval, where Table 1's has numbers.
+_D7 = {
+    ("Llama3-8B-Base", "SFT"): (5.7, 3.7, 3.3, 33.5, 35.3, 20.85),
+    ("Llama3-8B-Base", "Uni-DPO"): (23.8, 20.5, 23.9, 38.1, 47.9, 38.49),
+    ("Llama3-8B-Base", "w/o I"): (22.8, 20.0, 25.7, 37.2, 45.5, 38.13),
+    ("Llama3-8B-Base", "w/o II"): (24.7, 20.9, 20.2, 36.8, 47.9, 36.82),
+    ("Llama3-8B-Base", "w/o I·II"): (24.3, 20.9, 21.9, 38.8, 47.1, 36.82),
+    ("Llama3-8B-Base", "w/o L_c-NLL"): (22.4, 19.4, 23.3, 40.7, 47.5, 37.73),
+    ("Llama3-8B-Instruct", "SFT"): (28.5, 28.4, 25.7, None, None, None),
+    ("Llama3-8B-Instruct", "Uni-DPO"): (47.2, 44.2, 37.3, 61.2, 67.8, 46.32),
+    ("Llama3-8B-Instruct", "w/o I"): (46.1, 42.7, 38.6, 60.3, 67.8, 45.85),
+    ("Llama3-8B-Instruct", "w/o II"): (46.0, 42.9, 37.0, 61.6, 67.5, 44.50),
+    ("Llama3-8B-Instruct", "w/o I·II"): (46.4, 43.3, 38.0, 60.4, 67.5, 44.80),
+    ("Llama3-8B-Instruct", "w/o L_c-NLL"): (46.2, 43.2, 37.6, 58.6, 65.4, 44.48),
+}
+
+# Table D.9: the expert model that scores the training data; Arena-Hard WR and IFEval only.
+# "(GPT-4)": UltraFeedback's own scores (v0.1); "(GPT-4o)", "(Qwen)" (Qwen2.5-72B), "(ArmoRM)":
+# scores from that model, everything else unchanged (Sec. D.3).
+TABLE_D9_COLUMNS = ("arenahard_wr", "ifeval_strict", "ifeval_loose")
+_D9 = {
+    ("Llama3-8B-Base", "SFT"): (3.3, 33.5, 35.3),
+    ("Llama3-8B-Base", "DPO (GPT-4)"): (15.9, 40.5, 45.5),
+    ("Llama3-8B-Base", "SimPO (GPT-4)"): (23.4, 40.5, 45.7),
+    ("Llama3-8B-Base", "Uni-DPO (GPT-4)"): (23.9, 38.1, 47.9),
+    ("Llama3-8B-Base", "Uni-DPO (Qwen)"): (24.2, 39.2, 46.0),
+    ("Llama3-8B-Instruct", "SFT"): (25.7, None, None),
+    ("Llama3-8B-Instruct", "DPO"): (32.6, None, None),
+    ("Llama3-8B-Instruct", "SimPO v0.2"): (36.5, 60.8, 68.6),
+    ("Llama3-8B-Instruct", "Uni-DPO v0.2 (GPT-4o)"): (40.6, 66.9, 73.2),
+    ("Llama3-8B-Instruct", "Uni-DPO v0.2 (ArmoRM)"): (37.5, 66.2, 73.8),
 }
 
 
-def paper_row(recipe: str | None) -> tuple[str, str, str, dict[str, float | None]] | None:
-    """``(table, model, method, numbers)`` for ``recipe``, or None when the paper has no such row."""
-    if recipe not in RECIPE_ROWS:
-        return None
-    table, model, method = RECIPE_ROWS[recipe]
-    numbers = (TABLE1 if table == "Table 1" else TABLE2)[(model, method)]
-    return table, model, method, numbers
+def _table(columns: tuple[str, ...], rows: dict) -> dict[tuple[str, str], dict[str, float | None]]:
+    assert all(len(values) == len(columns) for values in rows.values())
+    return {row: dict(zip(columns, values)) for row, values in rows.items()}
+
+
+TABLE1 = _table(TABLE1_COLUMNS, _T1)
+TABLE2 = _table(TABLE2_COLUMNS, _T2)
+# table name -> (its columns, its rows keyed (model, method))
+TABLES = {
+    "Table 1": (TABLE1_COLUMNS, TABLE1),
+    "Table 2": (TABLE2_COLUMNS, TABLE2),
+    "Table D.6": (TABLE1_COLUMNS, _table(TABLE1_COLUMNS, _D6)),
+    "Table D.7": (TABLE1_COLUMNS, _table(TABLE1_COLUMNS, _D7)),
+    "Table D.9": (TABLE_D9_COLUMNS, _table(TABLE_D9_COLUMNS, _D9)),
+}
+
+# recipe name -> its rows (table, model, method); the first is the row the recipe reproduces
+RECIPE_ROWS = {
+    "llama3-8b-base-v0.1": [("Table 1", "Llama3-8B Base", "Uni-DPO")],
+    "dpo-llama3-8b-base-v0.1": [("Table 1", "Llama3-8B Base", "DPO")],
+    "simpo-llama3-8b-base-v0.1": [("Table 1", "Llama3-8B Base", "SimPO")],
+    "llama3-8b-base-v0.2": [("Table 1", "Llama3-8B Base", "Uni-DPO v0.2"),
+                            ("Table D.9", "Llama3-8B-Base", "Uni-DPO (Qwen)")],
+    "simpo-llama3-8b-base-v0.2": [("Table 1", "Llama3-8B Base", "SimPO v0.2")],
+    "llama3-8b-instruct-v0.1": [("Table 1", "Llama3-8B Instruct", "Uni-DPO")],
+    "dpo-llama3-8b-instruct-v0.1": [("Table 1", "Llama3-8B Instruct", "DPO")],
+    "simpo-llama3-8b-instruct-v0.1": [("Table 1", "Llama3-8B Instruct", "SimPO")],
+    "llama3-8b-instruct-v0.2": [("Table 1", "Llama3-8B Instruct", "Uni-DPO v0.2")],
+    "llama3-8b-instruct-v0.2-armorm": [("Table D.9", "Llama3-8B-Instruct", "Uni-DPO v0.2 (ArmoRM)")],
+    "simpo-llama3-8b-instruct-v0.2": [("Table 1", "Llama3-8B Instruct", "SimPO v0.2")],
+    "gemma2-9b-it": [("Table 1", "Gemma-2-9B-IT", "Uni-DPO")],
+    "simpo-gemma2-9b-it": [("Table 1", "Gemma-2-9B-IT", "SimPO")],
+    "qwen2.5-0.5b": [("Table D.6", "Qwen2.5 0.5B", "Uni-DPO")],
+    "qwen2.5-1.5b": [("Table D.6", "Qwen2.5 1.5B", "Uni-DPO")],
+    "qwen2.5-3b": [("Table D.6", "Qwen2.5 3B", "Uni-DPO")],
+    "qwen2.5-7b": [("Table 1", "Qwen2.5-7B", "Uni-DPO")],  # = Table D.6's Qwen2.5 7B row
+    "qwen2.5-14b": [("Table D.6", "Qwen2.5 14B", "Uni-DPO")],
+    "llama3-8b-base-v0.1-wo-cnll-ref-gap": [("Table D.7", "Llama3-8B-Base", "w/o I")],
+    "llama3-8b-base-v0.1-wo-cnll-good-score": [("Table D.7", "Llama3-8B-Base", "w/o II")],
+    "llama3-8b-base-v0.1-wo-cnll-both": [("Table D.7", "Llama3-8B-Base", "w/o I·II")],
+    "llama3-8b-base-v0.1-wo-cnll": [("Table D.7", "Llama3-8B-Base", "w/o L_c-NLL")],
+    "qwen2.5-math-1.5b": [("Table 2", "Qwen2.5-Math 1.5B", "Uni-DPO")],
+    "qwen2.5-math-7b": [("Table 2", "Qwen2.5-Math 7B", "Uni-DPO")],
+}
+
+# recipe name -> what its results.md says about its data beside the paper's rows
+RECIPE_NOTES = {
+    "llama3-8b-base-v0.2": (
+        "Data: the paper's Table 1 'Uni-DPO v0.2' row was trained on UltraFeedback scored by GPT-4o "
+        "(Sec. 4.1, footnote 1; Sec. C.2); this recipe trains on Textual/UltraFeedback-Qwen2_5_72B "
+        "(scored by Qwen2.5-72B: the authors' only Base v0.2 config, and the data of their released "
+        "psp-dada/Llama-3-8B-Base-SFT-Uni-DPO-v2-Qwen), whose paper row is Table D.9 'Uni-DPO (Qwen)' "
+        "(Arena-Hard and IFEval only). The authors' GPT-4o-scored model is "
+        "psp-dada/Llama-3-8B-Base-SFT-Uni-DPO-v2-GPT-4."),
+    "simpo-llama3-8b-base-v0.2": (
+        "Data: the paper's Table 1 'SimPO v0.2' row was trained on UltraFeedback scored by GPT-4o (Sec. 4.1, "
+        "footnote 1); this recipe inherits llama3-8b-base-v0.2's Textual/UltraFeedback-Qwen2_5_72B (scored by "
+        "Qwen2.5-72B), on which the paper reports no SimPO row."),
+}
+
+# The authors' released checkpoints (their README's "Model Weights" table) -> the recipe whose
+# paper rows they are compared with (make eval MODEL=<id> ARGS=--recipe=<recipe>)
+RELEASED_MODELS = {
+    "psp-dada/Llama-3-8B-Base-SFT-Uni-DPO": "llama3-8b-base-v0.1",
+    "psp-dada/Llama-3-8B-Base-SFT-Uni-DPO-v2-GPT-4": "llama3-8b-base-v0.2",  # Table 1 'Uni-DPO v0.2'
+    "psp-dada/Llama-3-8B-Base-SFT-Uni-DPO-v2-Qwen": "llama3-8b-base-v0.2",  # Table D.9 'Uni-DPO (Qwen)'
+    "psp-dada/Llama-3-8B-Instruct-Uni-DPO": "llama3-8b-instruct-v0.1",
+    "psp-dada/Llama-3-8B-Instruct-Uni-DPO-v2-GPT-4o": "llama3-8b-instruct-v0.2",
+    "psp-dada/Llama-3-8B-Instruct-Uni-DPO-v2-ArmoRM": "llama3-8b-instruct-v0.2-armorm",
+    "psp-dada/Gemma2-9B-IT-Uni-DPO": "gemma2-9b-it",
+    "psp-dada/Qwen2.5-7B-Uni-DPO": "qwen2.5-7b",
+    "psp-dada/Qwen2.5-Math-7B-Uni-DPO": "qwen2.5-math-7b",
+}
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    table: str  # "Table 1", "Table D.9", ...
+    model: str
+    method: str
+    numbers: dict[str, float | None]  # the table's columns only
+
+    @property
+    def label(self) -> str:
+        return f"paper ({self.table}, {self.model}, {self.method})"
+
+
+def paper_rows(recipe: str | None) -> list[PaperRow]:
+    """The paper's rows for ``recipe`` (the one it reproduces first), or [] when it has none."""
+    return [PaperRow(table, model, method, TABLES[table][1][(model, method)])
+            for table, model, method in RECIPE_ROWS.get(recipe or "", [])]

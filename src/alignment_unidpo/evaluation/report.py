@@ -1,5 +1,6 @@
-"""``results.md``: our numbers beside the paper's (Tables 1 and 2), with the exact versions,
-decoding settings and sample counts they were obtained with."""
+"""``results.md``: our numbers beside the paper's rows for the recipe (:mod:`.paper_numbers`:
+Tables 1 and 2, and the appendix's D.6, D.7 and D.9), with the exact versions, decoding
+settings and sample counts they were obtained with."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from ..base.paths import REPO_ROOT
 from .benchmarks import MATH_BENCHMARKS
-from .paper_numbers import TABLE1_COLUMNS, paper_row
+from .paper_numbers import RECIPE_NOTES, TABLE1_COLUMNS, TABLES, PaperRow, paper_rows
 
 PACKAGES = ("alignment-unidpo", "torch", "transformers", "math-verify", "latex2sympy2_extended")
 
@@ -35,6 +36,14 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _paper(value: float | None) -> str:
+    """A paper number as the paper prints it, to two decimals at most (D.6 has 0.92; 56.80 shows as 56.8)."""
+    if value is None:
+        return "-"
+    text = f"{value:.2f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
 def settings_section(meta: dict[str, Any]) -> list[str]:
     """The ``## Settings`` section closing a results.md: one line per setting."""
     lines = ["", "## Settings", ""]
@@ -49,27 +58,33 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def no_row_note(recipe: str | None, tables: str) -> str:
+    """Why no paper row is printed: no recipe named (``--recipe``), or none of ``tables`` has its row."""
+    if not recipe:
+        return ("No paper row: name the recipe this model reproduces with --recipe=NAME (a recipe of recipes/; "
+                "docs/evaluation.md lists the authors' released models with theirs).")
+    return f"The paper has no {tables} row for recipe {recipe}."
+
+
 def math_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, Any]) -> str:
     """Table 2's columns: ours (pass@1, %) and the paper's row for ``recipe``.
 
     Columns: the Table 2 benchmarks graded, in its order, then any other group of rows (a
     benchmark the paper does not have, or ``all`` for rows that name none), then Average.
     """
-    row = paper_row(recipe)
-    paper = row[3] if row and row[0] == "Table 2" else {}
+    rows = [row for row in paper_rows(recipe) if row.table == "Table 2"]
     groups = summary["benchmarks"]
     names = [n for n in MATH_BENCHMARKS if n in groups] + [n for n in groups if n not in MATH_BENCHMARKS]
     head = ["", *(MATH_BENCHMARKS[n][0] if n in MATH_BENCHMARKS else n for n in names), "Average"]
     table = [["ours", *(_pct(100 * groups[n]["accuracy"]) for n in names), _pct(100 * summary["average"])]]
     notes = []
-    if paper:
-        table.append([f"paper ({row[0]}, {row[1]}, {row[2]})", *(_pct(paper.get(n)) for n in names),
-                      _pct(paper["average"])])
-        if len(names) < len(MATH_BENCHMARKS) or set(names) - set(MATH_BENCHMARKS):
-            notes = [f"The paper's Average is over its {len(MATH_BENCHMARKS)} benchmarks; ours over the "
-                     f"{len(names)} evaluated."]
-    else:
-        notes = ["The paper has no row for this run's recipe."]
+    for row in rows:
+        table.append([row.label, *(_paper(row.numbers.get(n)) for n in names), _paper(row.numbers["average"])])
+    if rows and (len(names) < len(MATH_BENCHMARKS) or set(names) - set(MATH_BENCHMARKS)):
+        notes = [f"The paper's Average is over its {len(MATH_BENCHMARKS)} benchmarks; ours over the "
+                 f"{len(names)} evaluated."]
+    if not rows:
+        notes = [no_row_note(recipe, "Table 2")]
     detail = [[n, str(groups[n]["n"]), str(groups[n]["correct"]), f"{100 * groups[n]['accuracy']:.1f}"] for n in names]
     lines = [f"# Math evaluation (paper Table 2){f': {recipe}' if recipe else ''}", "", *markdown_table(head, table), ""]
     if notes:
@@ -80,16 +95,21 @@ def math_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, A
 
 def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe: str | None,
                      meta: dict[str, Any]) -> str:
-    """The answer file, the judge commands, and the paper's Table 1 row to compare with."""
-    row = paper_row(recipe)
+    """The answer file, the judge commands, and the paper's rows with Table 1's columns
+    (Table 1, D.6, D.7, D.9) for ``recipe``: "-" where the paper has no number (or its table
+    not the column), and what the recipe's data note says."""
     cols = {"alpacaeval": ("alpacaeval_lc", "alpacaeval_wr"), "arenahard": ("arenahard_wr",)}[suite]
+    assert set(cols) <= set(TABLE1_COLUMNS)
+    rows: list[PaperRow] = [row for row in paper_rows(recipe) if row.table != "Table 2"]
     lines = [f"# {suite} answers (paper Table 1){f': {recipe}' if recipe else ''}", "",
              f"Answers: `{answer_file}`. Judging needs an API judge; run:", "", "```"] + commands + ["```", ""]
-    table = [["ours", *("(judge)" for _ in cols)]]
-    if row and row[0] == "Table 1":
-        table.append([f"paper ({row[1]}, {row[2]})", *(_pct(row[3][c]) for c in cols)])
+    table = [["ours", *("(judge)" for _ in cols)]] + [[row.label, *(_paper(row.numbers.get(c)) for c in cols)]
+                                                      for row in rows]
     lines += markdown_table(["", *cols], table)
-    if len(table) == 1:
-        lines += ["", "The paper has no Table 1 row for this run's recipe."]
-    assert set(cols) <= set(TABLE1_COLUMNS)
+    if not rows:
+        lines += ["", no_row_note(recipe, "Table 1 (or D.6, D.7, D.9)")]
+    for table_name in dict.fromkeys(row.table for row in rows if not set(cols) & set(row.numbers)):
+        lines += ["", f"{table_name} reports no {suite} numbers (its columns: {', '.join(TABLES[table_name][0])})."]
+    if recipe in RECIPE_NOTES:
+        lines += ["", RECIPE_NOTES[recipe]]
     return "\n".join(lines + settings_section(meta)) + "\n"

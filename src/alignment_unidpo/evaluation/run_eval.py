@@ -4,6 +4,11 @@
 (:mod:`alignment_unidpo.eval_cli`: this module's :func:`main` with the preference world's
 suite registered)
 
+The model is a run folder (RUN), or ``--model=`` (``make eval MODEL=...``): a hub id at
+``--revision`` (default main) or a local folder (:mod:`.models`); results record a hub
+model's id, revision and the commit loaded, and ``--recipe`` names the paper rows to put
+beside them.
+
 * ``--suite=math`` with a RUN: greedy answers to the Tab. C.2 prompt for each benchmark of
   Table 2 (:mod:`.math_suite`); without a RUN, ``--predictions=FILE`` grades given outputs.
 * ``--suite=alpacaeval`` / ``arenahard``: answers in the judges' formats and the judge
@@ -11,11 +16,13 @@ suite registered)
 * a suite registered by a package above evaluation (:mod:`.suites`): ``--suite=world``, the
   default for a preference-world run, its held-out metrics.
 
-Every input is checked before a model loads or a file is written: RUN, SUITE, each option's
-value (and whether this kind of evaluation reads it at all), the input files, and that the
-output folder takes a file. A bad one is one ``error: ...`` line, exit status 2.
+Every input is checked before a model loads or a file is written: RUN or MODEL (a hub id
+offline: in the local cache), SUITE, each option's value (and whether this kind of
+evaluation reads it at all), the input files, and that the output folder takes a file. A
+bad one is one ``error: ...`` line, exit status 2.
 
-Outputs go to ``RUN/eval/<suite>/`` (grade-only: ``--out`` or ``<predictions dir>/<stem>-eval/``):
+Outputs go to ``RUN/eval/<suite>/`` (a hub MODEL: ``outputs/eval/<org>--<name>[@<revision>]/<suite>/``;
+grade-only: ``--out`` or ``<predictions dir>/<stem>-eval/``):
 ``results.jsonl`` (one line per item, :mod:`.item_log`), ``results.md``, ``summary.json``.
 Per-item lines are appended and flushed as items finish, so a killed run resumes where it
 stopped; at the end the log is rewritten to exactly the current items, in input order (with
@@ -45,10 +52,10 @@ from ..base.errors import DataValidationError
 from ..base.schema import Choice, key_lines
 from ..base.values import parse_bool
 from ..base.yamlio import split_overrides
+from ..checks import local_model_problem
+from . import models
 from .options import Options, decoding_of, parse_value
 from .suites import GRADE_ONLY, SUITES, suite_of
-
-MODEL_FILES = ("config.json", "adapter_config.json")  # what makes a folder loadable as a model
 
 
 def default_suite(folder: Path) -> str:
@@ -72,15 +79,54 @@ def check_run(run: str | None, opts: Options) -> None:
         raise DataValidationError(f"unknown suite {opts.suite!r}; choose one of {', '.join(SUITES)} (SUITE=...)")
     suite = suite_of(opts)
     if folder is None and suite.takes_run:
-        raise DataValidationError("name a model folder (RUN=...), or give PREDICTIONS=... with SUITE=math")
+        raise DataValidationError("name a model: RUN=<run folder> or MODEL=<hub id or folder>, or give "
+                                  "PREDICTIONS=... with SUITE=math")
     if folder is not None and not suite.takes_run:  # its eval/math/ holds the model's own log
         raise DataValidationError(f"PREDICTIONS grades given outputs, no model: leave RUN={run} out "
                                   "(results go beside the predictions, or to --out=...)")
     problem = suite.run_problem(folder) if suite.run_problem else None
     if problem:
         raise DataValidationError(f"{run} {problem}; SUITE={opts.suite} needs one")
-    if suite.needs_model and not any((folder / name).is_file() for name in MODEL_FILES):
-        raise DataValidationError(f"{run} is not a model folder (no {' or '.join(MODEL_FILES)})")
+    if suite.needs_model and not any((folder / name).is_file() for name in models.MODEL_FILES):
+        raise DataValidationError(f"{run} is not a model folder (no {' or '.join(models.MODEL_FILES)})")
+
+
+def check_model(run: str | None, opts: Options, given: list[str]) -> str | None:
+    """MODEL and --revision, the folder evaluated returned: a local folder becomes RUN (and is
+    checked as RUN is); a hub id is checked here with SUITE (offline: it must be in the local
+    cache, and its snapshot folder there is returned; online: None, :func:`main` downloads it
+    just before it loads). One error line for the first problem."""
+    name = opts.model
+    if not name:
+        if opts.revision:
+            raise DataValidationError(f"--revision={opts.revision} picks a hub revision: give it with MODEL=<hub id>")
+        return run
+    if run is not None:
+        raise DataValidationError(f"RUN={run} and MODEL={name}: evaluate one (RUN= a run folder, MODEL= a hub id or "
+                                  "a model folder)")
+    if models.is_local(name):
+        problem = local_model_problem(models.KEY, name)
+        if problem:
+            raise DataValidationError(problem)
+        if opts.revision:
+            raise DataValidationError(f"--revision={opts.revision} picks a hub revision; MODEL={name} is a local "
+                                      "folder")
+        opts.model = ""
+        given.remove("model")
+        return name  # evaluated as RUN=<name> is
+    models.check_hub_id(name)
+    takes_model = "|".join(n for n, s in SUITES.items() if s.needs_model)
+    if not opts.suite:
+        raise DataValidationError(f"no suite given for MODEL={name}: choose a suite, SUITE={takes_model}")
+    if opts.suite not in SUITES:
+        raise DataValidationError(f"unknown suite {opts.suite!r}; choose one of {', '.join(SUITES)} (SUITE=...)")
+    if opts.predictions:
+        raise DataValidationError(f"PREDICTIONS grades given outputs, no model: leave MODEL={name} out")
+    if not SUITES[opts.suite].needs_model:
+        raise DataValidationError(f"SUITE={opts.suite} evaluates no hub model: MODEL={name} takes SUITE={takes_model}")
+    opts.revision = opts.revision or models.DEFAULT_REVISION
+    snapshot = models.offline_snapshot(name, opts.revision)
+    return str(snapshot) if snapshot else None
 
 
 def check_options(given: list[str], opts: Options) -> None:
@@ -98,14 +144,15 @@ FLAGS = ("dry_run",)  # command-line flags of make eval itself, not options of a
 
 
 def parse_args(argv: list[str]) -> tuple[str | None, Options]:
-    """RUN and the options, every value checked: one error line for the first bad one."""
+    """RUN (the folder evaluated) and the options, every value checked: one error line for the first bad one."""
     run, opts, _, _ = parse_command(argv)
     return run, opts
 
 
 def parse_command(argv: list[str]) -> tuple[str | None, Options, list[str], dict[str, bool]]:
-    """RUN, the options, the options given and the flags (``--dry_run``), every value checked:
-    one error line for the first bad one."""
+    """RUN (the folder evaluated: RUN, MODEL's folder, or a hub MODEL's snapshot in the cache;
+    None for one still to download, or no model), the options, the options given and the flags
+    (``--dry_run``), every value checked: one error line for the first bad one."""
     argv = list(argv)
     run = argv.pop(0) if argv and not argv[0].startswith("--") else None
     opts, given, flags = Options(), [], {flag: False for flag in FLAGS}
@@ -121,7 +168,9 @@ def parse_command(argv: list[str]) -> tuple[str | None, Options, list[str], dict
                                       f"{', '.join('--' + k for k in Options.__dataclass_fields__)}")
         setattr(opts, key, parse_value(key, value))
         given.append(key)
-    check_run(run, opts)
+    run = check_model(run, opts, given)
+    if not opts.model:  # a hub id's SUITE is checked with it
+        check_run(run, opts)
     check_options(given, opts)
     return run, opts, given, flags
 
@@ -129,6 +178,8 @@ def parse_command(argv: list[str]) -> tuple[str | None, Options, list[str], dict
 def out_dir(run: str | None, opts: Options) -> Path:
     if opts.out:
         return Path(opts.out)
+    if opts.model:
+        return models.default_out(opts.model, opts.revision, opts.suite)
     if run is not None:
         return Path(run) / "eval" / opts.suite
     pred = Path(opts.predictions)
@@ -157,6 +208,10 @@ def plan(run: str | None, opts: Options, given: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"run": run, "suite": opts.suite, "evaluation": suite.title or f"SUITE={opts.suite}",
                            "options": {k: v for k, v in dataclasses.asdict(opts).items() if k in read},
                            "given": given, "out": str(out_dir(run, opts))}
+    if opts.model:  # a hub id: offline its snapshot in the cache (checked), online downloaded before it loads
+        out["model"] = {"id": opts.model, "revision": opts.revision,
+                        "commit": models.commit_of(run, opts.model) if run else None,
+                        "loads from": run or "the hub: downloaded when the evaluation starts"}
     if "max_new_tokens" in read:
         out["decoding"] = decoding_of(opts).as_dict()
     out["not_read"] = [k for k in Options.__dataclass_fields__ if k not in read]
@@ -165,12 +220,14 @@ def plan(run: str | None, opts: Options, given: list[str]) -> dict[str, Any]:
 
 USAGE = """usage: python -m alignment_unidpo.eval_cli [RUN] [--suite=SUITE] [--dry_run] [--key=value ...]
        make eval RUN=... [SUITE=...] [PREDICTIONS=...] [DRY_RUN=1] [ARGS="--key=value ..."]
+       make eval MODEL=<hub id or folder> [REVISION=...] SUITE=... [ARGS="--recipe=NAME ..."]
 
-Evaluates a trained model (RUN, its folder) or, with SUITE=math and PREDICTIONS=FILE and no
-RUN, grades given outputs; results go beside the paper's numbers. Every input is checked
-before a model loads or a file is written; a bad one is one `error:` line. --dry_run checks
-RUN, SUITE and the options, then prints the resolved options and what would run as JSON
-(reading no input file, loading nothing); --help prints this."""
+Evaluates a trained model (RUN, its folder; or MODEL, a hub id at a revision or a folder)
+or, with SUITE=math and PREDICTIONS=FILE and no model, grades given outputs; results go
+beside the paper's numbers. Every input is checked before a model loads or a file is
+written; a bad one is one `error:` line. --dry_run checks RUN or MODEL, SUITE and the
+options, then prints the resolved options and what would run as JSON (reading no input
+file, loading nothing); --help prints this."""
 
 
 def help_text() -> str:
@@ -203,6 +260,9 @@ def main(argv: list[str]) -> int:
     suite = suite_of(opts)
     inputs = suite.read_inputs(run, opts)  # every input checked before a model loads or a file is written
     out = writable(out_dir(run, opts))
+    if opts.model:  # a hub id: downloaded now when online; its output folder kept to the commit loaded
+        run = str(run or models.download(opts.model, opts.revision))
+        models.claim_out(out, models.identity(run, opts.model, opts.revision))
     result = suite.evaluate(run, opts, out, inputs)
     print(f"results: {out / 'results.md'}", file=sys.stderr)
     print(json.dumps(result), flush=True)

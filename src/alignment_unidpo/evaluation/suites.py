@@ -18,6 +18,7 @@ from .options import Options
 
 COMMON_OPTIONS = frozenset({"suite", "out", "progress"})  # read by every suite
 DECODING_OPTIONS = frozenset({"limit", "batch_size", "max_new_tokens", "temperature", "top_p"})
+MODEL_OPTIONS = frozenset({"model", "revision"})  # read by the suites that evaluate a model (MODEL=...)
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,11 @@ def register_suite(name: str, suite: Suite) -> None:
 GRADE_ONLY = Suite(frozenset({"predictions", "benchmarks", "recipe", "timeout", "grader"}), math_suite.prediction_items,
                    math_suite.eval_math_predictions, takes_run=False, needs_model=False,
                    title="grade-only SUITE=math PREDICTIONS=...")
-register_suite("math", Suite(DECODING_OPTIONS | {"data_dir", "benchmarks", "recipe", "timeout", "grader"},
+register_suite("math", Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"data_dir", "benchmarks", "recipe", "timeout",
+                                                                   "grader"},
                              math_suite.benchmark_items, math_suite.eval_math_model, title="SUITE=math with a model"))
-TEXTUAL = Suite(DECODING_OPTIONS | {"questions", "recipe", "model_id"}, textual_suite.question_items,
-                textual_suite.eval_textual)
+TEXTUAL = Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"questions", "recipe", "model_id"},
+                textual_suite.question_items, textual_suite.eval_textual)
 register_suite("alpacaeval", TEXTUAL)
 register_suite("arenahard", TEXTUAL)
 

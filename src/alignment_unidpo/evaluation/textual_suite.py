@@ -14,10 +14,10 @@ from tqdm.auto import tqdm
 from ..base.errors import DataValidationError
 from ..base.files import write_text_atomic
 from ..generation.decoding import generate, load_model_and_tokenizer
-from . import answers, report
+from . import answers, models, report
 from .benchmarks import read_rows
 from .item_log import ItemKey, ItemLog, digest
-from .options import Options, decoding_of, settings
+from .options import Options, decoding_of, recipe_of, settings
 
 DEFAULT_QUESTIONS = {"alpacaeval": Path("data/eval/alpaca_eval.json"),
                      "arenahard": Path("data/eval/arena-hard-v0.1/question.jsonl")}
@@ -47,7 +47,7 @@ def question_items(run: str, opts: Options) -> list[dict[str, Any]]:
 
 def eval_textual(run: str, opts: Options, out: Path, questions: list[dict[str, Any]]) -> dict[str, Any]:
     decoding = decoding_of(opts)
-    model_id = opts.model_id or Path(run).resolve().name
+    model_id = opts.model_id or models.label(run, opts.model)
     keys = [ItemKey(i, digest(q["prompt"], decoding.as_dict())) for i, q in enumerate(questions)]
     with ItemLog(out / "generations.jsonl") as log:
         todo = [i for i, key in enumerate(keys) if not log.is_current(key)]
@@ -71,7 +71,7 @@ def eval_textual(run: str, opts: Options, out: Path, questions: list[dict[str, A
     commands = answers.judge_commands(opts.suite, path, model_id)
     meta = settings(run, opts, {"questions": len(questions), "decoding": decoding.as_dict(),
                                 "prompt": "the model's chat template, one user turn", "model_id": model_id})
-    write_text_atomic(out / "results.md", report.textual_markdown(opts.suite, path, commands, opts.recipe or Path(run).name,
-                                                             meta))
+    write_text_atomic(out / "results.md", report.textual_markdown(opts.suite, path, commands, recipe_of(run, opts),
+                                                                  meta))
     print("judge with:\n  " + "\n  ".join(commands), file=sys.stderr)
     return {"suite": opts.suite, "answers": str(path), "n": len(records), "judge": commands[-1]}
