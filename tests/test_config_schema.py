@@ -105,7 +105,7 @@ def jsonl_config(tmp_path):
 
 DATA_BAD = [  # (key, value typed, the value as the line quotes it, allowed)
     ("generate.temperature", "-1", "-1", "a number >= 0 (0: greedy)"),
-    ("generate.backend", "tgi", "'tgi'", "one of transformers, vllm"),
+    ("generate.backend", "tgi", "'tgi'", "one of auto, transformers, vllm"),
     ("score.prm_aggregate", "max", "'max'", "one of min, last, mean, prod"),
     ("score.verifier", "maths", "'maths'", "one of null, math"),
     ("prompts.template", "[chat]", "['chat']", "one of chat, math"),
@@ -167,7 +167,7 @@ def loads(monkeypatch):
     for name in ("world_folders", "judge_scorer"):
         forbid(world_plugins, name)
     for module in (math_suite, textual_suite):
-        forbid(module, "load_model_and_tokenizer")
+        forbid(module, "open_generator")
     for name in ("load_benchmark", "load_predictions"):
         forbid(math_suite, name)
     forbid(textual_suite, "load_questions")

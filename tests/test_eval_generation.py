@@ -57,7 +57,7 @@ def test_math_suite_generates_grades_writes_the_table_and_resumes(tiny_run, caps
     assert "paper (Table 2, Qwen2.5-Math 7B, Uni-DPO) | 88.9 | 78.2 |" in text  # GSM8K, MATH columns only
     assert "'max_new_tokens': 3" in text and "'strategy': 'greedy'" in text
     # everything graded: a rerun loads no model and prints the same result
-    monkeypatch.setattr(math_suite, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
+    monkeypatch.setattr(math_suite, "open_generator", lambda *a: pytest.fail("regenerated"))
     assert eval_cli.main(list(argv)) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
 
@@ -70,7 +70,7 @@ def test_logged_generations_are_kept_across_graders_benchmark_subsets_and_old_lo
     read = lambda: [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]  # noqa: E731
     assert eval_cli.main(list(both)) == 0
     first = read()
-    monkeypatch.setattr(math_suite, "load_model_and_tokenizer", lambda *a: pytest.fail("regenerated"))
+    monkeypatch.setattr(math_suite, "open_generator", lambda *a: pytest.fail("regenerated"))
     # another grader: the logged outputs graded again, nothing generated
     assert eval_cli.main(both + ["--timeout=9"]) == 0
     assert [r["output"] for r in read()] == [r["output"] for r in first]

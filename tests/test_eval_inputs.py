@@ -51,7 +51,7 @@ def loads(monkeypatch):
         raise AssertionError("a model was loaded")
 
     for suite_module in (math_suite, textual_suite):
-        monkeypatch.setattr(suite_module, "load_model_and_tokenizer", loader)
+        monkeypatch.setattr(suite_module, "open_generator", loader)
     return calls
 
 

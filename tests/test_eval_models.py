@@ -60,13 +60,13 @@ def loaded(monkeypatch):
     """The folders the suites load models from, in order (the real loader does the loading)."""
     folders = []
     for module in (math_suite, textual_suite):
-        real = module.load_model_and_tokenizer
+        real = module.open_generator
 
         def loader(folder, *args, _real=real, **kwargs):
             folders.append(folder)
-            return _real(folder, *args, device="cpu")
+            return _real(folder, *args, **kwargs)
 
-        monkeypatch.setattr(module, "load_model_and_tokenizer", loader)
+        monkeypatch.setattr(module, "open_generator", loader)
     return folders
 
 
@@ -145,7 +145,7 @@ def test_a_hub_model_writes_answer_files_under_its_name(hub, tiny_model, loaded,
 
 def test_the_dry_run_names_the_commit_and_loads_nothing(hub, tiny_model, capsys, tmp_path, monkeypatch):
     cache_model(hub, tiny_model)
-    monkeypatch.setattr(math_suite, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("loaded"))
+    monkeypatch.setattr(math_suite, "open_generator", lambda *a, **k: pytest.fail("loaded"))
     before = snapshot_of(tmp_path)
     code, out, _ = run_main([f"--model={REPO}", "--suite=math", "--dry_run"], capsys)
     plan = json.loads("\n".join(out))
@@ -210,7 +210,7 @@ def test_a_bad_model_is_one_error_line_before_anything_loads_or_is_written(hub, 
     hub_snapshot(hub, "org/no-weights", {"config.json": "{}", "tokenizer_config.json": "{}"})
     (tmp_path / "outputs").mkdir()
     for module in (math_suite, textual_suite):
-        monkeypatch.setattr(module, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("a model was loaded"))
+        monkeypatch.setattr(module, "open_generator", lambda *a, **k: pytest.fail("a model was loaded"))
     before = snapshot_of(tmp_path)
     code, out, err = run_main(argv, capsys)
     assert (code, out) == (2, [])

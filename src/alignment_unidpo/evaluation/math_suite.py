@@ -18,13 +18,13 @@ from tqdm.auto import tqdm
 
 from ..base.errors import DataValidationError
 from ..base.files import write_text_atomic
-from ..generation.decoding import generate, load_model_and_tokenizer
+from ..generation.backends import open_generator
 from ..generation.graders import GRADERS, Grader
 from ..generation.prompts import math_conversation
 from . import report
 from .benchmarks import MATH_BENCHMARKS, load_benchmark, load_predictions
 from .item_log import ItemKey, ItemLog, digest
-from .options import Options, decoding_of, recipe_of, settings
+from .options import Options, decoding_of, engine_of, generation_of, recipe_of, settings
 
 
 def chosen_benchmarks(opts: Options, available: list[str], where: str) -> list[str]:
@@ -70,13 +70,6 @@ def benchmark_items(run: str, opts: Options) -> list[dict[str, Any]]:
 
 
 # --- grading -------------------------------------------------------------------------
-GENERATION_FIELDS = ("output", "num_tokens", "finished")
-
-
-def generation_of(row: dict[str, Any]) -> dict[str, Any]:
-    """The generated part of a logged row (what :func:`generation.generate` gave)."""
-    return {name: row[name] for name in GENERATION_FIELDS if name in row}
-
 
 def summarize_math(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy overall, per benchmark, and Table 2's Average (the mean of the benchmarks')."""
@@ -121,15 +114,14 @@ def eval_math_model(run: str, opts: Options, out: Path, items: list[dict[str, An
                      if row is not None and not log.is_current(key)], log, grader, opts.timeout, opts.progress)
         todo = [i for i, row in enumerate(logged) if row is None]
         if todo:
-            model, tokenizer = load_model_and_tokenizer(run)
             convs = [math_conversation(items[i]["problem"]) for i in todo]
             bar = tqdm(total=len(todo), desc="math: generate + grade", disable=not opts.progress)
-            for start, batch in zip(range(0, len(todo), opts.batch_size),
-                                    generate(model, tokenizer, convs, decoding, opts.batch_size)):
-                chunk = todo[start:start + opts.batch_size]
-                grade_items([(keys[i], items[i]["answer"], gen) for i, gen in zip(chunk, batch)], log, grader,
-                            opts.timeout, progress=False)
-                bar.update(len(chunk))
+            with open_generator(run, engine_of(opts)) as generator:
+                for positions, batch in generator.stream(convs, decoding, opts.batch_size):
+                    chunk = [todo[p] for p in positions]
+                    grade_items([(keys[i], items[i]["answer"], generation_of(gen)) for i, gen in zip(chunk, batch)],
+                                log, grader, opts.timeout, progress=False)
+                    bar.update(len(chunk))
             bar.close()
         rows = log.rewrite(keys, untouched(opts))
     names = list(dict.fromkeys(it["benchmark"] for it in items))

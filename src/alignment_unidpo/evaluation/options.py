@@ -18,7 +18,9 @@ from typing import Any
 
 from ..base.errors import DataValidationError
 from ..base.schema import BOOLEAN, Choice, Rule, integer, number, option, read_value
+from ..generation.backends import BACKENDS, Engine
 from ..generation.decoding import Decoding
+from ..generation.prompts import MATH_STOP_STRINGS, MATH_STOP_TOKENS
 from ..generation.graders import DEFAULT_GRADER, GRADERS
 from ..generation.math_grading import DEFAULT_TIMEOUT_S
 from . import models, report
@@ -65,7 +67,14 @@ class Options:
                                     "the run folder's name (a hub MODEL: its name).")
     limit: int = option(0, rule=integer("an integer >= 0 (0: every item)", lambda v: v >= 0),
                         help="The first N items per benchmark (smoke tests).")
-    batch_size: int = option(8, rule=integer("an integer >= 1", lambda v: v >= 1), help="Prompts per generate call.")
+    batch_size: int = option(8, rule=integer("an integer >= 1", lambda v: v >= 1),
+                             help="transformers: prompts per generate call (vllm: at least 256 a call, batched by "
+                                  "vLLM itself).")
+    backend: str = option("auto", rule=Choice(BACKENDS),
+                          help="Generation back-end: auto (vllm where `make vllm-env` was run and a GPU is visible, "
+                               "else transformers), transformers, or vllm (docs/vllm.md).")
+    dtype: str = option("auto", rule=Choice(("auto", "float32", "bfloat16", "float16")),
+                        help="The dtype the model generates in; auto: the dtype it was saved in.")
     max_new_tokens: int = option(0, rule=integer("an integer >= 0 (0: the suite's default)", lambda v: v >= 0),
                                  help="The longest answer, in tokens; 0: 3000 for math (the Qwen2.5-Math "
                                       "evaluation), 4096 for the textual suites.")
@@ -98,8 +107,23 @@ def parse_value(key: str, value: str) -> Any:
 
 
 def decoding_of(opts: Options) -> Decoding:
-    default = 3000 if opts.suite == "math" else 4096
-    return Decoding(max_new_tokens=opts.max_new_tokens or default, temperature=opts.temperature, top_p=opts.top_p)
+    """The suite's decoding: math also stops as the authors' evaluation does (generation/prompts.py)."""
+    if opts.suite == "math":
+        return Decoding(max_new_tokens=opts.max_new_tokens or 3000, temperature=opts.temperature, top_p=opts.top_p,
+                        stop_tokens=MATH_STOP_TOKENS, stop=MATH_STOP_STRINGS)
+    return Decoding(max_new_tokens=opts.max_new_tokens or 4096, temperature=opts.temperature, top_p=opts.top_p)
+
+
+GENERATION_FIELDS = ("output", "num_tokens", "finished")
+
+
+def generation_of(row: dict[str, Any]) -> dict[str, Any]:
+    """What an item log keeps of a generated answer (or of a logged row): not its token ids."""
+    return {name: row[name] for name in GENERATION_FIELDS if name in row}
+
+
+def engine_of(opts: Options) -> Engine:
+    return Engine(backend=opts.backend, dtype=opts.dtype, batch_size=opts.batch_size)
 
 
 def settings(run: str | None, opts: Options, extra: dict[str, Any]) -> dict[str, Any]:

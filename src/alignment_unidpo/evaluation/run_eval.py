@@ -54,6 +54,7 @@ from ..base.values import parse_bool
 from ..base.yamlio import split_overrides
 from ..checks import local_model_problem
 from . import models
+from ..generation.backends import backend_problem
 from .options import Options, decoding_of, parse_value
 from .suites import GRADE_ONLY, SUITES, suite_of
 
@@ -258,6 +259,10 @@ def main(argv: list[str]) -> int:
         print(json.dumps(plan(run, opts, given), indent=2))
         return 0
     suite = suite_of(opts)
+    if "backend" in suite.options_read() and (run or opts.model) and not opts.predictions:
+        problem = backend_problem(opts.backend, str(run or opts.model))
+        if problem:
+            raise DataValidationError(problem)
     inputs = suite.read_inputs(run, opts)  # every input checked before a model loads or a file is written
     out = writable(out_dir(run, opts))
     if opts.model:  # a hub id: downloaded now when online; its output folder kept to the commit loaded

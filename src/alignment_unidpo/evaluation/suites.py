@@ -17,7 +17,7 @@ from . import math_suite, textual_suite
 from .options import Options
 
 COMMON_OPTIONS = frozenset({"suite", "out", "progress"})  # read by every suite
-DECODING_OPTIONS = frozenset({"limit", "batch_size", "max_new_tokens", "temperature", "top_p"})
+DECODING_OPTIONS = frozenset({"limit", "batch_size", "max_new_tokens", "temperature", "top_p", "backend", "dtype"})
 MODEL_OPTIONS = frozenset({"model", "revision"})  # read by the suites that evaluate a model (MODEL=...)
 
 

@@ -13,11 +13,11 @@ from tqdm.auto import tqdm
 
 from ..base.errors import DataValidationError
 from ..base.files import write_text_atomic
-from ..generation.decoding import generate, load_model_and_tokenizer
+from ..generation.backends import open_generator
 from . import answers, models, report
 from .benchmarks import read_rows
 from .item_log import ItemKey, ItemLog, digest
-from .options import Options, decoding_of, recipe_of, settings
+from .options import Options, decoding_of, engine_of, generation_of, recipe_of, settings
 
 DEFAULT_QUESTIONS = {"alpacaeval": Path("data/eval/alpaca_eval.json"),
                      "arenahard": Path("data/eval/arena-hard-v0.1/question.jsonl")}
@@ -52,14 +52,13 @@ def eval_textual(run: str, opts: Options, out: Path, questions: list[dict[str, A
     with ItemLog(out / "generations.jsonl") as log:
         todo = [i for i, key in enumerate(keys) if not log.is_current(key)]
         if todo:
-            model, tokenizer = load_model_and_tokenizer(run)
             convs = [[{"role": "user", "content": questions[i]["prompt"]}] for i in todo]
             bar = tqdm(total=len(todo), desc=f"{opts.suite}: generate", disable=not opts.progress)
-            for start, batch in zip(range(0, len(todo), opts.batch_size),
-                                    generate(model, tokenizer, convs, decoding, opts.batch_size)):
-                for i, gen in zip(todo[start:start + opts.batch_size], batch):
-                    log.append(keys[i], {"id": questions[i]["id"], **gen})
-                bar.update(len(batch))
+            with open_generator(run, engine_of(opts)) as generator:
+                for positions, batch in generator.stream(convs, decoding, opts.batch_size):
+                    for p, gen in zip(positions, batch):
+                        log.append(keys[todo[p]], {"id": questions[todo[p]]["id"], **generation_of(gen)})
+                    bar.update(len(batch))
             bar.close()
         rows = log.rewrite(keys)
     if opts.suite == "alpacaeval":

@@ -25,7 +25,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..base.errors import InputError
 from ..base.paths import REPO_ROOT
@@ -103,6 +103,16 @@ class Generator:
     def sample(self, conversations: Sequence[Conversation], decoding: Decoding, n: int = 1,
                seeds: Sequence[int] | None = None) -> list[list[dict[str, Any]]]:
         raise NotImplementedError
+
+    def stream(self, conversations: Sequence[Conversation], decoding: "Decoding",
+               chunk_size: int) -> "Iterator[tuple[range, list[dict[str, Any]]]]":
+        """One answer per conversation, ``(positions, answers)`` a chunk at a time, so that a
+        caller can write them as they come (and resume). vLLM takes at least 256 conversations
+        a call: it schedules its own batches."""
+        size = max(chunk_size, 256) if self.backend == "vllm" else chunk_size
+        for start in range(0, len(conversations), size):
+            part = conversations[start:start + size]
+            yield range(start, start + len(part)), [answers[0] for answers in self.sample(part, decoding)]
 
     def close(self) -> None:
         pass

@@ -31,6 +31,7 @@ class Decoding:
     # (its generation config's eos list and the tokenizer's eos). A stop string is cut from
     # the text, as vLLM does; its tokens stay counted in num_tokens.
     stop_token_ids: tuple[int, ...] = ()
+    stop_tokens: tuple[str, ...] = ()  # tokens by their text, e.g. "<|im_end|>": ids of the model's vocabulary
     stop: tuple[str, ...] = ()
 
     @property
@@ -39,7 +40,7 @@ class Decoding:
 
     def as_dict(self) -> dict:
         values = asdict(self)
-        for key in ("stop_token_ids", "stop"):  # absent when unused: earlier item logs keep their keys
+        for key in ("stop_token_ids", "stop_tokens", "stop"):  # absent when unused: earlier item logs keep their keys
             if not values[key]:
                 del values[key]
             else:
@@ -71,12 +72,19 @@ def render(tokenizer, conversation: Sequence[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(list(conversation), tokenize=False, add_generation_prompt=True)
 
 
+def stop_ids(tokenizer, decoding: Decoding) -> list[int]:
+    """``decoding.stop_token_ids`` and the ids of ``decoding.stop_tokens`` that are whole tokens
+    of this tokenizer's vocabulary (the others cannot be generated as one token)."""
+    vocab = tokenizer.get_vocab()
+    return [*decoding.stop_token_ids, *(vocab[t] for t in decoding.stop_tokens if t in vocab)]
+
+
 def end_token_ids(model, tokenizer, decoding: Decoding) -> list[int]:
     """The ids generation ends on: the model's generation config eos list (as vLLM reads it),
-    the tokenizer's eos, and ``decoding.stop_token_ids``; in that order, without repeats."""
+    the tokenizer's eos, and :func:`stop_ids`; in that order, without repeats."""
     config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     config_eos = [] if config_eos is None else [config_eos] if isinstance(config_eos, int) else list(config_eos)
-    ids = [*config_eos, tokenizer.eos_token_id, *decoding.stop_token_ids]
+    ids = [*config_eos, tokenizer.eos_token_id, *stop_ids(tokenizer, decoding)]
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 

@@ -23,12 +23,14 @@ import traceback
 from typing import Any
 
 
-def sampling_params(SamplingParams, decoding: dict[str, Any], n: int, seed: int):
+def sampling_params(SamplingParams, decoding: dict[str, Any], n: int, seed: int, vocab: dict[str, int]):
+    """vLLM's settings for one request; ``stop_tokens`` (token texts) become ids of ``vocab``, the
+    ones it lacks are left out (as the transformers back-end does: decoding.stop_ids)."""
     greedy = decoding["temperature"] <= 0
+    ids = [*(decoding.get("stop_token_ids") or []), *(vocab[t] for t in decoding.get("stop_tokens") or [] if t in vocab)]
     return SamplingParams(n=n, temperature=0.0 if greedy else decoding["temperature"],
                           top_p=1.0 if greedy else decoding["top_p"], max_tokens=decoding["max_new_tokens"],
-                          seed=None if greedy else seed, stop_token_ids=list(decoding.get("stop_token_ids") or []),
-                          stop=list(decoding.get("stop") or []))
+                          seed=None if greedy else seed, stop_token_ids=ids, stop=list(decoding.get("stop") or []))
 
 
 def answer(completion) -> dict[str, Any]:
@@ -48,11 +50,12 @@ def serve(replies) -> None:
               tensor_parallel_size=int(settings.get("tensor_parallel_size", 1)),
               gpu_memory_utilization=float(settings.get("gpu_memory_utilization", 0.9)),
               max_model_len=settings.get("max_model_len"), enforce_eager=bool(settings.get("enforce_eager")), **({"enable_chunked_prefill": False} if cpu else {}))
+    vocab = llm.get_tokenizer().get_vocab()
     reply(replies, {"ready": True, "cpu": cpu})
     for line in sys.stdin:
         try:
             request = json.loads(line)
-            params = [sampling_params(SamplingParams, request["decoding"], int(request["n"]), int(seed))
+            params = [sampling_params(SamplingParams, request["decoding"], int(request["n"]), int(seed), vocab)
                       for seed in request["seeds"]]
             outputs = llm.chat(request["conversations"], params, use_tqdm=False)
             reply(replies, {"answers": [[answer(c) for c in sorted(out.outputs, key=lambda c: c.index)]
