@@ -101,9 +101,11 @@ def test_stop_ids_and_stop_strings_end_both_backends_at_the_same_place(vllm_engi
     stop_string = text[4:6]
     before = text[:text.index(stop_string)].strip()
     by_string = Decoding(max_new_tokens=24, stop=(stop_string,))
+    by_text = Decoding(max_new_tokens=24, stop_tokens=(hf.tokenizer.convert_ids_to_tokens(stop_id), "<|not-a-token|>"))
     for generator in (vllm_engine, hf):
-        (cut,), = generator.sample(CONVERSATIONS[:1], by_id)
-        assert cut["token_ids"] == ids[:where + 1] and cut["finished"], generator.backend
+        for decoding in (by_id, by_text):  # a stop token by id, or by its text (the math suite's way)
+            (cut,), = generator.sample(CONVERSATIONS[:1], decoding)
+            assert cut["token_ids"] == ids[:where + 1] and cut["finished"], generator.backend
         (cut,), = generator.sample(CONVERSATIONS[:1], by_string)
         assert cut["output"] == before and cut["finished"], generator.backend
 
