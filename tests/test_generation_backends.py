@@ -85,3 +85,10 @@ def test_vllm_loads_a_checkpoint_in_the_dtype_transformers_would(tmp_path):
     assert worker_settings(str(tmp_path), Engine())["dtype"] == "float32"  # vLLM's own auto: 16 bits
     assert worker_settings(str(tmp_path), Engine(dtype="bfloat16"))["dtype"] == "bfloat16"
     assert worker_settings("org/hub-model", Engine())["dtype"] == "auto"
+
+
+def test_each_launched_process_starts_its_vllm_engine_on_its_own_gpus():
+    assert backends.worker_devices({"LOCAL_RANK": "3"}, 1) == {"CUDA_VISIBLE_DEVICES": "3"}
+    assert backends.worker_devices({"LOCAL_RANK": "1"}, 2) == {"CUDA_VISIBLE_DEVICES": "2,3"}
+    assert backends.worker_devices({"LOCAL_RANK": "1", "CUDA_VISIBLE_DEVICES": "5"}, 1) == {}  # set by the user
+    assert backends.worker_devices({}, 1) == {}  # not launched: the engine sees what the process sees

@@ -169,7 +169,8 @@ class VllmGenerator(Generator):
             raise GenerationError(problem)
         src = Path(__file__).resolve().parents[2]  # the worker runs this very package, not an installed copy
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])),
-               "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(engine.kv_cache_gib))}
+               "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(engine.kv_cache_gib)),
+               **worker_devices(os.environ, engine.tensor_parallel_size)}
         self.process = subprocess.Popen([str(vllm_python()), "-m", "alignment_unidpo.generation.vllm_worker"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
         self.settings = worker_settings(model, engine)
@@ -210,6 +211,16 @@ class VllmGenerator(Generator):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def worker_devices(environ: dict[str, str], tensor_parallel_size: int) -> dict[str, str]:
+    """Data parallel under ``accelerate launch``: the engine of local process r takes GPUs
+    r*tp .. r*tp+tp-1 (tp: ``tensor_parallel_size``), unless CUDA_VISIBLE_DEVICES already says
+    which (the one-process-per-GPU loop of docs/make-data.md sets it)."""
+    if "LOCAL_RANK" not in environ or "CUDA_VISIBLE_DEVICES" in environ:
+        return {}
+    first = int(environ["LOCAL_RANK"]) * tensor_parallel_size
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(first + k) for k in range(tensor_parallel_size))}
 
 
 def saved_dtype(model: str) -> str | None:
