@@ -126,3 +126,50 @@ def test_a_killed_data_run_resumes_on_vllm_with_the_answers_of_an_uninterrupted_
     assert run_generate({"generate": g}, parted, prompts, progress=False, sampler=sampler)["generated"] == 2
     for k in range(3):
         assert shard_path(parted, k).read_bytes() == shard_path(tmp_path / "whole", k).read_bytes()
+
+
+def test_make_data_on_vllm_pairs_seeded_answers_and_greedy_shards_equal_transformers(vllm_engine, hf, model_dir,
+                                                                                      tmp_path, capsys):
+    """``make data`` with generate.backend: vllm on the CPU (its own engine): its answers are the
+    module engine's for the same per-prompt seeds, so a rerun anywhere gives the same pairs;
+    greedy, its shards equal the transformers back-end's."""
+    import json
+
+    import yaml
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from alignment_unidpo import data_cli
+    from alignment_unidpo.datagen.config import load_config, stage_dirs
+    from alignment_unidpo.datagen.generate import prompt_seeds, run_generate, sampler_of, shard_path
+
+    tokenizer = hf.tokenizer
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, num_labels=1, pad_token_id=tokenizer.pad_token_id)).save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps({"prompt": f"what is {i} plus {i}?"}) + "\n"
+                                                    for i in range(5)))
+    g = {"backend": "vllm", "model": str(model_dir), "num_samples": 3, "max_new_tokens": 6, "shard_size": 2,
+         "dtype": "float32", "temperature": 1.0, "top_p": 1.0, "seed": 3}
+    cfg = {"name": "tiny-vllm", "output_root": str(tmp_path / "out"),
+           "prompts": {"source": "jsonl", "path": str(tmp_path / "prompts.jsonl")}, "generate": g,
+           "score": {"scorer": "reward_model", "model": str(tmp_path / "rm"), "dtype": "float32", "batch_size": 4},
+           "normalize": {"method": "zscore_cdf"}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert data_cli.main([str(tmp_path / "cfg.yaml"), "--progress=false"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["pairs"] > 0
+    generated = stage_dirs(load_config(tmp_path / "cfg.yaml"))["generate"]
+    rows = [json.loads(line) for k in range(3) for line in shard_path(generated, k).read_text().splitlines()]
+    again = vllm_engine.sample([r["prompt"] for r in rows], Decoding(max_new_tokens=6, temperature=1.0),
+                               n=3, seeds=prompt_seeds(3, 0, len(rows)))
+    assert [[s["text"] for s in r["samples"]] for r in rows] == [[a["output"] for a in answers] for answers in again]
+    # greedy: the same shards from both back-ends
+    greedy = {**g, "temperature": 0.0}
+    prompts = [{"id": r["id"], "prompt": r["prompt"]} for r in rows]
+    for name, generator in (("vllm", vllm_engine), ("transformers", hf)):
+        run_generate({"generate": greedy}, tmp_path / name, prompts, progress=False,
+                     sampler=sampler_of(generator, greedy))
+    for k in range(3):
+        assert shard_path(tmp_path / "vllm", k).read_bytes() == shard_path(tmp_path / "transformers", k).read_bytes()

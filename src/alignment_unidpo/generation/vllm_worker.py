@@ -25,10 +25,11 @@ from typing import Any
 
 def sampling_params(SamplingParams, decoding: dict[str, Any], n: int, seed: int, vocab: dict[str, int]):
     """vLLM's settings for one request; ``stop_tokens`` (token texts) become ids of ``vocab``, the
-    ones it lacks are left out (as the transformers back-end does: decoding.stop_ids)."""
+    ones it lacks are left out (as the transformers back-end does: decoding.stop_ids). Greedy
+    requests ask for one answer (vLLM refuses n > 1 without sampling)."""
     greedy = decoding["temperature"] <= 0
     ids = [*(decoding.get("stop_token_ids") or []), *(vocab[t] for t in decoding.get("stop_tokens") or [] if t in vocab)]
-    return SamplingParams(n=n, temperature=0.0 if greedy else decoding["temperature"],
+    return SamplingParams(n=1 if greedy else n, temperature=0.0 if greedy else decoding["temperature"],
                           top_p=1.0 if greedy else decoding["top_p"], max_tokens=decoding["max_new_tokens"],
                           seed=None if greedy else seed, stop_token_ids=ids, stop=list(decoding.get("stop") or []))
 
@@ -58,8 +59,9 @@ def serve(replies) -> None:
             params = [sampling_params(SamplingParams, request["decoding"], int(request["n"]), int(seed), vocab)
                       for seed in request["seeds"]]
             outputs = llm.chat(request["conversations"], params, use_tqdm=False)
-            reply(replies, {"answers": [[answer(c) for c in sorted(out.outputs, key=lambda c: c.index)]
-                                        for out in outputs]})
+            n = int(request["n"])  # greedy: vLLM takes n=1 only; the n answers are that one
+            reply(replies, {"answers": [[answer(c) for c in sorted(out.outputs, key=lambda c: c.index)] * (n if
+                                        len(out.outputs) == 1 else 1) for out in outputs]})
         except Exception as err:  # the caller raises it; the engine stays up for the next request
             traceback.print_exc()
             reply(replies, {"error": f"{type(err).__name__}: {err}"})
