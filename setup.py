@@ -18,6 +18,11 @@ install_requires = [
     "scipy==1.17.1",  # Student-t intervals of the preference-world study (make study)
 ]
 
+# make eval SUITE=ifeval scores with lm-eval's own IFEval checkers (lm_eval.tasks.ifeval), which
+# import langdetect, immutabledict and nltk. lm-eval 0.4.13 resolves beside the pins above, adding
+# only packages we do not pin (evaluate, sacrebleu, rouge_score, scikit-learn, ...) and changing none.
+IFEVAL = ["lm-eval==0.4.13", "langdetect==1.0.9", "immutabledict==4.3.1", "nltk==3.10.4"]
+
 setup(
     name="alignment-unidpo",
     version="0.1.0",
@@ -31,9 +36,10 @@ setup(
         # wandb: the paper recipes' report_to (training_configs/*.yaml); `make` installs it with the rest
         # import-linter: the import contracts of .importlinter, checked by tests/test_architecture.py
         "dev": ["pytest==9.2.0", "peft==0.21.2", "tensorboard==2.21.0", "sentencepiece==0.2.3", "tiktoken==0.14.0",
-                "math-verify==0.9.0", "latex2sympy2_extended==1.11.0", "wandb==0.31.0", "import-linter==2.16"],
+                "math-verify==0.9.0", "latex2sympy2_extended==1.11.0", "wandb==0.31.0", "import-linter==2.16",
+                *IFEVAL],
         # make eval: math answer equivalence (Table 2); latex2sympy2_extended is math-verify's parser
-        "eval": ["math-verify==0.9.0", "latex2sympy2_extended==1.11.0"],
+        "eval": ["math-verify==0.9.0", "latex2sympy2_extended==1.11.0", *IFEVAL],
         "peft": ["peft==0.21.2"],
         "wandb": ["wandb==0.31.0"],  # report_to: wandb
         "tensorboard": ["tensorboard==2.21.0"],  # report_to: tensorboard (event files under output_dir/runs/)

@@ -115,7 +115,7 @@ EVAL_SETS: tuple[EvalSet, ...] = (
     EvalSet("ifeval", "ifeval/input_data.jsonl",
             "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49", 541,
             (Source(*IFEVAL, "instruction_following_eval/data/input_data.jsonl"),),
-            "IFEval's prompts (after the June 2024 fix of key 2785); no suite reads it yet"),
+            "IFEval's prompts (after the June 2024 fix of key 2785), read by SUITE=ifeval"),
 )
 
 

@@ -43,8 +43,9 @@ class Options:
     """Every option of ``make eval`` at its default; the parser sets those given."""
 
     suite: str = option("", help="Which evaluation (SUITE=...): math (Table 2), alpacaeval / arenahard (Table 1 "
-                                 "answer files), or one registered by a package above evaluation (world: a preference-"
-                                 "world run's held-out table); default: the suite that claims RUN (a world run's).")
+                                 "answer files), ifeval (Table 1's IFEval, scored offline), or one registered by a "
+                                 "package above evaluation (world: a preference-world run's held-out table); default: "
+                                 "the suite that claims RUN (a world run's).")
     predictions: str = option("", help="math without a RUN (PREDICTIONS=...): grade the outputs in this jsonl, "
                                        "{output, answer[, benchmark]} a line; no model.")
     model: str = option("", help="Instead of RUN (MODEL=...): a hub id (org/name; downloaded when online, from the "
@@ -59,8 +60,9 @@ class Options:
                                                        "(<name>.jsonl, .json or .parquet).")
     benchmarks: str = option("", rule=Rule("comma-separated benchmark names", parse=benchmark_names),
                              help="math: the benchmarks to run (a,b); default: all (grade-only: every line).")
-    questions: str = option("", help="alpacaeval / arenahard: the question file; default data/eval/alpaca_eval.json "
-                                     "/ data/eval/arena-hard-v0.1/question.jsonl.")
+    questions: str = option("", help="alpacaeval / arenahard / ifeval: the question file; default "
+                                     "data/eval/alpaca_eval.json / data/eval/arena-hard-v0.1/question.jsonl / "
+                                     "data/eval/ifeval/input_data.jsonl.")
     recipe: str = option("", help="The recipe whose paper rows to compare with; default: the run folder's name "
                                   "(a hub MODEL: none).")
     model_id: str = option("", help="alpacaeval / arenahard: the generator / model_id in the answer files; default: "
@@ -77,7 +79,8 @@ class Options:
                         help="The dtype the model generates in; auto: the dtype it was saved in.")
     max_new_tokens: int = option(0, rule=integer("an integer >= 0 (0: the suite's default)", lambda v: v >= 0),
                                  help="The longest answer, in tokens; 0: 3000 for math (the Qwen2.5-Math "
-                                      "evaluation), 4096 for the textual suites.")
+                                      "evaluation), 1280 for ifeval (lm-eval's ifeval task), 4096 for "
+                                      "alpacaeval / arenahard.")
     temperature: float = option(0.0, rule=number("a number >= 0 (0: greedy)", lambda v: v >= 0),
                                 help="Sampling temperature (the paper: greedy).")
     top_p: float = option(1.0, rule=number("a number in (0, 1]", lambda v: 0 < v <= 1), help="Nucleus sampling.")
@@ -111,7 +114,8 @@ def decoding_of(opts: Options) -> Decoding:
     if opts.suite == "math":
         return Decoding(max_new_tokens=opts.max_new_tokens or 3000, temperature=opts.temperature, top_p=opts.top_p,
                         stop_tokens=MATH_STOP_TOKENS, stop=MATH_STOP_STRINGS)
-    return Decoding(max_new_tokens=opts.max_new_tokens or 4096, temperature=opts.temperature, top_p=opts.top_p)
+    default = 1280 if opts.suite == "ifeval" else 4096  # ifeval: lm-eval's ifeval task's max_gen_toks
+    return Decoding(max_new_tokens=opts.max_new_tokens or default, temperature=opts.temperature, top_p=opts.top_p)
 
 
 GENERATION_FIELDS = ("output", "num_tokens", "finished")

@@ -93,6 +93,33 @@ def math_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, A
     return "\n".join(lines + settings_section(meta)) + "\n"
 
 
+IFEVAL_LEVEL_NOTE = ("The paper reports IFEval strict and loose accuracy without saying whether prompt- or "
+                     "instruction-level; both of ours are shown.")
+
+
+def ifeval_markdown(summary: dict[str, Any], recipe: str | None, meta: dict[str, Any]) -> str:
+    """IFEval strict / loose, prompt- and instruction-level (%), beside the paper's IFEval columns
+    for ``recipe`` (Table 1, D.6, D.7, D.9), then each instruction id's accuracy."""
+    rows = [row for row in paper_rows(recipe) if "ifeval_strict" in row.numbers]
+    table = [["ours, prompt-level", _pct(100 * summary["prompt_level_strict_acc"]),
+              _pct(100 * summary["prompt_level_loose_acc"])],
+             ["ours, instruction-level", _pct(100 * summary["inst_level_strict_acc"]),
+              _pct(100 * summary["inst_level_loose_acc"])]]
+    table += [[row.label, _paper(row.numbers["ifeval_strict"]), _paper(row.numbers["ifeval_loose"])] for row in rows]
+    lines = [f"# IFEval (paper Table 1){f': {recipe}' if recipe else ''}", "",
+             *markdown_table(["", "strict", "loose"], table), "",
+             f"{summary['n']} prompts, {summary['instructions']} instructions, scored by lm-eval's IFEval checkers. "
+             + IFEVAL_LEVEL_NOTE]
+    if not rows:
+        lines += ["", no_row_note(recipe, "IFEval (Table 1, D.6, D.7 or D.9)")]
+    if recipe in RECIPE_NOTES:
+        lines += ["", RECIPE_NOTES[recipe]]
+    detail = [[name, str(v["n"]), _pct(100 * v["strict"]), _pct(100 * v["loose"])]
+              for name, v in summary["by_instruction"].items()]
+    lines += ["", *markdown_table(["instruction", "count", "strict (%)", "loose (%)"], detail)]
+    return "\n".join(lines + settings_section(meta)) + "\n"
+
+
 def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe: str | None,
                      meta: dict[str, Any]) -> str:
     """The answer file, the judge commands, and the paper's rows with Table 1's columns

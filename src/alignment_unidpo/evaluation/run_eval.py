@@ -1,6 +1,6 @@
 """``make eval``: from a trained model (or given outputs) to a table beside the paper's.
 
-``python -m alignment_unidpo.eval_cli [RUN] --suite=math|alpacaeval|arenahard|world [--key=value ...]``
+``python -m alignment_unidpo.eval_cli [RUN] --suite=math|alpacaeval|arenahard|ifeval|world [--key=value ...]``
 (:mod:`alignment_unidpo.eval_cli`: this module's :func:`main` with the preference world's
 suite registered)
 
@@ -13,6 +13,8 @@ beside them.
   Table 2 (:mod:`.math_suite`); without a RUN, ``--predictions=FILE`` grades given outputs.
 * ``--suite=alpacaeval`` / ``arenahard``: answers in the judges' formats and the judge
   commands (:mod:`.textual_suite`); judging itself needs API keys.
+* ``--suite=ifeval``: answers to IFEval's prompts scored offline by lm-eval's own checkers,
+  prompt- and instruction-level, strict and loose (:mod:`.ifeval_suite`).
 * a suite registered by a package above evaluation (:mod:`.suites`): ``--suite=world``, the
   default for a preference-world run, its held-out metrics.
 

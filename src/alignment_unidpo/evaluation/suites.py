@@ -1,7 +1,8 @@
 """The kinds of evaluation ``make eval`` runs: one :class:`Suite` per ``SUITE=...``.
 
 Evaluation's own: ``math`` (Table 2; with ``PREDICTIONS=...`` and no model, the grade-only
-:data:`GRADE_ONLY`), ``alpacaeval`` and ``arenahard`` (Table 1 answer files). A package above
+:data:`GRADE_ONLY`), ``alpacaeval`` and ``arenahard`` (Table 1 answer files), ``ifeval``
+(Table 1's IFEval columns, scored offline). A package above
 evaluation adds a suite of its own with :func:`register_suite`: the preference world
 registers ``world`` (:mod:`alignment_unidpo.world.plugins`), the default for a run folder
 it recognises (:attr:`Suite.run_problem`).
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import math_suite, textual_suite
+from . import ifeval_suite, math_suite, textual_suite
 from .options import Options
 
 COMMON_OPTIONS = frozenset({"suite", "out", "progress"})  # read by every suite
@@ -58,6 +59,8 @@ TEXTUAL = Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"questions", "recipe", "mode
                 textual_suite.question_items, textual_suite.eval_textual)
 register_suite("alpacaeval", TEXTUAL)
 register_suite("arenahard", TEXTUAL)
+register_suite("ifeval", Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"questions", "recipe"}, ifeval_suite.prompt_items,
+                               ifeval_suite.eval_ifeval))
 
 
 def suite_of(opts: Options) -> Suite:
