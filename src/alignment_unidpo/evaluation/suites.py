@@ -1,7 +1,7 @@
 """The kinds of evaluation ``make eval`` runs: one :class:`Suite` per ``SUITE=...``.
 
 Evaluation's own: ``math`` (Table 2; with ``PREDICTIONS=...`` and no model, the grade-only
-:data:`GRADE_ONLY`), ``alpacaeval`` and ``arenahard`` (Table 1 answer files). A package above
+:data:`GRADE_ONLY`), ``alpacaeval``, ``arenahard`` and ``sedareval`` (Table 1 answer files). A package above
 evaluation adds a suite of its own with :func:`register_suite`: the preference world
 registers ``world`` (:mod:`alignment_unidpo.world.plugins`), the default for a run folder
 it recognises (:attr:`Suite.run_problem`).
@@ -58,6 +58,7 @@ TEXTUAL = Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"questions", "recipe", "mode
                 textual_suite.question_items, textual_suite.eval_textual)
 register_suite("alpacaeval", TEXTUAL)
 register_suite("arenahard", TEXTUAL)
+register_suite("sedareval", TEXTUAL)
 
 
 def suite_of(opts: Options) -> Suite:
