@@ -238,7 +238,7 @@ def judge_commands(suite: str, answer_file: Path, model_id: str, reference: Path
                 "export OPENAI_API_KEY=...",
                 evaluate]
     if suite == "arenahard":
-        checkout = answer_file.parent / "arena-hard-auto"
+        checkout = answer_file.parent.parent / "arena-hard-auto"  # beside model_answer/
         return [f"# Arena-Hard v0.1: judge {JUDGE_MODEL}, the official prompt of {ARENA_HARD_REPO}@"
                 f"{ARENA_HARD_COMMIT[:8]} ({ARENA_HARD_OFFICIAL_CONFIG}), baseline {ARENA_HARD_BASELINE}",
                 f"git clone https://github.com/{ARENA_HARD_REPO} {checkout} && git -C {checkout} checkout "
