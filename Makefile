@@ -34,13 +34,13 @@
 #   make eval MODEL=psp-dada/Qwen2.5-Math-7B-Uni-DPO SUITE=math ARGS=--recipe=qwen2.5-math-7b
 #                                                any checkpoint: a hub id [REVISION=branch|tag|commit] (downloaded;
 #                                                HF_HUB_OFFLINE=1: from the cache) or a folder, beside a recipe's row
-#   make eval RUN=... SUITE=alpacaeval|arenahard   answer files for the API judges + the judge commands
+#   make eval RUN=... SUITE=alpacaeval|arenahard|sedareval   answer files for the API judges + their commands
 #   make eval RUN=... SUITE=ifeval               IFEval's 541 prompts answered and scored offline (lm-eval's checkers):
 #                                                prompt- and instruction-level strict / loose, beside Table 1
 #   make eval RUN=... SUITE=... DRY_RUN=1        check it, print the resolved options and what would run as JSON
 #   make eval ARGS=--help                        every option of make eval: default, allowed values, which suites read it
-#   make eval-data                               the eleven evaluation sets (Table 2's math, AlpacaEval, Arena-Hard v0.1,
-#                                                IFEval) at pinned commits, sha256-checked, into data/eval/ (network)
+#   make eval-data                               the twelve evaluation sets (Table 2's math, AlpacaEval, Arena-Hard v0.1,
+#                                                IFEval, SedarEval) at pinned commits, sha256-checked, into data/eval/ (network)
 #   make eval-data DRY_RUN=1                     their sources, revisions, sha256 and rows as JSON; downloads nothing
 #   Errors print as one `error: ...` line (exit 2); ARGS="--debug" shows the traceback.
 

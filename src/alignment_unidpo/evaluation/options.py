@@ -42,10 +42,10 @@ def benchmark_names(value: str) -> str:
 class Options:
     """Every option of ``make eval`` at its default; the parser sets those given."""
 
-    suite: str = option("", help="Which evaluation (SUITE=...): math (Table 2), alpacaeval / arenahard (Table 1 "
-                                 "answer files), ifeval (Table 1's IFEval, scored offline), or one registered by a "
-                                 "package above evaluation (world: a preference-world run's held-out table); default: "
-                                 "the suite that claims RUN (a world run's).")
+    suite: str = option("", help="Which evaluation (SUITE=...): math (Table 2), alpacaeval / arenahard / sedareval "
+                                 "(Table 1 answer files), ifeval (Table 1's IFEval, scored offline), or one registered "
+                                 "by a package above evaluation (world: a preference-world run's held-out table); "
+                                 "default: the suite that claims RUN (a world run's).")
     predictions: str = option("", help="math without a RUN (PREDICTIONS=...): grade the outputs in this jsonl, "
                                        "{output, answer[, benchmark]} a line; no model.")
     model: str = option("", help="Instead of RUN (MODEL=...): a hub id (org/name; downloaded when online, from the "
@@ -60,13 +60,13 @@ class Options:
                                                        "(<name>.jsonl, .json or .parquet).")
     benchmarks: str = option("", rule=Rule("comma-separated benchmark names", parse=benchmark_names),
                              help="math: the benchmarks to run (a,b); default: all (grade-only: every line).")
-    questions: str = option("", help="alpacaeval / arenahard / ifeval: the question file; default "
+    questions: str = option("", help="alpacaeval / arenahard / sedareval / ifeval: the question file; default "
                                      "data/eval/alpaca_eval.json / data/eval/arena-hard-v0.1/question.jsonl / "
-                                     "data/eval/ifeval/input_data.jsonl.")
+                                     "data/eval/sedareval/questions.jsonl / data/eval/ifeval/input_data.jsonl.")
     recipe: str = option("", help="The recipe whose paper rows to compare with; default: the run folder's name "
                                   "(a hub MODEL: none).")
-    model_id: str = option("", help="alpacaeval / arenahard: the generator / model_id in the answer files; default: "
-                                    "the run folder's name (a hub MODEL: its name).")
+    model_id: str = option("", help="alpacaeval / arenahard / sedareval: the generator / model_id in the answer "
+                                    "files; default: the run folder's name (a hub MODEL: its name).")
     limit: int = option(0, rule=integer("an integer >= 0 (0: every item)", lambda v: v >= 0),
                         help="The first N items per benchmark (smoke tests).")
     batch_size: int = option(8, rule=integer("an integer >= 1", lambda v: v >= 1),

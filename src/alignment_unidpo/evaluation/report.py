@@ -125,13 +125,15 @@ def textual_markdown(suite: str, answer_file: Path, commands: list[str], recipe:
     """The answer file, the judge commands, and the paper's rows with Table 1's columns
     (Table 1, D.6, D.7, D.9) for ``recipe``: "-" where the paper has no number (or its table
     not the column), and what the recipe's data note says."""
-    cols = {"alpacaeval": ("alpacaeval_lc", "alpacaeval_wr"), "arenahard": ("arenahard_wr",)}[suite]
+    cols = {"alpacaeval": ("alpacaeval_lc", "alpacaeval_wr"), "arenahard": ("arenahard_wr",),
+            "sedareval": ("sedareval",)}[suite]
     assert set(cols) <= set(TABLE1_COLUMNS)
     rows: list[PaperRow] = [row for row in paper_rows(recipe) if row.table != "Table 2"]
     lines = [f"# {suite} answers (paper Table 1){f': {recipe}' if recipe else ''}", "",
-             f"Answers: `{answer_file}`. Judging needs an API judge; run:", "", "```"] + commands + ["```", ""]
-    table = [["ours", *("(judge)" for _ in cols)]] + [[row.label, *(_paper(row.numbers.get(c)) for c in cols)]
-                                                      for row in rows]
+             f"Answers: `{answer_file}`. Judging needs an API judge and has not been run; run:", "", "```"]
+    lines += commands + ["```", ""]
+    table = [["ours", *("(not judged yet)" for _ in cols)]]
+    table += [[row.label, *(_paper(row.numbers.get(c)) for c in cols)] for row in rows]
     lines += markdown_table(["", *cols], table)
     if not rows:
         lines += ["", no_row_note(recipe, "Table 1 (or D.6, D.7, D.9)")]

@@ -1,8 +1,8 @@
 """The kinds of evaluation ``make eval`` runs: one :class:`Suite` per ``SUITE=...``.
 
 Evaluation's own: ``math`` (Table 2; with ``PREDICTIONS=...`` and no model, the grade-only
-:data:`GRADE_ONLY`), ``alpacaeval`` and ``arenahard`` (Table 1 answer files), ``ifeval``
-(Table 1's IFEval columns, scored offline). A package above
+:data:`GRADE_ONLY`), ``alpacaeval``, ``arenahard`` and ``sedareval`` (Table 1 answer files),
+``ifeval`` (Table 1's IFEval columns, scored offline). A package above
 evaluation adds a suite of its own with :func:`register_suite`: the preference world
 registers ``world`` (:mod:`alignment_unidpo.world.plugins`), the default for a run folder
 it recognises (:attr:`Suite.run_problem`).
@@ -59,6 +59,7 @@ TEXTUAL = Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"questions", "recipe", "mode
                 textual_suite.question_items, textual_suite.eval_textual)
 register_suite("alpacaeval", TEXTUAL)
 register_suite("arenahard", TEXTUAL)
+register_suite("sedareval", TEXTUAL)
 register_suite("ifeval", Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"questions", "recipe"}, ifeval_suite.prompt_items,
                                ifeval_suite.eval_ifeval))
 
