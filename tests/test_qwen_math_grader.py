@@ -17,6 +17,7 @@ from alignment_unidpo.generation.qwen_math_grading import (
     math_equal,
     normalize,
     reference_answer,
+    symbolic_equal,
 )
 
 # (model output, gold answer, benchmark, correct?)
@@ -91,6 +92,18 @@ VERDICTS = [
     # Minerva keeps its units: "5 m" is not "5" there, but is elsewhere
     (r"\boxed{5 m}", "5", None, True),
     (r"\boxed{5\ m}", r"so $\boxed{5}$", "minerva_math", False),
+    # found on real rows (docs/math-graders.md, "Agreement on real rows and outputs"):
+    # their LaTeX parser reads a number with thousands groups as one number, in brackets too
+    (r"\boxed{1000\pi}", r"$\boxed{1,000\pi}$", "math500", True),
+    (r"\boxed{2251252}", r"$(2,251,252)$", "olympiadbench", True),   # OlympiadBench's gold, their verdict
+    # MATH (`math`, not `math500`): their evaluate step re-reads the gold from the solution,
+    # normalised once, so the cut at "\text{" that the prediction's second pass makes is not
+    # made in the gold
+    (r"\boxed{\lambda_{\text{red}}/\sqrt{2}}", r"so $\boxed{\lambda_{\text {red}} / \sqrt{2}}$", "math", False),
+    (r"\boxed{\lambda_{\text{red}}/\sqrt{2}}", r"so $\boxed{\lambda_{\text {red}} / \sqrt{2}}$", "math500", True),
+    # ... and "4:30p" against "4:30p.." is then decided by their parser, which reads the longest
+    # leading expression (4/(30p)) and ignores the rest
+    (r"\boxed{\text{4:30 p.m.}}", r"It is $\boxed{\text{4:30 p.m.}}$", "math", True),
 ]
 
 
@@ -122,6 +135,17 @@ DISAGREEMENTS = [
     (r"\boxed{2x+3y=6}", "3y+2x=6", False, True),
     # a LaTeX thousands group "{,}" is kept
     (r"\boxed{10{,}000}", "10000", False, True),
+    # seen on real rows (docs/math-graders.md, "Agreement on real rows and outputs"):
+    # \mathbf is removed, so bold digits with spaces read as the number
+    (r"The answer is $11+6=\mathbf{1 7}$.", "17", True, False),
+    # \textbf is not: AIME solutions' \textbf{(113)} is text
+    (r"\boxed{\textbf{(113) }}", "113", False, True),
+    # unit words cut a time: the gold becomes "4:30p", the output "4:30"
+    (r"\boxed{4:30 \text{ p.m.}}", r"\text{4:30 p.m.}", False, True),
+    # their last-number pattern has no fractions: "1/6" reads as 6
+    ("so x = 1/6", "1/6", False, True),
+    # a chained equation is neither an equation nor a value for their rules
+    (r"\boxed{\sqrt{324-68}=\sqrt{256}=16}", "16", False, True),
 ]
 
 
@@ -179,6 +203,8 @@ def test_minerva_keeps_units_and_its_gold_is_normalised_once():
 
 def test_gold_forms_per_benchmark():
     assert reference_answer("3 + 4 = 7\n#### 7", "gsm8k") == "7"
+    assert reference_answer(r"It is $\boxed{\text{4:30 p.m.}}$", "math") == "4:30p.."     # normalised once
+    assert reference_answer(r"It is $\boxed{\text{4:30 p.m.}}$", "math500") == "4:30p"   # three times
     assert reference_answer(r"Thus $\boxed{12\pi}$ square units.", "math500") == r"12\pi"
     assert reference_answer(r"\left( 3, \frac{\pi}{2} \right)", "math500") == r"(3,\frac{\pi}{2})"
     assert reference_answer(r"$\frac{1}{2}$", "olympiadbench") == r"\frac{1}{2}"
@@ -195,6 +221,19 @@ def test_math_equal_rules_directly():
     assert not math_equal("x=2", "x=1")
     assert math_equal("B", "B") and not math_equal("B", "C")
     assert not math_equal(None, "1") and not math_equal("", "1")
+
+
+@pytest.mark.parametrize("a, b, equal", [
+    ("x+1000", "x+1,000", True),       # a number's thousands groups
+    ("6170", "1,2345", True),          # the number is 1,234; the 5 is a second factor
+    ("4:30p", "4:30p..", True),        # the longest leading expression: the rest is ignored
+    ("5", "5)", True),
+    (r"1\3", r"1\2", False),           # a character neither parser reads: no expression at all
+    ("(1,2)", "(1,3)", False),         # no tuples in the first parser
+])
+def test_symbolic_equal_reads_latex_as_their_first_parser_does(a, b, equal):
+    """Each verdict is the one their ``symbolic_equal`` gives (SymPy's ANTLR LaTeX parser)."""
+    assert symbolic_equal(a, b) is equal
 
 
 def test_a_slow_check_times_out_and_counts_as_wrong(monkeypatch):

@@ -48,7 +48,10 @@ from .math_grading import Grade
 # Their harness maps each item's grading over a process pool with a 10 s limit.
 DEFAULT_TIMEOUT_S = 10
 # Bump when a rule changes what it decides: grades logged under another number are redone.
-GRADING_RULES = 1
+# 2: the first LaTeX parser reads thousands groups ("1,000" is 1000) and the longest leading
+#    expression ("4:30p.." is 4/(30p)); MATH's (``math``) gold is normalised once, as their
+#    evaluate step re-reads it from the solution (docs/math-graders.md, fidelity).
+GRADING_RULES = 2
 
 LETTERS = ("A", "B", "C", "D", "E")
 # Benchmarks whose answer is read as a choice letter straight from the output.
@@ -342,6 +345,9 @@ def _gold_before_grading(answer: str, benchmark: str) -> str:
 
 def reference_answer(answer: str, benchmark: str | None = None) -> str:
     """The gold final answer as their grader compares it (normalised as often as they do)."""
+    if benchmark == "math":  # their evaluate step re-extracts MATH's gold from the solution: normalised once
+        text = str(answer)
+        return normalize(_tidy(_box_content(text) if "boxed" in text else text))
     stored = _gold_before_grading(answer, benchmark or "")
     return stored if benchmark in UNIT_BENCHMARKS else normalize(stored)
 
@@ -486,14 +492,48 @@ def _has_collection(text: str) -> bool:
     return False
 
 
+# Their first parser's numbers: digits, then groups of a comma and exactly three digits
+# ("2,251,252" is one number; in "1,2345" the number is 1,234 and the 5 a second factor).
+_GROUPED_NUMBER = re.compile(r"\d+(?:,\d{3})+(?=(\d?))")
+
+
+def _ungroup(match: re.Match) -> str:
+    return match.group(0).replace(",", "") + ("\\cdot " if match.group(1) else "")
+
+
+def _longest_leading_expression(text: str):
+    """Their first parser has no end-of-input rule: it reads the longest leading expression and
+    ignores the rest (``4:30p..`` is ``4/(30p)``, ``5)`` is 5). Ours must read to the end,
+    so where its parser stops at a token that cannot continue an expression in theirs either (a
+    full stop, a semicolon, a closing bracket with no opening one), read again up to there (a few
+    times at most). Not elsewhere: theirs reads any ``\\command`` and runs of letters as products
+    of symbols where ours may stop, and a character neither can read fails in theirs too, as its
+    lexer reads one token ahead. Returns the expression and the text it was read from."""
+    parse = _latex_parser()
+    for _ in range(4):
+        try:
+            return parse(text), text
+        except Exception as err:
+            message, _, marker = str(err).rpartition("\n")  # "~~~^": the column where it stopped
+            expected = message.startswith(("I expected", "missing", "I don't understand"))
+            column = len(marker) - 1 if expected and re.fullmatch(r"~*\^", marker) else -1
+            if not 0 < column < len(text) or text[column] not in ".;)]}" or not text[:column].strip():
+                raise
+            text = text[:column]
+    return parse(text), text
+
+
 def _like_parse_latex(text: str):
     import sympy
 
+    text = _GROUPED_NUMBER.sub(_ungroup, text)
     cut = _depth0_comma(text)
     head = text[:cut] if cut >= 0 else text
-    if not head.strip() or _has_collection(head):
+    if not head.strip():
         raise ValueError("not for the first parser")
-    expr = _latex_parser()(head)
+    expr, used = _longest_leading_expression(head)
+    if _has_collection(used):
+        raise ValueError("not for the first parser")
     if not isinstance(expr, sympy.Basic) or isinstance(expr, (sympy.Set, sympy.MatrixBase)):
         raise ValueError("not an expression")
     return expr.xreplace({sympy.pi: sympy.Symbol("pi"), sympy.E: sympy.Symbol("e")})
