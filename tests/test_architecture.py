@@ -134,6 +134,6 @@ def test_importing_the_world_registers_its_plugins_after_the_stages_own():
     from alignment_unidpo.evaluation.suites import SUITES
 
     assert list(PROMPT_SOURCES) == ["jsonl", "world"] and "world:sft" in PROMPT_SOURCES["world"].models
-    assert list(SCORERS) == ["reward_model", "external", "prm", "none", "world_judge"]
+    assert list(SCORERS) == ["reward_model", "external", "prm", "none", "openai_judge", "world_judge"]
     assert SCORERS["world_judge"].needs_source == "world"
     assert list(SUITES) == ["math", "alpacaeval", "arenahard", "sedareval", "ifeval", "world"]

@@ -51,7 +51,7 @@ def test_data_help_lists_every_key_with_its_default_and_allowed_values(capsys):
     assert data_cli.main(["--help"]) == 0
     text = capsys.readouterr().out
     keys = [name for name, _ in data_fields()]
-    assert keys == dg_config.dotted_keys() and len(keys) == 2 + 11 + 13 + 11 + 3 + 2
+    assert keys == dg_config.dotted_keys() and len(keys) == 2 + 11 + 13 + 21 + 3 + 2
     for name, f in data_fields():
         line = next(line for line in text.splitlines() if line.strip().startswith(f"{name} [default "))
         assert f"[default {'null' if default_of(f) is None else ''}" in line
@@ -59,7 +59,7 @@ def test_data_help_lists_every_key_with_its_default_and_allowed_values(capsys):
         assert f"Allowed: {rule_of(f).describe()}" in flat(text), name
     # the registries' names are allowed values, read when asked (the world is registered by data_cli)
     assert "prompts.source" in text and "Allowed: one of jsonl, world." in flat(text)
-    assert "Allowed: one of reward_model, external, prm, none, world_judge." in flat(text)
+    assert "Allowed: one of reward_model, external, prm, none, openai_judge, world_judge." in flat(text)
     assert "generate.temperature [default 0.8]" in text and "Allowed: a number >= 0 (0: greedy)." in flat(text)
     assert "generate.trust_remote_code [default false]" in text
     assert "data_configs/paper/math-numinamath.yaml" in text

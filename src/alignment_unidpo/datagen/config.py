@@ -34,17 +34,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import DataGenError
-from ..base.schema import (BOOLEAN, MAPPING, NON_EMPTY_TEXT, TEXT, Choice, closest, default_of, integer, key_lines,
-                           number, old_name_of, option, read_fields, rule_of)
+from ..base.schema import (BOOLEAN, MAPPING, NON_EMPTY_TEXT, TEXT, Choice, Rule, closest, default_of, integer,
+                           key_lines, number, old_name_of, option, read_fields, rule_of)
 from ..base.yamlio import read_yaml
 from ..configs import TORCH_DTYPES
 from ..generation.backends import BACKENDS, resolve_backend
+from .judge_prompt import PINNED as PINNED_PROMPTS
 from .scorers import SCORERS
 from .sources import PROMPT_SOURCES, model_source
 from ..base.paths import REPO_ROOT
@@ -55,6 +57,20 @@ DEFAULT_CONFIG = REPO_ROOT / "data_configs" / "toy-world-on-policy.yaml"
 AT_LEAST_ONE = integer("an integer >= 1", lambda v: v >= 1)
 # Torch dtypes (the names training.models loads; transformers takes them as they are)
 DTYPE = Choice(TORCH_DTYPES)
+HTTP_URL = Rule("an http:// or https:// URL", lambda v: isinstance(v, str) and re.match(r"^https?://[^\s/]+\S*$", v)
+                is not None)
+
+
+def _env_var_name(value: Any) -> Any:
+    """An environment variable's name; anything else is refused without being echoed (it may be
+    the API key itself, which no error line may show)."""
+    if not (isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)):
+        raise DataGenError("score.judge_api_key_env must be the name of an environment variable (letters, digits, "
+                           "_), not the key itself; the value given is not shown")
+    return value
+
+
+ENV_VAR = Rule("the name of an environment variable", parse=_env_var_name)
 
 
 @dataclass
@@ -121,9 +137,12 @@ class ScoreConfig:
     scorer: str = option("reward_model", rule=Choice(SCORERS),
                          help="reward_model (a sequence-classification reward model, score.model), external (a "
                               "judge's scores file, score.path), prm (a process reward model, score.model), none "
-                              "(pair.rule: math only), or one registered by a package above datagen (the preference "
-                              "world's world_judge).")
-    model: str | None = option(None, rule=NON_EMPTY_TEXT, help="reward_model / prm: local folder or hub id.")
+                              "(pair.rule: math only), openai_judge (a chat model at an OpenAI-compatible endpoint "
+                              "rates each answer 1-10, FastChat's single-v1; score.model, score.judge_*), or one "
+                              "registered by a package above datagen (the preference world's world_judge).")
+    model: str | None = option(None, rule=NON_EMPTY_TEXT,
+                               help="reward_model / prm: local folder or hub id; openai_judge: the judge's model "
+                                    "name at the endpoint (the paper: gpt-4o-2024-05-13).")
     path: str | None = option(None, rule=TEXT, help="external: jsonl of {prompt, answer, score}.")
     trust_remote_code: bool = option(False, rule=BOOLEAN,
                                      help="Run the model repository's own code (ArmoRM and the PRM need it); a PRM's "
@@ -139,6 +158,34 @@ class ScoreConfig:
                                 help="prm: how the step rewards become one score.")
     prm_scale: float = option(10.0, rule=number("a number > 0", lambda v: v > 0),
                               help="prm: the 0-1 score times this (the paper: 10, appendix C.2).")
+    # openai_judge (datagen/judge.py); added after caches existed: a key at its default leaves
+    # every score folder where it was, and the keys that cannot change a rating are not hashed
+    judge_api_base: str = option("https://api.openai.com/v1", rule=HTTP_URL, hashed=False,
+                                 help="openai_judge: the endpoint's base URL (.../v1; an open judge on vllm serve: "
+                                      "http://127.0.0.1:8000/v1) (not hashed).")
+    judge_api_key_env: str = option("OPENAI_API_KEY", rule=ENV_VAR, hashed=False,
+                                    help="openai_judge: the environment variable holding the API key (the key "
+                                         "itself never goes in a config) (not hashed).")
+    judge_prompt: str = option("single-v1", rule=NON_EMPTY_TEXT, added=True,
+                               help="openai_judge: the judge prompt's name (single-v1: FastChat 0.2.36's, fetched "
+                                    "and hash-checked on first use).")
+    judge_prompt_file: str | None = option(None, rule=NON_EMPTY_TEXT, added=True,
+                                           help="openai_judge: a jsonl of judge prompts in FastChat's format to "
+                                                "take judge_prompt from (default: FastChat 0.2.36's pinned one).")
+    judge_temperature: float = option(0.0, rule=number("a number >= 0", lambda v: v >= 0), added=True,
+                                      help="openai_judge: sampling temperature (FastChat's: 0).")
+    judge_max_tokens: int = option(2048, rule=AT_LEAST_ONE, added=True,
+                                   help="openai_judge: the judgment's max_tokens (FastChat's: 2048).")
+    judge_concurrency: int = option(8, rule=AT_LEAST_ONE, hashed=False,
+                                    help="openai_judge: requests in flight at most (not hashed).")
+    judge_max_retries: int = option(8, rule=integer("an integer >= 0", lambda v: v >= 0), hashed=False,
+                                    help="openai_judge: retries of a request on 429, 408, 5xx, timeouts and dropped "
+                                         "connections, waiting Retry-After or 1, 2, 4, ... 60 s (not hashed).")
+    judge_timeout: float = option(120.0, rule=number("a number > 0", lambda v: v > 0), hashed=False,
+                                  help="openai_judge: seconds to wait for one answer (not hashed).")
+    judge_cache: str | None = option(None, rule=NON_EMPTY_TEXT, hashed=False,
+                                     help="openai_judge: folder of the ratings cache (ratings.jsonl); default "
+                                          "<output_root>/judge-cache (not hashed).")
 
 
 @dataclass
@@ -290,6 +337,13 @@ def check(cfg: dict[str, Any], where: str) -> None:
         raise DataGenError(f"{where}: score.model is required for score.scorer: {s['scorer']}")
     if s["scorer"] == "external" and not s["path"]:
         raise DataGenError(f"{where}: score.path (the judge's scores file) is required for score.scorer: external")
+    if s["scorer"] == "openai_judge" and not s["model"]:
+        raise DataGenError(f"{where}: score.model (the judge's model name at score.judge_api_base, e.g. "
+                           "gpt-4o-2024-05-13) is required for score.scorer: openai_judge")
+    if s["scorer"] == "openai_judge" and not s["judge_prompt_file"] and s["judge_prompt"] not in PINNED_PROMPTS:
+        raise DataGenError(f"{where}: score.judge_prompt: {s['judge_prompt']!r} needs score.judge_prompt_file (a "
+                           "jsonl of judge prompts in FastChat's format); without it the pinned FastChat 0.2.36 "
+                           f"prompts are known: {', '.join(PINNED_PROMPTS)}")
     if scorer.needs_source is not None and p["source"] != scorer.needs_source:
         raise DataGenError(f"{where}: score.scorer: {s['scorer']} needs prompts.source: {scorer.needs_source}")
     if s["verifier"] == "math" and p["source"] == "jsonl" and not p["answer_field"]:

@@ -70,7 +70,8 @@ def input_problems(cfg: dict[str, Any]) -> list[str]:
 
     The prompts file (read by every run), and only for a stage not yet complete: its model
     (a local folder that does not exist; a hub id not in the local cache with HF_HUB_OFFLINE
-    set) and the external judge's scores file. A stage already done needs none of them.
+    set), the external judge's scores file, and what the scorer's own check finds (the
+    openai_judge's API key variable, never its value). A stage already done needs none of them.
     """
     p, g, s = cfg["prompts"], cfg["generate"], cfg["score"]
     done = stages_done(stage_dirs(cfg))
@@ -83,6 +84,8 @@ def input_problems(cfg: dict[str, Any]) -> list[str]:
         found.append(_model_problem("score.model", str(s["model"])))
     if not done["score"] and s["scorer"] == "external":
         found.append(_file_problem("score.path", s["path"], "the external judge's scores"))
+    if not done["score"] and SCORERS[s["scorer"]].problems is not None:  # the judge's API key, ...
+        found.extend(SCORERS[s["scorer"]].problems(cfg))
     return [problem for problem in found if problem]
 
 
@@ -153,6 +156,8 @@ def stats_of(rows: list[dict[str, Any]], pairs: list[dict[str, Any]], dropped: d
         "histogram": {"all": histogram(scores), "chosen": histogram(chosen),
                       "rejected": histogram([p["score_rejected"] for p in pairs])},
     }
+    if rows and "unrated_samples" in rows[0]:  # openai_judge: answers dropped, their judgment had no rating
+        out["unrated_samples"] = sum(len(r["unrated_samples"]) for r in rows)
     if rows and "correct" in rows[0]:
         out["correct_rate"] = statistics.fmean(c for r in rows for c in r["correct"])
     if pairs and "true_chosen" in pairs[0]:  # the world: how often the judge's order is wrong
@@ -232,6 +237,9 @@ def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, A
         write_jsonl_atomic(pairs_path, pairs)
         stats = stats_of(rows, pairs, dropped, params)
         stats["config"] = {k: cfg[k] for k in ("name", "config_path", "prompts", *STAGES)}
+        scorer_runs = {p.stem: json.loads(p.read_text()) for p in sorted(dirs["score"].glob("scorer-stats-p*.json"))}
+        if scorer_runs:  # the openai_judge: requests, cache hits, retries, unparsable ratings of its last run
+            stats["scorer_runs"] = scorer_runs
         plot_scores([s for r in rows for s in r["norm_scores"] if s is not None], pairs, out / PLOT_FILE,
                     f"{cfg['name']}: {len(pairs)} pairs, tau_good = {stats['tau_good']:.3g}")
         write_text_atomic(stats_path, json.dumps(stats, indent=2))

@@ -5,15 +5,20 @@ model, an external judge's file, a process reward model, none, or a scorer regis
 package above datagen, such as the preference world's noisy judge). ``verifier: math``
 labels each sample with :func:`alignment_unidpo.generation.math_grading.grade` against the
 prompt's ground truth. Scoring is sharded like generation: score shard ``k`` is computed
-from generation shard ``k`` and written atomically.
+from generation shard ``k`` and written atomically. The scorer is built with the config plus
+``progress`` (whether to draw progress bars). A scorer with a ``stats()`` (the
+``openai_judge``: requests, cache hits, retries, unparsable ratings) has it written after
+each shard to ``scorer-stats-p<process>.json`` in the score folder: what that process's last
+run did.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from ..base.files import write_jsonl_atomic
+from ..base.files import write_jsonl_atomic, write_text_atomic
 from ..base.jsonio import read_json_records
 from ..generation.math_grading import grade
 from .generate import my_shards, shard_path
@@ -35,12 +40,15 @@ def run_score(cfg: dict[str, Any], gen_dir: Path, folder: Path, n_shards: int, p
     counts = {"shards": n_shards, "cached": n_shards - len(todo), "scored": 0}
     if not todo:
         return counts
-    scorer = SCORERS[s["scorer"]].build(cfg)
+    scorer = SCORERS[s["scorer"]].build({**cfg, "progress": progress})
+    stats = getattr(scorer, "stats", None)  # a scorer that counts its work (the openai_judge)
     for k in tqdm(todo, desc=f"score [{process_index}]", unit="shard", disable=not progress):
         src = shard_path(gen_dir, k)
         rows = list(read_json_records(src))
         fields = scorer(rows, src)
-        labels = math_labels(rows) if s["verifier"] == "math" else None
+        # a scorer may drop samples it could not score (the judge's unparsable ratings): label those kept
+        kept = [{**r, "samples": f.get("samples", r["samples"])} for r, f in zip(rows, fields)]
+        labels = math_labels(kept) if s["verifier"] == "math" else None
         out = []
         for i, (r, f) in enumerate(zip(rows, fields)):
             row = {**r, "scores": f["scores"]}
@@ -50,4 +58,6 @@ def run_score(cfg: dict[str, Any], gen_dir: Path, folder: Path, n_shards: int, p
             out.append(row)
         write_jsonl_atomic(shard_path(folder, k), out)
         counts["scored"] += 1
+        if stats is not None:
+            write_text_atomic(folder / f"scorer-stats-p{process_index}.json", json.dumps(stats(), indent=1))
     return counts

@@ -19,6 +19,12 @@ Datagen's own (appendix C.2 of the paper):
   card's convention, and reduce step rewards by ``prm_aggregate`` (the paper does not say
   how; min is the common choice), then scale 0-1 by 10. **Not run yet** (a 7B model).
 * ``none``: no score (math rule with the verifier only).
+* ``openai_judge``: a chat model behind any OpenAI-compatible endpoint (GPT-4o, or an open judge
+  on ``vllm serve``) rates each answer 1-10 with FastChat's ``single-v1`` prompt, the question
+  being the last user turn (:mod:`.judge`, :mod:`.judge_prompt`). An empty answer is not sent
+  (score None; pairing leaves empty answers out anyway). An answer whose judgment has no
+  ``[[rating]]`` is dropped from its row's samples (its index listed in ``unrated_samples``),
+  so it is never chosen or rejected; ``stats.json`` counts them.
 
 Every scorer has one signature: built from the whole config (:data:`ScorerBuilder`, its
 models loaded then), it scores a generation shard's rows (:data:`ShardScorer`), given the
@@ -41,6 +47,7 @@ from ..base.errors import DataGenError
 from ..base.jsonio import read_json_records
 from ..base.values import trusts_remote_code
 from ..generation.prompts import MATH_SYSTEM_PROMPT
+from .judge import Judge, judge_problems
 
 
 # (a generation shard's rows, its file) -> per row, the fields it gains: "scores" (one per
@@ -198,6 +205,33 @@ def prm_scorer(cfg: dict[str, Any]) -> ShardScorer:
     return score
 
 
+def openai_judge_scorer(cfg: dict[str, Any]) -> ShardScorer:
+    """``openai_judge``: each sample's 1-10 rating by the judge at ``score.judge_api_base``.
+
+    A row gains ``scores`` (the rated samples'), ``unrated_samples`` (the indices of those whose
+    judgment had no rating) and, when any was unrated, ``samples`` without them. The scorer's
+    ``stats()`` is the judge's count of answers, cache hits, requests, retries and unparsable
+    ratings (written beside the score shards)."""
+    judge = Judge.from_config(cfg)
+
+    def score(rows, shard_file):
+        ratings = iter(judge.rate([(prompt_text(r["prompt"]), smp["text"]) for r in rows for smp in r["samples"]],
+                                  desc=f"judge {Path(shard_file).stem}"))
+        out = []
+        for r in rows:
+            got = [next(ratings) for _ in r["samples"]]
+            unrated = [j for j, (g, smp) in enumerate(zip(got, r["samples"])) if g is None and smp["text"].strip()]
+            fields: dict[str, Any] = {"scores": [g for j, g in enumerate(got) if j not in unrated],
+                                      "unrated_samples": unrated}
+            if unrated:
+                fields["samples"] = [smp for j, smp in enumerate(r["samples"]) if j not in unrated]
+            out.append(fields)
+        return out
+
+    score.stats = judge.stats
+    return score
+
+
 def no_scorer(cfg: dict[str, Any]) -> ShardScorer:
     """``none``: no score for any sample (the math rule pairs by the verifier's labels alone)."""
     return lambda rows, shard_file: score_fields([[None] * len(r["samples"]) for r in rows])
@@ -210,6 +244,9 @@ class ScorerSpec:
     build: ScorerBuilder  # the whole config -> the scorer (its models loaded)
     uses_model: bool = False  # reads score.model (which must then be given, and exist)
     needs_source: str | None = None  # the only prompts.source whose prompts it can score
+    # what a run would stop on, checked before anything loads while the score stage is to run
+    # (the judge's API key): the config -> one line per problem, each naming its key
+    problems: Callable[[dict[str, Any]], list[str]] | None = None
 
 
 SCORERS: dict[str, ScorerSpec] = {}
@@ -225,3 +262,4 @@ register_scorer("reward_model", ScorerSpec(lambda cfg: reward_model_scorer(cfg),
 register_scorer("external", ScorerSpec(lambda cfg: external_scorer(cfg)))
 register_scorer("prm", ScorerSpec(lambda cfg: prm_scorer(cfg), uses_model=True))
 register_scorer("none", ScorerSpec(lambda cfg: no_scorer(cfg)))
+register_scorer("openai_judge", ScorerSpec(lambda cfg: openai_judge_scorer(cfg), problems=judge_problems))
