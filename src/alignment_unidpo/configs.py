@@ -28,6 +28,7 @@ from .base.values import finite_number, first_bad_value, is_integer, rules_by_ke
 
 PERF_WEIGHTS = ("stabilized", "focal", "none")  # perf_weight: Eq. (10), Eq. (7), off (training.losses)
 TRUNCATION_RULES = ("fit", "authors")  # truncation_rule (training.tokenization.truncate_pair)
+SYSTEM_TURNS = ("prompt", "authors")  # system_turn (training.tokenization.render_pair)
 # tau_good: median in a recipe: the paper's rule (Table C.1), the median chosen score of the training
 # pairs. resolve keeps the rule beside the training config (ResolvedRecipe.tau_good_rule), whose
 # tau_good is TAU_GOOD_AT_LOAD until training.run computes the number from the loaded pairs and
@@ -129,6 +130,17 @@ def check_truncation_rule(rule: str) -> None:
         raise ValueError(f"truncation_rule must be one of {TRUNCATION_RULES}, got {rule!r}")
 
 
+def check_system_turn(system_turn: str, label_assistant_header: bool) -> None:
+    """Raise ValueError unless ``system_turn`` is one of :data:`SYSTEM_TURNS` and, when it is
+    ``authors``, ``label_assistant_header`` is true (the authors' answer is the whole assistant
+    turn rendered on its own, header included)."""
+    if system_turn not in SYSTEM_TURNS:
+        raise ValueError(f"system_turn must be one of {SYSTEM_TURNS}, got {system_turn!r}")
+    if system_turn == "authors" and not label_assistant_header:
+        raise ValueError("system_turn: authors needs label_assistant_header: true (the authors render each answer "
+                         "as a whole assistant turn on its own, header included)")
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
@@ -225,9 +237,21 @@ class DataArguments:
         metadata={"help": "With apply_chat_template=false, text appended to answers that lack it, before the EOS "
                           "(authors' math runs: '<|im_end|>', so answers end '<|im_end|><|endoftext|>')."},
     )
+    system_turn: str = field(
+        default="prompt",
+        metadata={"help": "Where a chat template's default system turn goes (e.g. Qwen2.5's 'You are Qwen, created "
+                          "by Alibaba Cloud. ...'). prompt: the conversation is rendered once, so the template's "
+                          "system turn is in the unlabelled prompt, once. authors: as the Uni-DPO authors' "
+                          "run_uni_dpo.py (trl's maybe_insert_system_message): an empty system turn is put before "
+                          "a conversation without one when the template mentions 'system', and each answer is "
+                          "rendered on its own, so Qwen2.5's default system turn is in every labelled answer and "
+                          "counts toward max_length. Needs label_assistant_header: true; no change for Llama-3 or "
+                          "Gemma-2 templates; ignored with apply_chat_template=false."},
+    )
 
     def __post_init__(self):
         check_truncation_rule(self.truncation_rule)
+        check_system_turn(self.system_turn, self.label_assistant_header)
 
 
 @dataclass
@@ -425,6 +449,7 @@ VALUE_RULES: tuple[tuple[tuple[str, ...], Any, str], ...] = (
     (("tau_good",), lambda v: finite_number(v) or (isinstance(v, str) and v in TAU_GOOD_RULES),
      "a finite number or " + " or ".join(f"'{rule}'" for rule in TAU_GOOD_RULES)),
     (("truncation_rule",), lambda v: v in TRUNCATION_RULES, " or ".join(f"'{r}'" for r in TRUNCATION_RULES)),
+    (("system_turn",), lambda v: v in SYSTEM_TURNS, " or ".join(f"'{r}'" for r in SYSTEM_TURNS)),
     (("label_smoothing",), lambda v: finite_number(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
     (("warmup_ratio", "lora_dropout"), lambda v: finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     (("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",

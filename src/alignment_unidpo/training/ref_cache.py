@@ -12,8 +12,9 @@ of a key made of
   config files, the hub revision it was loaded at, or the toy builder's seed; and the
   dtype it runs in;
 * the tokenizer (its full serialised vocabulary and rules) and the chat template;
-* the tokenised dataset itself (a hash of every prompt/chosen/rejected token id, which
-  also pins the data files, mixture, seed and split), ``max_length``,
+* the tokenised dataset itself (a hash of every prompt/chosen/rejected token id, and of
+  the unlabelled-id counts where any is not 0, which also pins the data files, mixture,
+  seed and split), ``max_length``,
   ``max_prompt_length``, ``apply_chat_template`` and the truncation rule;
 * this file format's version.
 
@@ -39,7 +40,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from ..base.files import atomic_path, remove_stale_temp_files, write_text_atomic
-from .tokenization import REFERENCE_COLUMNS
+from .tokenization import REFERENCE_COLUMNS, UNLABELLED_COLUMNS
 from .toy import TOY_SEED, is_toy
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,26 @@ def _sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
+def feature_columns(ds: datasets.Dataset) -> list[str]:
+    """The columns the collator reads the sequences and labels from: the token columns, and
+    the unlabelled-id counts (tokenization.UNLABELLED_COLUMNS) where the dataset has them."""
+    return list(TOKEN_COLUMNS) + [c for c in UNLABELLED_COLUMNS if c in ds.column_names]
+
+
 def _token_table(ds: datasets.Dataset):
-    """The token columns as an Arrow table, row order and selection applied."""
-    return ds.select_columns(list(TOKEN_COLUMNS)).with_format("arrow")[:]
+    """The feature columns as an Arrow table, row order and selection applied."""
+    return ds.select_columns(feature_columns(ds)).with_format("arrow")[:]
+
+
+def _unlabelled(table, column: str) -> np.ndarray:
+    if column not in table.column_names:
+        return np.zeros(table.num_rows, dtype=np.int64)
+    return np.asarray(table.column(column).fill_null(0)).astype(np.int64)
 
 
 def dataset_fingerprint(ds: datasets.Dataset) -> str:
-    """SHA-256 of every prompt/chosen/rejected token id, row by row."""
+    """SHA-256 of every prompt/chosen/rejected token id, row by row, and of the unlabelled-id
+    counts when any is not 0 (so datasets whose splits all agree keep their fingerprint)."""
     digest = hashlib.sha256()
     table = _token_table(ds)
     for name in TOKEN_COLUMNS:
@@ -69,17 +83,26 @@ def dataset_fingerprint(ds: datasets.Dataset) -> str:
         digest.update(name.encode())
         digest.update(np.asarray(column.offsets).astype(np.int64).tobytes())
         digest.update(np.asarray(column.values).astype(np.int64).tobytes())
+    for name in UNLABELLED_COLUMNS:
+        counts = _unlabelled(table, name)
+        if counts.any():
+            digest.update(name.encode())
+            digest.update(counts.tobytes())
     return digest.hexdigest()
 
 
 def expected_token_counts(ds: datasets.Dataset) -> dict[str, np.ndarray]:
-    """Completion tokens each answer contributes (its first token needs a prompt before it)."""
+    """Completion tokens each answer contributes: its ids but the unlabelled ones (the end of
+    its own prompt); with no prompt at all its first token, which nothing precedes."""
     table = _token_table(ds)
     has_prompt = np.asarray(pc.list_value_length(table.column("prompt_input_ids"))) > 0
     counts = {}
-    for column, answer in zip(COUNT_COLUMNS, ("chosen_input_ids", "rejected_input_ids")):
+    for column, answer, unlabelled in zip(COUNT_COLUMNS, ("chosen_input_ids", "rejected_input_ids"),
+                                          UNLABELLED_COLUMNS):
         lengths = np.asarray(pc.list_value_length(table.column(answer))).astype(np.int64)
-        counts[column] = np.where(has_prompt, lengths, np.maximum(lengths - 1, 0))
+        skipped = _unlabelled(table, unlabelled)
+        first_unpredicted = (~has_prompt) & (skipped == 0)
+        counts[column] = np.maximum(lengths - skipped - first_unpredicted, 0)
     return counts
 
 

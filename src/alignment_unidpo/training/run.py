@@ -27,7 +27,7 @@ from .models import load_policy_and_reference, load_tokenizer
 from ..resolve import ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, reference_identity, tokenizer_fingerprint
 from .reference import ReferencePlan, precomputes_reference
-from .tokenization import TokenizationRules, tokenize_row
+from .tokenization import UNLABELLED_COLUMNS, TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer
 
 logger = logging.getLogger("alignment_unidpo")
@@ -51,7 +51,8 @@ def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, sp
     truncated = sum(ds["truncated"])
     if truncated:
         logger.info("%s: %d of %d pairs truncated to max_length=%d", split, truncated, len(ds), args.max_length)
-    keep = ["prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "score_chosen", "score_rejected"]
+    keep = ["prompt_input_ids", "chosen_input_ids", "rejected_input_ids", *UNLABELLED_COLUMNS, "score_chosen",
+            "score_rejected"]
     return ds.remove_columns([c for c in ds.column_names if c not in keep])
 
 

@@ -7,21 +7,31 @@ includes the template's generation prompt (e.g. Llama-3's
 ``<|start_header_id|>assistant<|end_header_id|>\n\n``), so only the answer is labelled.
 With ``label_assistant_header`` the prompt is rendered *without* the generation prompt,
 so the assistant header belongs to the answer and is labelled, as in the Uni-DPO
-authors' runs. (For Qwen2.5 the authors render the answer on its own, which also labels
-the template's default system turn; that is not reproduced here.) With
+authors' runs. A template's default system turn (Qwen2.5's "You are Qwen, ...") is then
+in the unlabelled prompt, once (``system_turn: prompt``). ``system_turn: authors``
+renders as the authors' ``run_uni_dpo.py`` does: the prompt gets an empty system turn
+when it has none and the template mentions "system" (trl's ``maybe_insert_system_message``),
+and each answer is rendered on its own, so the template adds its default system turn to
+every (labelled) answer; for Llama-3 and Gemma-2 templates both give the same text. With
 ``apply_chat_template=False`` the prompt is one already-templated string, and answers get
 ``plain_answer_suffix`` and the EOS token appended where they lack them.
 
 Token ids. Each full sequence (prompt + answer) is tokenised as a whole, without extra
 special tokens (the template carries BOS itself, which avoids a double BOS), and split
-where its ids stop agreeing with the prompt's own ids, as TRL does. So prompt + answer ids
-are always exactly the ids of the whole rendered sequence, also for tokenizers that
-merge across the boundary. Then: plain prompts get the tokenizer's BOS (or, with
-``eos_as_bos``, its EOS, as in the authors' math runs) when ``bos_for_plain_prompts`` and
-they lack it; with ``append_eos`` every answer not ending in the EOS id gets it (the
+where its ids stop agreeing with the prompt's own ids, for each answer on its own, as
+TRL does. So prompt + answer ids are always exactly the ids of the whole rendered
+sequence, also for tokenizers that merge across the boundary. When the two answers split
+at different points (one answer starts with text that merges with the prompt's last
+token, e.g. ``\n`` after a prompt ending ``\n``), ``prompt_input_ids`` is the shorter,
+shared prompt and the other answer's ids start with the rest of *its* prompt, which is
+not labelled: ``chosen_unlabelled`` / ``rejected_unlabelled`` count those ids (0 when the
+splits agree, which is almost always). Then: plain prompts get the tokenizer's BOS (or,
+with ``eos_as_bos``, its EOS, as in the authors' math runs) when ``bos_for_plain_prompts``
+and they lack it; with ``append_eos`` every answer not ending in the EOS id gets it (the
 authors' trl-0.9.6 convention: Gemma-2 answers end ``<end_of_turn>\n<eos>``).
 
-Truncation (``truncation_rule``), when prompt + longer answer exceed ``max_length``:
+Truncation (``truncation_rule``), for each answer with its own prompt, when that prompt +
+the longer answer exceed ``max_length``:
 
 * ``fit`` (default): the prompt is cut from the left to ``max_prompt_length``, then the
   answers from the right to what fits (``max_length - len(prompt)``); a prompt longer
@@ -29,6 +39,10 @@ Truncation (``truncation_rule``), when prompt + longer answer exceed ``max_lengt
 * ``authors``: the prompt is cut the same way, but answers are cut to
   ``max_length - max_prompt_length`` tokens whatever the prompt's length (248 at
   2048/1800), and no prompt is dropped (trl 0.9.6, which the authors' code copies).
+
+The one case not reproduced id for id: when the prompt itself is cut and the two answers'
+own prompts differ in length, the shared prompt is cut by the larger amount, so one
+answer keeps a prompt token fewer at the left than trl would keep.
 """
 
 from __future__ import annotations
@@ -40,9 +54,11 @@ from typing import Any
 import torch
 
 from ..base.errors import ChatTemplateError
-from ..configs import check_truncation_rule
+from ..configs import check_system_turn, check_truncation_rule
 
 IGNORE_INDEX = -100
+# per answer: how many of its first ids end its own prompt (not labelled); see the module docstring
+UNLABELLED_COLUMNS = ("chosen_unlabelled", "rejected_unlabelled")
 
 
 @dataclass(frozen=True)
@@ -55,9 +71,15 @@ class TokenizationRules:
     bos_for_plain_prompts: bool = True
     eos_as_bos: bool = False
     plain_answer_suffix: str | None = None
+    system_turn: str = "prompt"
+
+    # keys added after reference log-prob caches were first written: left out of as_dict() at
+    # their default, so the caches of runs that do not use them keep their key
+    _LATER_DEFAULTS = {"system_turn": "prompt"}
 
     def __post_init__(self):
         check_truncation_rule(self.truncation_rule)
+        check_system_turn(self.system_turn, self.label_assistant_header)
 
     @classmethod
     def from_args(cls, args: Any) -> "TokenizationRules":
@@ -65,7 +87,8 @@ class TokenizationRules:
         return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items()
+                if not (k in self._LATER_DEFAULTS and v == self._LATER_DEFAULTS[k])}
 
 
 DEFAULT_RULES = TokenizationRules()
@@ -80,6 +103,8 @@ def render_pair(
         if len(messages) != 1:
             raise ChatTemplateError("apply_chat_template=false needs the prompt as one string, not a conversation")
         return (messages[0]["content"], *(_plain_answer(tokenizer, a, rules) for a in (chosen, rejected)))
+    if rules.system_turn == "authors":
+        return _render_as_authors(tokenizer, messages, chosen, rejected)
     prompt = tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=not rules.label_assistant_header
     )
@@ -94,6 +119,21 @@ def render_pair(
                 "so the prompt/answer boundary is unknown; set `chat_template` in the recipe"
             )
         completions.append(full[len(prompt):])
+    return prompt, completions[0], completions[1]
+
+
+def _render_as_authors(tokenizer, messages: list[dict[str, str]], chosen: str, rejected: str) -> tuple[str, str, str]:
+    """``system_turn: authors``: the layout of the authors' ``run_uni_dpo.py`` ``apply_chat_template``."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else str(tokenizer.chat_template)
+    conversation = list(messages)
+    if conversation[0]["role"] != "system" and ("system" in template or "<|im_start|>" in template):
+        conversation = [{"role": "system", "content": ""}] + conversation
+    prompt = tokenizer.apply_chat_template(conversation, tokenize=False)
+    bos = tokenizer.bos_token
+    completions = []
+    for answer in (chosen, rejected):
+        text = tokenizer.apply_chat_template([{"role": "assistant", "content": answer}], tokenize=False)
+        completions.append(text[len(bos):] if bos and text.startswith(bos) else text)
     return prompt, completions[0], completions[1]
 
 
@@ -113,36 +153,53 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def encode_pair(tokenizer, prompt: str, chosen: str, rejected: str) -> tuple[list[int], list[int], list[int]]:
-    """Ids of the prompt and the two answers, with ``prompt + answer == ids(prompt_text + answer_text)``.
+def encode_pair(
+    tokenizer, prompt: str, chosen: str, rejected: str,
+) -> tuple[list[int], list[int], list[int], tuple[int, int]]:
+    """Ids of the shared prompt and the two answers, and how many of each answer's first ids are unlabelled.
 
-    The split point is where the whole sequences stop agreeing with the prompt tokenised
-    alone (the shorter of the two, so the prompt ids are shared).
+    ``prompt + answer == ids(prompt_text + answer_text)`` for both answers. Each whole
+    sequence is split where it stops agreeing with the prompt tokenised alone; the shared
+    prompt ends at the earlier of the two split points, and an answer split later starts
+    with the rest of its own prompt (the unlabelled count).
     """
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     prompt_ids = encode(prompt)
     full_chosen, full_rejected = encode(prompt + chosen), encode(prompt + rejected)
-    split = min(_common_prefix(prompt_ids, full_chosen), _common_prefix(prompt_ids, full_rejected))
-    return full_chosen[:split], full_chosen[split:], full_rejected[split:]
+    splits = (_common_prefix(prompt_ids, full_chosen), _common_prefix(prompt_ids, full_rejected))
+    shared = min(splits)
+    return full_chosen[:shared], full_chosen[shared:], full_rejected[shared:], (splits[0] - shared, splits[1] - shared)
+
+
+def _cut_one(prompt_length: int, longer: int, max_length: int, max_prompt_length: int, rule: str):
+    """(ids cut from the left of one answer's prompt, room left for the answer or None for no cut)."""
+    if prompt_length + longer <= max_length:
+        return 0, None
+    cut = max(prompt_length - max_prompt_length, 0)
+    prompt_length -= cut
+    if rule == "authors":
+        if prompt_length + longer <= max_length:
+            return cut, None
+        return cut, max_length - max_prompt_length
+    return cut, max_length - prompt_length
 
 
 def truncate_pair(
     prompt_ids: list[int], chosen_ids: list[int], rejected_ids: list[int], max_length: int, max_prompt_length: int,
-    rule: str = "fit",
+    rule: str = "fit", unlabelled: tuple[int, int] = (0, 0),
 ) -> tuple[list[int], list[int], list[int]]:
-    """Cut the prompt from the left, then the answers from the right (see module docstring)."""
-    longer = max(len(chosen_ids), len(rejected_ids))
-    if len(prompt_ids) + longer <= max_length:
-        return prompt_ids, chosen_ids, rejected_ids
-    if len(prompt_ids) > max_prompt_length:
-        prompt_ids = prompt_ids[-max_prompt_length:]
-    if rule == "authors":
-        if len(prompt_ids) + longer <= max_length:
-            return prompt_ids, chosen_ids, rejected_ids
-        room = max_length - max_prompt_length
-    else:
-        room = max_length - len(prompt_ids)
-    return prompt_ids, chosen_ids[:room], rejected_ids[:room]
+    """Cut the prompt from the left, then the answers from the right (see module docstring).
+
+    ``unlabelled``: how many of each answer's first ids belong to its own prompt; they are
+    counted as prompt and never cut.
+    """
+    tails = [ids[:k] for ids, k in zip((chosen_ids, rejected_ids), unlabelled)]
+    own = [ids[k:] for ids, k in zip((chosen_ids, rejected_ids), unlabelled)]
+    longer = max(len(answer) for answer in own)
+    cuts = [_cut_one(len(prompt_ids) + len(tail), longer, max_length, max_prompt_length, rule) for tail in tails]
+    cut = min(max(c for c, _ in cuts), len(prompt_ids))
+    answers = [tail + (answer if room is None else answer[:room]) for tail, answer, (_, room) in zip(tails, own, cuts)]
+    return prompt_ids[cut:], answers[0], answers[1]
 
 
 def tokenize_row(
@@ -154,20 +211,24 @@ def tokenize_row(
     ``prompt_too_long`` marks rows to drop; ``truncated`` marks rows that were cut.
     """
     texts = render_pair(tokenizer, row["messages"], row["chosen"], row["rejected"], apply_chat_template, rules)
-    prompt_ids, chosen_ids, rejected_ids = encode_pair(tokenizer, *texts)
+    prompt_ids, chosen_ids, rejected_ids, unlabelled = encode_pair(tokenizer, *texts)
     if not apply_chat_template and rules.bos_for_plain_prompts:
         bos = tokenizer.eos_token_id if rules.eos_as_bos else tokenizer.bos_token_id
         if bos is not None and prompt_ids[:1] != [bos]:
             prompt_ids = [bos] + prompt_ids
-    if rules.append_eos and tokenizer.eos_token_id is not None:
-        chosen_ids, rejected_ids = (ids if ids[-1:] == [tokenizer.eos_token_id] else ids + [tokenizer.eos_token_id]
-                                    for ids in (chosen_ids, rejected_ids))
-    too_long = rules.truncation_rule == "fit" and len(prompt_ids) > max_length
-    cut = truncate_pair(prompt_ids, chosen_ids, rejected_ids, max_length, max_prompt_length, rules.truncation_rule)
+    eos = tokenizer.eos_token_id
+    if rules.append_eos and eos is not None:  # an answer all prompt (k == len) still gets its EOS, as in trl
+        chosen_ids, rejected_ids = (ids if len(ids) > k and ids[-1] == eos else ids + [eos]
+                                    for ids, k in zip((chosen_ids, rejected_ids), unlabelled))
+    too_long = rules.truncation_rule == "fit" and len(prompt_ids) + max(unlabelled) > max_length
+    cut = truncate_pair(prompt_ids, chosen_ids, rejected_ids, max_length, max_prompt_length, rules.truncation_rule,
+                        unlabelled)
     return {
         "prompt_input_ids": cut[0],
         "chosen_input_ids": cut[1],
         "rejected_input_ids": cut[2],
+        UNLABELLED_COLUMNS[0]: unlabelled[0],
+        UNLABELLED_COLUMNS[1]: unlabelled[1],
         "prompt_too_long": too_long,
         "truncated": (len(cut[0]), len(cut[1]), len(cut[2])) != (len(prompt_ids), len(chosen_ids), len(rejected_ids)),
     }
@@ -189,8 +250,10 @@ class PreferenceCollator:
     sequence (which is how the attention backends keep the sequences apart; there is no
     ``attention_mask``) and ``sequence_ids`` give each token's sequence index.
 
-    In both, ``labels`` are the input ids with prompt and padding positions set to -100,
-    and precomputed reference log-probs (:data:`REFERENCE_COLUMNS`) are passed through.
+    In both, ``labels`` are the input ids with prompt and padding positions set to -100
+    (also an answer's first ``chosen_unlabelled`` / ``rejected_unlabelled`` ids, the end of
+    its own prompt, when the features have them), and precomputed reference log-probs
+    (:data:`REFERENCE_COLUMNS`) are passed through.
     """
 
     pad_token_id: int
@@ -199,11 +262,11 @@ class PreferenceCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         sequences, label_rows = [], []
-        for key in ("chosen_input_ids", "rejected_input_ids"):
+        for key, unlabelled in zip(("chosen_input_ids", "rejected_input_ids"), UNLABELLED_COLUMNS):
             for f in features:
-                prompt, answer = list(f["prompt_input_ids"]), list(f[key])
+                prompt, answer, k = list(f["prompt_input_ids"]), list(f[key]), int(f.get(unlabelled) or 0)
                 sequences.append(prompt + answer)
-                label_rows.append([IGNORE_INDEX] * len(prompt) + answer)
+                label_rows.append([IGNORE_INDEX] * (len(prompt) + k) + answer[k:])
         batch = self._packed(sequences, label_rows) if self.padding_free else self._padded(sequences, label_rows)
         batch["score_chosen"] = torch.tensor([float(f["score_chosen"]) for f in features])
         batch["score_rejected"] = torch.tensor([float(f["score_rejected"]) for f in features])

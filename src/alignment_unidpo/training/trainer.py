@@ -41,7 +41,7 @@ from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, se
 from .losses import function_of
 from .merge import relativize_base_model
 from .packed_attention import PACKED_VARLEN, check_packed_varlen_support
-from .ref_cache import COUNT_COLUMNS, TOKEN_COLUMNS, attach_reference_logps
+from .ref_cache import COUNT_COLUMNS, attach_reference_logps, feature_columns
 from .reference import ReferencePlan
 from .tokenization import REFERENCE_COLUMNS, PreferenceCollator
 
@@ -271,7 +271,7 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
                 "cannot run before training starts); set precompute_ref_log_probs: false, since the adapter-disabled "
                 "reference costs no extra memory"
             )
-        indexed = ds.select_columns(list(TOKEN_COLUMNS) + ["score_chosen", "score_rejected"]).add_column(
+        indexed = ds.select_columns(feature_columns(ds) + ["score_chosen", "score_rejected"]).add_column(
             "pair_index", list(range(len(ds)))
         )
 
