@@ -11,7 +11,7 @@
 #   make train RECIPE=... NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=node0 [MAIN_PROCESS_PORT=29500] NUM_PROCESSES=16
 #                                                on every node (its own MACHINE_RANK); NUM_PROCESSES is the total
 #   sbatch scripts/launch.slurm RECIPE [ACCELERATE] [ARGS...]   the same on SLURM, one task per node
-#   make data [CONFIG=data_configs/paper/math-numinamath.yaml] [DRY_RUN=1] [ARGS="--generate.num_samples=4"]
+#   make data [CONFIG=data_configs/paper/math-qwen2.5-math-7b.yaml] [DRY_RUN=1] [ARGS="--generate.num_samples=4"]
 #                                                preference data the paper's way: generate, score, normalise, pair
 #                                                (no CONFIG: on-policy pairs in the world; last line: JSON)
 #   make data ARGS=--help                        every data config key: default, allowed values, what it does

@@ -51,7 +51,7 @@ def test_data_help_lists_every_key_with_its_default_and_allowed_values(capsys):
     assert data_cli.main(["--help"]) == 0
     text = capsys.readouterr().out
     keys = [name for name, _ in data_fields()]
-    assert keys == dg_config.dotted_keys() and len(keys) == 2 + 11 + 13 + 21 + 3 + 2
+    assert keys == dg_config.dotted_keys() and len(keys) == 2 + 12 + 13 + 22 + 4 + 7
     for name, f in data_fields():
         line = next(line for line in text.splitlines() if line.strip().startswith(f"{name} [default "))
         assert f"[default {'null' if default_of(f) is None else ''}" in line
@@ -62,7 +62,7 @@ def test_data_help_lists_every_key_with_its_default_and_allowed_values(capsys):
     assert "Allowed: one of reward_model, external, prm, none, openai_judge, world_judge." in flat(text)
     assert "generate.temperature [default 0.8]" in text and "Allowed: a number >= 0 (0: greedy)." in flat(text)
     assert "generate.trust_remote_code [default false]" in text
-    assert "data_configs/paper/math-numinamath.yaml" in text
+    assert "data_configs/paper/math-qwen2.5-math-7b.yaml" in text
 
 
 def test_data_help_wins_over_everything_else_on_the_line(capsys, tmp_path):
@@ -112,7 +112,8 @@ DATA_BAD = [  # (key, value typed, the value as the line quotes it, allowed)
     ("prompts.world", "3", "3", "a mapping of key: value"),
     ("prompts.prompt_field", "''", "''", "a non-empty string"),
     ("normalize.method", "zscore", "'zscore'", "one of none, linear, zscore_cdf"),
-    ("pair.rule", "best", "'best'", "one of best_worst, math"),
+    ("pair.rule", "best", "'best'",
+     "one of best_worst, best_correct_worst_incorrect, authors (math: the old name of best_correct_worst_incorrect)"),
     ("generate.trust_remote_code", "maybe", "'maybe'", "true or false (or yes/no, on/off, 1/0)"),
     ("output_root", "''", "''", "a non-empty string"),
 ]

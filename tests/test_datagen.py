@@ -260,16 +260,27 @@ def test_world_pipeline_makes_on_policy_pairs_scored_by_the_noisy_judge(tmp_path
 
 def test_paper_configs_resolve_and_dry_run_prints_the_stages(capsys):
     paths = sorted((REPO / "data_configs" / "paper").glob("*.yaml"))
-    assert {p.stem for p in paths} >= {"textual-v0.2-armorm", "textual-external-judge", "math-numinamath"}
+    assert {p.stem for p in paths} >= {"llama3-8b-instruct-v0.2-armorm", "llama3-8b-instruct-v0.1-gpt4o",
+                                       "math-qwen2.5-math-7b"}
+    plans = {}
     for path in paths:
         assert data_cli.main([str(path), "--dry_run"]) == 0
-        plan = json.loads(capsys.readouterr().out)
+        plan = plans[path.stem] = json.loads(capsys.readouterr().out)
         assert [s["stage"] for s in plan["stages"]] == ["generate", "score", "normalize", "pair"]
         assert plan["dataset"].endswith("pairs.jsonl")
-    math_cfg = load_config(REPO / "data_configs" / "paper" / "math-numinamath.yaml")
-    assert (math_cfg["generate"]["num_samples"], math_cfg["generate"]["temperature"], math_cfg["generate"]["top_p"]) == (8, 0.8, 0.8)
-    assert math_cfg["pair"]["rule"] == "math" and math_cfg["prompts"]["template"] == "math"
-    assert load_config(REPO / "data_configs" / "paper" / "textual-v0.2-armorm.yaml")["normalize"]["method"] == "zscore_cdf"
+    # the dry run shows the authors' settings (generate_data.sh, gen_samples.py, get_uni_dpo_data.py)
+    math = {s["stage"]: s["settings"] for s in plans["math-qwen2.5-math-7b"]["stages"]}
+    assert (math["generate"]["num_samples"], math["generate"]["temperature"], math["generate"]["top_p"],
+            math["generate"]["max_new_tokens"]) == (8, 1.0, 0.8, 4096)
+    assert math["pair"] == {"rule": "authors", "min_margin": 0.0, "chosen_above": 6.0, "max_pairs": 10000,
+                            "max_tokens": 4000, "seed": 0, "self_pairs": False}
+    assert (math["score"]["scorer"], math["score"]["prm_aggregate"], math["score"]["prm_scale"]) == ("prm", "min", 10)
+    assert plans["math-qwen2.5-math-7b"]["prompts"]["path"].endswith("numia_prompt_dpo1/train.jsonl")
+    assert plans["math-qwen2.5-math-7b"]["prompts"]["template"] == "math"
+    for name in ("llama3-8b-instruct-v0.2-armorm", "llama3-8b-instruct-v0.1-gpt4o"):
+        assert plans[name]["prompts"]["dedupe"] is True
+    armorm = {s["stage"]: s["settings"] for s in plans["llama3-8b-instruct-v0.2-armorm"]["stages"]}
+    assert armorm["normalize"]["method"] == "zscore_cdf" and armorm["normalize"]["over"] == "answers"
 
 
 def test_a_toy_world_recipe_can_ask_for_the_on_policy_pairs():

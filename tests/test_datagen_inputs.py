@@ -29,16 +29,26 @@ from helpers import Forbidden, Loaded
 REPO = Path(__file__).resolve().parents[1]
 WORLD_CONFIG = REPO / "data_configs" / "toy-world-on-policy.yaml"
 # stage_keys of the shipped configs, computed before issue 17's change (commit be92ce3): the
-# folders <output_root>/<name>/<stage>-<hash> of cached generations and scores.
+# folders <output_root>/<name>/<stage>-<hash> of cached generations and scores. The three paper
+# configs as shipped then are kept verbatim in tests/fixtures/datagen-configs-before-issue-22/
+# (issue 22 gave data_configs/paper/ the authors' settings and names saying what each makes).
+BEFORE_22 = "tests/fixtures/datagen-configs-before-issue-22"
 SHIPPED_HASHES = {
-    "toy-world-on-policy.yaml": {"generate": "a9531bbb1c", "score": "e61f7622f1", "normalize": "d592f63c10",
-                                 "pair": "c9a7f24e26"},
-    "paper/math-numinamath.yaml": {"generate": "b31b875cbc", "score": "be06729d6e", "normalize": "10bd1d30ed",
-                                   "pair": "96b3c6722e"},
-    "paper/textual-external-judge.yaml": {"generate": "e27863b84b", "score": "c6b099ed6c",
-                                          "normalize": "9dec6b19b1", "pair": "b29cc5dac8"},
-    "paper/textual-v0.2-armorm.yaml": {"generate": "e27863b84b", "score": "5847964259", "normalize": "c22ff8b6d5",
-                                       "pair": "9163580ebd"},
+    "data_configs/toy-world-on-policy.yaml": {"generate": "a9531bbb1c", "score": "e61f7622f1",
+                                              "normalize": "d592f63c10", "pair": "c9a7f24e26"},
+    f"{BEFORE_22}/math-numinamath.yaml": {"generate": "b31b875cbc", "score": "be06729d6e", "normalize": "10bd1d30ed",
+                                          "pair": "96b3c6722e"},
+    f"{BEFORE_22}/textual-external-judge.yaml": {"generate": "e27863b84b", "score": "c6b099ed6c",
+                                                 "normalize": "9dec6b19b1", "pair": "b29cc5dac8"},
+    f"{BEFORE_22}/textual-v0.2-armorm.yaml": {"generate": "e27863b84b", "score": "5847964259",
+                                              "normalize": "c22ff8b6d5", "pair": "9163580ebd"},
+    # the paper configs with the authors' settings, as written in issue 22
+    "data_configs/paper/math-qwen2.5-math-7b.yaml": {"generate": "1b4fce5190", "score": "e3d0c681bc",
+                                                     "normalize": "96f33b7ce2", "pair": "863d420459"},
+    "data_configs/paper/llama3-8b-instruct-v0.1-gpt4o.yaml": {"generate": "aa1514ffc2", "score": "2780d66487",
+                                                              "normalize": "bf2ced39fd", "pair": "55a1ae9e3a"},
+    "data_configs/paper/llama3-8b-instruct-v0.2-armorm.yaml": {"generate": "aa1514ffc2", "score": "d4488dfef8",
+                                                               "normalize": "551bc2bbf6", "pair": "ad628fc40b"},
 }
 
 
@@ -91,16 +101,16 @@ def one_error_line(capsys) -> str:
 
 def test_the_shipped_configs_keep_their_stage_hashes():
     for name, keys in SHIPPED_HASHES.items():
-        cfg = load_config(REPO / "data_configs" / name)
+        cfg = load_config(REPO / name)
         assert stage_keys(cfg) == keys, name
         assert {s: p.name for s, p in stage_dirs(cfg).items()} == {s: f"{s}-{k}" for s, k in keys.items()}
     # booleans are parsed before hashing: "no" is the default false, not a new folder
     assert stage_keys(load_config(WORLD_CONFIG, {"generate.trust_remote_code": "no"})) == SHIPPED_HASHES[
-        "toy-world-on-policy.yaml"]
+        "data_configs/toy-world-on-policy.yaml"]
     assert stage_keys(load_config(WORLD_CONFIG, {"generate.trust_remote_code": "yes"}))["generate"] != SHIPPED_HASHES[
-        "toy-world-on-policy.yaml"]["generate"]
+        "data_configs/toy-world-on-policy.yaml"]["generate"]
     # the PRM's trust_remote_code was never honoured before: its score folder does not depend on it
-    math = REPO / "data_configs" / "paper" / "math-numinamath.yaml"
+    math = REPO / BEFORE_22 / "math-numinamath.yaml"
     assert load_config(math)["score"]["trust_remote_code"] is True
     assert stage_keys(load_config(math, {"score.trust_remote_code": False})) == stage_keys(load_config(math))
 

@@ -2,7 +2,8 @@
 
 generate (N samples per prompt) -> score (reward model, external judge, math verifier,
 PRM, or the preference world's noisy judge) -> normalise (none, linear, z-score -> normal
-CDF -> 0-10, footnote 4) -> pair (best/worst, or the math rule). :mod:`.pipeline` runs the
+CDF -> 0-10, footnote 4) -> pair (best/worst, best correct vs worst incorrect, or the
+authors' rule of their get_uni_dpo_data.py). :mod:`.pipeline` runs the
 stages in order; each stage's output folder is keyed by a hash of the config parts it
 depends on, and written in atomic shards, so a rerun continues where a kill stopped it.
 

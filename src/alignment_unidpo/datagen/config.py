@@ -42,7 +42,8 @@ from typing import Any
 
 from ..base.errors import DataGenError
 from ..base.schema import (BOOLEAN, MAPPING, NON_EMPTY_TEXT, TEXT, Choice, Rule, closest, default_of, integer,
-                           key_lines, number, old_name_of, option, read_fields, rule_of)
+                           key_lines, number, old_name_of, option, read_fields, read_string_as, rule_of)
+from ..base.values import is_integer
 from ..base.yamlio import read_yaml
 from ..configs import TORCH_DTYPES
 from ..generation.backends import BACKENDS, resolve_backend
@@ -53,8 +54,18 @@ from ..base.paths import REPO_ROOT
 
 STAGES = ("generate", "score", "normalize", "pair")
 DEFAULT_CONFIG = REPO_ROOT / "data_configs" / "toy-world-on-policy.yaml"
+# paper configs renamed for what they make (their old file name -> the new one under data_configs/)
+RENAMED_CONFIGS = {"math-numinamath.yaml": "paper/math-qwen2.5-math-7b.yaml",
+                   "textual-v0.2-armorm.yaml": "paper/llama3-8b-instruct-v0.2-armorm.yaml",
+                   "textual-external-judge.yaml": "paper/llama3-8b-instruct-v0.1-gpt4o.yaml"}
 
 AT_LEAST_ONE = integer("an integer >= 1", lambda v: v >= 1)
+
+
+def positive_or_null(allowed: str) -> Rule:
+    """An integer >= 1, or null (for a key whose default is a number: null is then a value, not "unset")."""
+    return Rule(allowed, lambda v: v is None or (is_integer(v) and v >= 1), read_string_as(int))
+
 # Torch dtypes (the names training.models loads; transformers takes them as they are)
 DTYPE = Choice(TORCH_DTYPES)
 HTTP_URL = Rule("an http:// or https:// URL", lambda v: isinstance(v, str) and re.match(r"^https?://[^\s/]+\S*$", v)
@@ -96,6 +107,9 @@ class PromptsConfig:
     world_root: str | None = option(None, rule=TEXT, help="source world: its cache folder (default outputs/toy-world).")
     world: dict[str, Any] = option(default_factory=dict, rule=MAPPING, help="source world: WorldConfig overrides.")
     sft: dict[str, Any] = option(default_factory=dict, rule=MAPPING, help="source world: SFTConfig overrides.")
+    dedupe: bool = option(False, rule=BOOLEAN, added=True,
+                          help="Drop a prompt equal to an earlier one (the first is kept, before limit), as SimPO's "
+                               "decode.py reads sorted(set(prompts)) of UltraFeedback's train_prefs.")
 
 
 @dataclass
@@ -157,7 +171,13 @@ class ScoreConfig:
     prm_aggregate: str = option("min", rule=Choice(("min", "last", "mean", "prod")),
                                 help="prm: how the step rewards become one score.")
     prm_scale: float = option(10.0, rule=number("a number > 0", lambda v: v > 0),
-                              help="prm: the 0-1 score times this (the paper: 10, appendix C.2).")
+                              help="prm: the 0-1 score times this (10: the authors' get_uni_dpo_data.py multiplies "
+                                   "the PRM's 0-1 rewards by 10; the paper does not say).")
+    prm_call: str = option("model_card", rule=Choice(("model_card", "authors")), added=True,
+                           help="prm: model_card (the card's system prompt, the raw problem as the user turn, the "
+                                "non-blank steps joined by <extra_0>), or authors (as their "
+                                "progress_reward_labeling.py: blank steps kept, the chat template's generation prompt overwritten into a last, "
+                                "spurious step, 4,090 tokens at most, the reduced reward rounded to 3 decimals).")
     # openai_judge (datagen/judge.py); added after caches existed: a key at its default leaves
     # every score folder where it was, and the keys that cannot change a rating are not hashed
     judge_api_base: str = option("https://api.openai.com/v1", rule=HTTP_URL, hashed=False,
@@ -197,17 +217,43 @@ class NormalizeConfig:
                               "10 * Phi(z) (footnote 4, ArmoRM).")
     scale: float = option(1.0, rule=number("a finite number"), help="linear: the factor.")
     offset: float = option(0.0, rule=number("a finite number"), help="linear: the offset.")
+    over: str = option("answers", rule=Choice(("answers", "pairs")), added=True,
+                       help="zscore_cdf: the scores the mean and sd are taken over: answers (every sampled answer; "
+                            "the pair rule reads the normalised scores) or pairs (the chosen and rejected scores only; "
+                            "the pair rule reads the scores as scored, then the pairs' scores are normalised).")
 
 
 @dataclass
 class PairConfig:
-    """``pair``: one chosen and one rejected answer per prompt."""
+    """``pair``: chosen and rejected answers of each prompt."""
 
-    rule: str = option("best_worst", rule=Choice(("best_worst", "math")),
-                       help="best_worst: chosen = best, rejected = worst; math: chosen the best-scored correct "
-                            "answer, rejected the worst-scored incorrect one, kept only if it scores higher.")
+    rule: str = option("best_worst", rule=Choice(("best_worst", "best_correct_worst_incorrect", "authors"),
+                                                 renamed={"math": "best_correct_worst_incorrect"},
+                                                 note="(math: the old name of best_correct_worst_incorrect)"),
+                       help="best_worst: chosen = best, rejected = worst; best_correct_worst_incorrect: chosen the "
+                            "best-scored correct answer, rejected the worst-scored incorrect one, one pair per "
+                            "problem, kept only if it scores higher; authors: the authors' get_uni_dpo_data.py "
+                            "(docs/make-data.md): a correct chosen scoring above chosen_above, a random lower-or-"
+                            "equal-scored correct rejected, else an incorrect one, several pairs per problem, "
+                            "max_pairs in all.")
     min_margin: float = option(0.0, rule=number("a number >= 0", lambda v: v >= 0),
-                               help="Drop pairs whose score margin is not above this (ties at 0).")
+                               help="Drop pairs whose score margin is not above this (ties at 0); authors: the "
+                                    "rejected scores at most chosen - min_margin (their score_margin, lowered by 0.5 "
+                                    "while the pairs fall short of max_pairs).")
+    chosen_above: float = option(6.0, rule=number("a finite number"), added=True,
+                                 help="authors: a chosen answer scores above this (their > 6, on 0-10).")
+    max_pairs: int | None = option(10000, rule=positive_or_null("an integer >= 1, or null (no cap)"),
+                                   added=True, help="authors: pairs in all (their max_data_num), taken pass by pass "
+                                                    "over the problems in a seeded order.")
+    max_tokens: int | None = option(4000, rule=positive_or_null("an integer >= 1, or null (keep all)"),
+                                    added=True, help="authors: drop an answer whose prompt + answer tokens exceed "
+                                                     "this (their truncate_length; null: their -1).")
+    seed: int = option(0, rule=integer("an integer"), added=True,
+                       help="authors: seeds the order of the problems and each problem's random choices.")
+    self_pairs: bool = option(False, rule=BOOLEAN, added=True,
+                              help="authors: true as their script is written: the chosen answer is one of its own "
+                                   "rejected candidates (pairs of an answer with itself; the incorrect fallback "
+                                   "unreachable at min_margin 0).")
 
 
 SECTION_CLASSES: dict[str, type] = {"prompts": PromptsConfig, "generate": GenerateConfig, "score": ScoreConfig,
@@ -301,6 +347,10 @@ def load_data_config(path: str | Path | None = None,
     if not path.is_file() and (REPO_ROOT / path).is_file():
         path = REPO_ROOT / path
     if not path.is_file():
+        if path.name in RENAMED_CONFIGS:
+            raise DataGenError(f"{path}: renamed to data_configs/{RENAMED_CONFIGS[path.name]} (issue 22: named for "
+                               "what it makes, with the authors' settings; the file as it was: "
+                               f"tests/fixtures/datagen-configs-before-issue-22/{path.name})")
         raise DataGenError(f"{path}: no such data config (see data_configs/)")
     raw = read_yaml(path, DataGenError) or {}
     if not isinstance(raw, dict):
@@ -348,10 +398,27 @@ def check(cfg: dict[str, Any], where: str) -> None:
         raise DataGenError(f"{where}: score.scorer: {s['scorer']} needs prompts.source: {scorer.needs_source}")
     if s["verifier"] == "math" and p["source"] == "jsonl" and not p["answer_field"]:
         raise DataGenError(f"{where}: score.verifier: math needs prompts.answer_field (the ground truth)")
-    if cfg["pair"]["rule"] == "math" and s["verifier"] != "math":
-        raise DataGenError(f"{where}: pair.rule: math needs score.verifier: math (correct/incorrect labels)")
-    if s["scorer"] == "none" and cfg["pair"]["rule"] != "math":
-        raise DataGenError(f"{where}: score.scorer: none only works with pair.rule: math")
+    rule = cfg["pair"]["rule"]
+    if rule in ("best_correct_worst_incorrect", "authors") and s["verifier"] != "math":
+        raise DataGenError(f"{where}: pair.rule: {rule} needs score.verifier: math (correct/incorrect labels)")
+    if s["scorer"] == "none" and rule != "best_correct_worst_incorrect":
+        raise DataGenError(f"{where}: score.scorer: none only works with pair.rule: best_correct_worst_incorrect")
+    unread = [f"pair.{key}" for key in AUTHORS_KEYS if rule != "authors" and cfg["pair"][key] != _default("pair", key)]
+    if unread:  # a key that would change nothing: said, not ignored
+        raise DataGenError(f"{where}: {', '.join(unread)}: read by pair.rule: authors only (this config: {rule})")
+    if s["scorer"] != "prm" and s["prm_call"] != _default("score", "prm_call"):
+        raise DataGenError(f"{where}: score.prm_call: read by score.scorer: prm only (this config: {s['scorer']})")
+    n = cfg["normalize"]
+    if n["over"] == "pairs" and n["method"] != "zscore_cdf":
+        raise DataGenError(f"{where}: normalize.over: pairs only changes normalize.method: zscore_cdf "
+                           f"(method {n['method']} maps each score alone)")
+
+
+AUTHORS_KEYS = ("chosen_above", "max_pairs", "max_tokens", "seed", "self_pairs")  # read by pair.rule: authors only
+
+
+def _default(section: str, key: str) -> Any:
+    return default_of(SECTION_CLASSES[section].__dataclass_fields__[key])
 
 
 USAGE = """usage: python -m alignment_unidpo.data_cli [CONFIG.yaml] [--dry_run] [--progress=false] [--section.key=value ...]

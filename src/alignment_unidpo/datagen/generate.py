@@ -2,8 +2,9 @@
 
 The paper samples its training answers from the policy being trained (on-policy): for
 the math data N = 8 at temperature 0.8, top-p 0.8 with the Tab. C.2 prompt (appendix
-C.2); the textual v0.2 data follows SimPO's protocol (several samples per UltraFeedback
-prompt at temperature 0.8, scored, best vs worst).
+C.2; the authors' generate_data.sh samples at 1.0, as data_configs/paper/ does); the
+textual v0.2 data follows SimPO's protocol (several samples per UltraFeedback prompt at
+temperature 0.8, scored, best vs worst).
 
 Prompts are cut into shards of ``shard_size``; each shard is one ``shard-NNNNN.jsonl``
 (one row per prompt: ``id``, ``prompt`` messages, ``answer`` ground truth or null,
@@ -20,6 +21,7 @@ prompt; ``auto``: vllm where its environment and a GPU are present.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -51,13 +53,19 @@ def _conversation(value: Any, p: dict[str, Any], where: str) -> list[dict[str, s
 
 
 def load_prompts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """``[{id, prompt (messages), answer}]`` from the config's prompt source (:mod:`.sources`)."""
+    """``[{id, prompt (messages), answer}]`` from the config's prompt source (:mod:`.sources`);
+    with ``dedupe``, a prompt equal to an earlier one is left out (ids count the prompts kept)."""
     p = cfg["prompts"]
     records = PROMPT_SOURCES[p["source"]].read(cfg)
     path = records.path
-    out = []
-    for i, (number, rec) in enumerate(zip(records.numbers, records.rows)):
-        out.append({"id": i, "prompt": _conversation(rec["prompt"], p, f"{path}, line {number}"),
+    out, seen = [], set()
+    for number, rec in zip(records.numbers, records.rows):
+        if p.get("dedupe"):
+            key = json.dumps(rec["prompt"], sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append({"id": len(out), "prompt": _conversation(rec["prompt"], p, f"{path}, line {number}"),
                     "answer": None if rec["answer"] is None else str(rec["answer"])})
     if p["limit"] is not None:
         out = out[: int(p["limit"])]

@@ -12,7 +12,8 @@ kill loses at most the shard in progress and a rerun continues, while a changed 
 gets new folders and never reuses stale shards. The last stage writes ``pairs.jsonl``
 (our training format: prompt, chosen, rejected, score_chosen, score_rejected, which
 :mod:`alignment_unidpo.training.data` reads), ``stats.json`` (counts, drops per reason, score
-histograms and ``tau_good``, the median chosen score as the paper sets it, Table C.1)
+histograms and ``tau_good``, the median chosen score as the paper sets it, Table C.1; with
+``normalize.over: pairs`` the pairs' scores are normalised after pairing)
 and ``scores.png``. The last printed line is one JSON object: dataset, pairs, tau_good.
 
 Under ``accelerate launch -m alignment_unidpo.data_cli ...`` every process generates and
@@ -31,7 +32,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..base.values import parse_bool
+from ..base.values import parse_bool, trusts_remote_code
 from ..checks import hub_model_problem, local_model_problem
 from ..base.cli import entry_point
 from ..base.files import write_jsonl_atomic, write_text_atomic
@@ -39,8 +40,8 @@ from ..base.jsonio import read_json_records
 from ..base.yamlio import parse_overrides
 from ..base.errors import DataGenError
 from .config import STAGES, help_text, load_config, stage_dirs
-from .generate import load_prompts, run_generate, shard_path, shards_of
-from .normalize import normalize_rows
+from .generate import load_prompts, resolve_model, run_generate, shard_path, shards_of
+from .normalize import normalize_pairs, normalize_rows, over_pairs, rescale_like_pairs
 from .pair import make_pairs
 from .score import run_score
 from .scorers import SCORERS
@@ -78,7 +79,8 @@ def input_problems(cfg: dict[str, Any]) -> list[str]:
     found = []
     if p["source"] == "jsonl":
         found.append(_file_problem("prompts.path", p["path"], "the prompts"))
-    if not done["generate"] and model_source(str(g["model"])) is None:  # not a prompt source's own model
+    policy_needed = not done["generate"] or (not done["pair"] and counts_prompt_tokens(cfg))
+    if policy_needed and model_source(str(g["model"])) is None:  # not a prompt source's own model
         found.append(_model_problem("generate.model", str(g["model"])))
     if not done["score"] and SCORERS[s["scorer"]].uses_model:
         found.append(_model_problem("score.model", str(s["model"])))
@@ -87,6 +89,24 @@ def input_problems(cfg: dict[str, Any]) -> list[str]:
     if not done["score"] and SCORERS[s["scorer"]].problems is not None:  # the judge's API key, ...
         found.extend(SCORERS[s["scorer"]].problems(cfg))
     return [problem for problem in found if problem]
+
+
+def counts_prompt_tokens(cfg: dict[str, Any]) -> bool:
+    """Whether pairing needs each prompt's length in tokens: the authors' rule with ``max_tokens``
+    (prompt + answer, as their gen_samples.py counts; the policy's tokenizer is loaded for it)."""
+    return cfg["pair"]["rule"] == "authors" and cfg["pair"]["max_tokens"] is not None
+
+
+def prompt_token_counts(cfg: dict[str, Any], rows: list[dict[str, Any]]) -> list[int]:
+    """Each row's prompt in tokens as the policy reads it: its chat template with the generation
+    prompt (as both back-ends render it), through the policy's tokenizer, no special tokens added."""
+    from transformers import AutoTokenizer
+
+    from ..generation.decoding import render
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg),
+                                              trust_remote_code=trusts_remote_code(cfg["generate"], "generate"))
+    return [len(tokenizer(render(tokenizer, r["prompt"]), add_special_tokens=False)["input_ids"]) for r in rows]
 
 
 def check_inputs(cfg: dict[str, Any]) -> None:
@@ -230,9 +250,14 @@ def run(cfg: dict[str, Any], progress: bool = True, sampler=None) -> dict[str, A
     if stats_path.is_file() and pairs_path.is_file():
         stats = json.loads(stats_path.read_text())
     else:
+        if counts_prompt_tokens(cfg):
+            rows = [{**r, "prompt_tokens": k} for r, k in zip(rows, prompt_token_counts(cfg, rows))]
         pairs, dropped = make_pairs(rows, cfg["pair"])
         if not pairs:
             raise DataGenError(f"{out}: no pairs left (dropped per reason: {dict(dropped)})")
+        if over_pairs(cfg["normalize"]):  # the scale fit on the pairs' scores, every answer shown on it
+            pairs, params = normalize_pairs(pairs, cfg["normalize"])
+            rows = rescale_like_pairs(rows, params)
         out.mkdir(parents=True, exist_ok=True)
         write_jsonl_atomic(pairs_path, pairs)
         stats = stats_of(rows, pairs, dropped, params)

@@ -10,15 +10,19 @@ Datagen's own (appendix C.2 of the paper):
 * ``external``: scores from an outside judge (GPT-4o "single-v1" 1-10 ratings, Qwen2.5-72B)
   in a jsonl of ``{prompt, answer, score}``, joined by prompt text and answer text; a
   sample without a score is an error naming the generation shard and line.
-* ``prm``: Qwen2.5-Math-PRM-7B as its model card documents it (``AutoModel``, steps joined
-  by ``<extra_0>``, the positive-class probability at each separator). Its modelling code
-  ships with the model: the config must say ``trust_remote_code: true`` (never forced);
-  without it transformers loads the bare Qwen2 body, which this scorer refuses
-  (:func:`check_prm_logits`). The paper splits responses into steps by the "solution
-  reformatting" of Zheng et al. (footnote 6); we split on blank lines (``prm_step_separator``), the model
-  card's convention, and reduce step rewards by ``prm_aggregate`` (the paper does not say
-  how; min is the common choice), then scale 0-1 by 10. **Not run yet** (a 7B model).
-* ``none``: no score (math rule with the verifier only).
+* ``prm``: Qwen2.5-Math-PRM-7B as its model card documents it (``AutoModel``; system: the
+  card's "Please reason step by step..."; user: the raw problem, without the CoT sentence
+  our math template appends; assistant: the steps joined by ``<extra_0>``; the
+  positive-class probability at each separator). Its modelling code ships with the model:
+  the config must say ``trust_remote_code: true`` (never forced); without it transformers
+  loads the bare Qwen2 body, which this scorer refuses (:func:`check_prm_logits`). The
+  paper splits responses into steps by the "solution reformatting" of Zheng et al.
+  (footnote 6); the authors' code splits on ``"\n\n"`` (``prm_step_separator``), blank
+  steps dropped here; the step rewards are reduced by ``prm_aggregate`` (min, as the
+  authors' generate_data.sh), then scaled 0-1 by 10 (the authors' get_uni_dpo_data.py).
+  ``prm_call: authors`` calls it as their progress_reward_labeling.py does
+  (:func:`authors_prm_ids`). **Not run yet** (a 7B model).
+* ``none``: no score (``pair.rule: best_correct_worst_incorrect`` with the verifier only).
 * ``openai_judge``: a chat model behind any OpenAI-compatible endpoint (GPT-4o, or an open judge
   on ``vllm serve``) rates each answer 1-10 with FastChat's ``single-v1`` prompt, the question
   being the last user turn (:mod:`.judge`, :mod:`.judge_prompt`). An empty answer is not sent
@@ -46,7 +50,7 @@ import torch
 from ..base.errors import DataGenError
 from ..base.jsonio import read_json_records
 from ..base.values import trusts_remote_code
-from ..generation.prompts import MATH_SYSTEM_PROMPT
+from ..generation.prompts import MATH_SYSTEM_PROMPT, MATH_USER_TEMPLATE
 from .judge import Judge, judge_problems
 
 
@@ -172,6 +176,43 @@ def aggregate(steps: list[float], how: str) -> float:
     return prod
 
 
+PRM_SEPARATOR, PRM_END, PRM_EOS = "<extra_0>", "<|im_end|>", "<|endoftext|>"
+AUTHORS_PRM_MAX_TOKENS = 4090  # progress_reward_labeling.py:114-124 (vLLM max_model_len 4096)
+MATH_COT_SENTENCE = MATH_USER_TEMPLATE.format(question="")  # " Let's think step by step and output ..."
+
+
+def prm_problem(messages: list[dict[str, str]]) -> str:
+    """The raw problem of a math conversation: its user turn without the CoT sentence our
+    math template appends (the PRM's model card and the authors put the bare problem there)."""
+    query = prompt_text(messages)
+    return query[:-len(MATH_COT_SENTENCE)] if query.endswith(MATH_COT_SENTENCE) else query
+
+
+def prm_steps(text: str, separator: str, authors: bool) -> list[str]:
+    """An answer's steps: split on ``separator``; blank steps dropped and each stripped, unless
+    ``authors`` (their ``response.split("\n\n")``, progress_reward_labeling.py:113)."""
+    if authors:
+        return text.split(separator)
+    return [x.strip() for x in text.split(separator) if x.strip()] or [""]
+
+
+def authors_prm_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """The token ids the authors' progress_reward_labeling.py (lines 114-129) gives the PRM: the
+    chat template *with* the generation prompt, cut to 4,090 tokens; unless the ids end with
+    ``<extra_0><|im_end|><|endoftext|>`` (they never do: the generation prompt
+    ``<|im_start|>assistant\n`` ends them), the last two are overwritten by ``<extra_0><|im_end|>``
+    and ``<|endoftext|>`` appended. So every answer gets one more, spurious step (the PRM's
+    reward at an ``<extra_0>`` after ``<|im_start|>``), which the min over steps includes,
+    and an answer cut at 4,090 tokens is scored up to the cut."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = list(tokenizer.encode(text, add_special_tokens=False))[:AUTHORS_PRM_MAX_TOKENS]
+    sep, end, eos = (tokenizer.encode(t)[0] for t in (PRM_SEPARATOR, PRM_END, PRM_EOS))
+    if ids[-3:] != [sep, end, eos]:
+        ids[-2:] = [sep, end]
+        ids.append(eos)
+    return ids
+
+
 def prm_scorer(cfg: dict[str, Any]) -> ShardScorer:
     """``prm``: the PRM's score of each sample (tested on a stand-in model; the 7B PRM not run yet)."""
     from transformers import AutoModel, AutoTokenizer
@@ -180,25 +221,31 @@ def prm_scorer(cfg: dict[str, Any]) -> ShardScorer:
     trust = trusts_remote_code(s, "score")
     tokenizer = AutoTokenizer.from_pretrained(s["model"], trust_remote_code=trust)
     model = AutoModel.from_pretrained(s["model"], dtype=s["dtype"], device_map="auto", trust_remote_code=trust).eval()
-    sep_id = tokenizer.encode("<extra_0>")[0]
+    sep_id = tokenizer.encode(PRM_SEPARATOR)[0]
+
+    authors = s.get("prm_call", "model_card") == "authors"
 
     @torch.no_grad()
     def score(rows, shard_file):
         out = []
         for r in rows:
-            system = next((m["content"] for m in r["prompt"] if m["role"] == "system"), MATH_SYSTEM_PROMPT)
-            query = prompt_text(r["prompt"])
+            query = prm_problem(r["prompt"])
             scores = []
             for smp in r["samples"]:
-                steps = [x.strip() for x in smp["text"].split(s["prm_step_separator"]) if x.strip()] or [""]
-                messages = [{"role": "system", "content": system}, {"role": "user", "content": query},
-                            {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
-                text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-                ids = tokenizer.encode(text, return_tensors="pt").to(model.device)
+                steps = prm_steps(smp["text"], s["prm_step_separator"], authors)
+                messages = [{"role": "system", "content": MATH_SYSTEM_PROMPT}, {"role": "user", "content": query},
+                            {"role": "assistant", "content": PRM_SEPARATOR.join(steps) + PRM_SEPARATOR}]
+                if authors:
+                    ids = torch.tensor([authors_prm_ids(tokenizer, messages)], device=model.device)
+                else:  # the model card's call
+                    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+                    ids = tokenizer.encode(text, return_tensors="pt").to(model.device)
                 logits = model(input_ids=ids)[0]
                 check_prm_logits(logits, s)
-                rewards = prm_step_rewards(logits, ids == sep_id)[0]
-                scores.append(float(s["prm_scale"]) * aggregate(rewards, s["prm_aggregate"]))
+                reward = aggregate(prm_step_rewards(logits, ids == sep_id)[0], s["prm_aggregate"])
+                if authors:  # their min_rewards / avg_rewards: round(..., 3) (progress_reward_labeling.py:148-149)
+                    reward = round(reward, 3)
+                scores.append(float(s["prm_scale"]) * reward)
             out.append(scores)
         return score_fields(out)
 
@@ -233,7 +280,7 @@ def openai_judge_scorer(cfg: dict[str, Any]) -> ShardScorer:
 
 
 def no_scorer(cfg: dict[str, Any]) -> ShardScorer:
-    """``none``: no score for any sample (the math rule pairs by the verifier's labels alone)."""
+    """``none``: no score for any sample (best_correct_worst_incorrect pairs by the verifier's labels alone)."""
     return lambda rows, shard_file: score_fields([[None] * len(r["samples"]) for r in rows])
 
 
