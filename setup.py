@@ -36,11 +36,12 @@ setup(
         # sentencepiece and tiktoken convert the real tokenizer files of the real-tokenizer tests
         # wandb: the paper recipes' report_to (training_configs/*.yaml); `make` installs it with the rest
         # import-linter: the import contracts of .importlinter, checked by tests/test_architecture.py
+        # submitit: make sweep LAUNCHER=slurm (job arrays, dependencies; its local/debug executors in tests)
         # alpaca-eval: the AlpacaEval 2 judge (its prompt is referenced by judges/, loaded by its own loader in tests);
         # it imports pkg_resources, which setuptools 81 and newer no longer ship
         "dev": ["setuptools==80.9.0", "pytest==9.2.0", "peft==0.21.2", "tensorboard==2.21.0", "sentencepiece==0.2.3", "tiktoken==0.14.0",
                 "math-verify==0.9.0", "latex2sympy2_extended==1.11.0", "wandb==0.31.0", "import-linter==2.16",
-                "alpaca-eval==0.6.6", *IFEVAL],
+                "alpaca-eval==0.6.6", "submitit==1.5.4", *IFEVAL],
         # make eval: math answer equivalence (Table 2); latex2sympy2_extended is math-verify's parser;
         # tiktoken counts Arena-Hard answer tokens as arena-hard-auto does (cl100k_base)
         "eval": ["math-verify==0.9.0", "latex2sympy2_extended==1.11.0", "tiktoken==0.14.0", *IFEVAL],

@@ -88,8 +88,11 @@ def test_cache_is_reused_without_loading_the_reference_and_only_for_the_same_key
     second, _, _ = train(tmp_path, "second", precompute_ref_log_probs=True, learning_rate=1e-3)
     assert count_reference_work == {"computed": 2, "loaded_reference": [True, False]}  # no new work, no model
     assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-6)
-    # one split's file gone: the reference is loaded again, and only that split is recomputed
-    cache_files(tmp_path)[0].unlink()
+    # one split's file gone (and its per-example twin): the reference is loaded again, and only that
+    # split is recomputed
+    gone = cache_files(tmp_path)[0]
+    gone.unlink()
+    next((tmp_path / "cache").glob(f"rows-*/{gone.name}")).unlink()
     train(tmp_path, "partial", precompute_ref_log_probs=True)
     assert count_reference_work == {"computed": 3, "loaded_reference": [True, False, True]}
     assert len(cache_files(tmp_path)) == 2
@@ -121,8 +124,31 @@ def test_key_covers_the_token_ids(small_cache):
     changed = ds.map(lambda r: {"chosen_input_ids": r["chosen_input_ids"][:-1]})
     assert dataset_fingerprint(changed) != dataset_fingerprint(ds)
     assert cache.load(changed) is None
-    assert cache.load(ds.select([1, 0, 2, 3, 4, 5])) is None  # row order matters: values are per row
+    assert not cache.path(ds.select([1, 0, 2, 3, 4, 5])).exists()  # the whole-dataset file is per row order
     assert ReferenceLogpsCache(cache.directory, {"reference": "other"}).load(ds) is None
+
+
+def test_any_order_split_or_subset_of_cached_pairs_is_served_per_example(small_cache):
+    cache, ds, values = small_cache
+    cache.save(ds.select([0, 1, 2]), {k: v[:3] for k, v in values.items()})  # e.g. seed 0's train split
+    cache.save(ds.select([3, 4, 5]), {k: v[3:] for k, v in values.items()})  # and its eval split
+    order = [5, 0, 3, 1]  # another seed's split: other pairs, another order
+    got = cache.load(ds.select(order))
+    assert got is not None and not cache.path(ds.select(order)).exists()
+    for column in values:
+        assert np.array_equal(got[column], values[column][order]), column
+    extra = datasets.concatenate_datasets([ds.select([0]), ds.select([1]).map(
+        lambda r: {"chosen_input_ids": r["chosen_input_ids"][:-1]})])
+    assert cache.load(extra) is None  # one pair not cached: computed, not guessed
+    assert ReferenceLogpsCache(cache.directory, {"reference": "other"}).load(ds.select(order)) is None
+
+
+def test_another_seeds_shuffle_and_split_pays_no_reference_pass(tmp_path, count_reference_work):
+    data = [{"path": "data/toy_preferences_text.jsonl"}]  # all of it: a fraction would sample other pairs per seed
+    train(tmp_path, "seed0", precompute_ref_log_probs=True, seed=0, dataset_mixture=data)
+    assert count_reference_work == {"computed": 2, "loaded_reference": [True]}
+    train(tmp_path, "seed1", precompute_ref_log_probs=True, seed=1, dataset_mixture=data)  # other split and order
+    assert count_reference_work == {"computed": 2, "loaded_reference": [True, False]}
 
 
 def test_unlabelled_answer_ids_are_in_the_key_and_the_counts(small_cache):
@@ -149,7 +175,7 @@ def test_unlabelled_answer_ids_are_in_the_key_and_the_counts(small_cache):
         assert labelled[:n].tolist() == counts["ref_chosen_tokens"].tolist()
         assert labelled[n:].tolist() == counts["ref_rejected_tokens"].tolist()
     cache.save(ds, values)
-    assert cache.load(shifted) is None
+    assert cache.load(shifted) is None  # nor served per example: the counts are part of each pair's hash
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_value_byte", "garbage"])
@@ -193,7 +219,8 @@ def test_failed_write_leaves_the_previous_file_intact(small_cache, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         cache.save(ds, {**values, "ref_chosen_logps": values["ref_chosen_logps"] + 1})
     assert path.read_bytes() == before
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, cache.rows_dir().name])
+    assert [p.name for p in cache.rows_dir().iterdir()] == [path.name]  # no temporary file left behind
 
 
 KILLED_WRITER = """
@@ -236,7 +263,8 @@ def test_a_killed_write_leaves_no_temporary_file_behind(small_cache):
     assert left == sorted([live.name, elsewhere.name, unrelated.name])
     live.unlink()
     cache.save(ds, values)
-    assert sorted(p.name for p in target.parent.iterdir()) == sorted([elsewhere.name, unrelated.name, target.name])
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted([elsewhere.name, unrelated.name, target.name,
+                                                                      cache.rows_dir().name])
 
 
 @pytest.mark.parametrize("switch", [{"label_assistant_header": True}, {"append_eos": True},

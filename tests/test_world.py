@@ -143,7 +143,7 @@ def test_a_sweep_reports_a_failed_point_and_runs_the_others(tmp_path):
              "--accelerate_config=single", "--num_processes=1", "--global_batch_size=8", "--per_device_train_batch_size=8"]
     result = sweep("default", grid, tmp_path, metric="train_loss", extra_args=extra, timeout=600)
     ok, bad = result["rows"]
-    assert ok["status"] == "ok" and "train_loss" in ok["metrics"], ok
+    assert ok["status"] == "ok" and "train:train_loss" in ok["metrics"], ok
     assert bad["status"].startswith("failed") and not bad["metrics"]
     report = (tmp_path / "results.md").read_text()
     assert "bogus" in report and "failed" in report

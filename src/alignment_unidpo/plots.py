@@ -132,8 +132,9 @@ def weight_distributions(weights: dict[str, dict[str, list[float]]], path: str |
 
 
 def heatmap(values: list[list[float]], xs: list[str], ys: list[str], xlabel: str, ylabel: str, title: str,
-            path: str | Path) -> Path:
-    """A grid of a metric over two swept keys (Fig. 6); NaN cells are failed points."""
+            path: str | Path, labels: list[list[str]] | None = None) -> Path:
+    """A grid of a metric over two swept keys (Fig. 6); NaN cells are failed points.
+    ``labels``: each cell's text (e.g. mean ± interval) instead of its value."""
     fig, ax = plt.subplots(figsize=(1.4 * len(xs) + 2, 1.0 * len(ys) + 1.6))
     image = ax.imshow(values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(xs)), xs)
@@ -143,7 +144,8 @@ def heatmap(values: list[list[float]], xs: list[str], ys: list[str], xlabel: str
     ax.set_title(title)
     for i, row in enumerate(values):
         for j, v in enumerate(row):
-            ax.text(j, i, "failed" if v != v else f"{v:.3g}", ha="center", va="center", color="w", fontsize=8)
+            text = labels[i][j] if labels else "failed" if v != v else f"{v:.3g}"
+            ax.text(j, i, text, ha="center", va="center", color="w", fontsize=8)
     fig.colorbar(image, ax=ax)
     return save_figure(fig, path)
 

@@ -1,4 +1,4 @@
-"""Small statistics shared by the trainer's logs, the world's metrics, the plots and the study."""
+"""Small statistics shared by the trainer's logs, the world's metrics, the plots, the study and sweeps."""
 
 from __future__ import annotations
 
@@ -21,12 +21,18 @@ def spearman_rho(x: torch.Tensor, y: torch.Tensor) -> float:
     return float((rx @ ry).item() / denom) if denom > 0 else float("nan")
 
 
+def mean_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): a Student-t interval for the mean of ``values`` (e.g. one metric over
+    seeds); NaN bounds with fewer than two values."""
+    from scipy import stats  # only the study and sweeps need scipy
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
 def paired_interval(diffs: list[float], level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high) of the mean of paired differences: a Student-t interval over the pairs (seeds)."""
-    from scipy import stats  # only the study needs scipy
-
-    mean = statistics.fmean(diffs)
-    if len(diffs) < 2:
-        return mean, math.nan, math.nan
-    half = stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return mean, mean - half, mean + half
+    return mean_interval(diffs, level)

@@ -18,6 +18,13 @@ of a key made of
   ``max_prompt_length``, ``apply_chat_template`` and the truncation rule;
 * this file format's version.
 
+Beside each such file, the same values are kept *per example*: a file in
+``rows-<key without the dataset>/`` holding each pair's content hash (its prompt, chosen and
+rejected token ids) with its values. A dataset with no whole-dataset file of its own is served
+from these when every one of its pairs is found there, whatever their order, split or subset:
+another seed's shuffle and split of the same data, or another point of a sweep, pays no
+reference pass.
+
 The key is also stored inside the file and compared on load. A file that cannot be
 parsed, whose checksum or key does not match, or whose contents do not fit the dataset
 is reported and rebuilt, never read. Files are written by the package's atomic writer
@@ -89,6 +96,25 @@ def dataset_fingerprint(ds: datasets.Dataset) -> str:
             digest.update(name.encode())
             digest.update(counts.tobytes())
     return digest.hexdigest()
+
+
+def row_hashes(ds: datasets.Dataset) -> np.ndarray:
+    """SHA-256 of each pair's prompt/chosen/rejected token ids and unlabelled-id counts: ``[rows, 32]`` uint8."""
+    table = _token_table(ds)
+    columns = []
+    for name in TOKEN_COLUMNS:
+        column = table.column(name).combine_chunks()
+        columns.append((np.asarray(column.offsets).astype(np.int64), np.asarray(column.values).astype(np.int64)))
+    unlabelled = np.stack([_unlabelled(table, name) for name in UNLABELLED_COLUMNS], axis=1)
+    out = np.empty((len(ds), 32), dtype=np.uint8)
+    for i in range(len(ds)):
+        digest = hashlib.sha256()
+        for offsets, values in columns:
+            digest.update(values[offsets[i]:offsets[i + 1]].tobytes())
+            digest.update(b"|")
+        digest.update(unlabelled[i].tobytes())
+        out[i] = np.frombuffer(digest.digest(), dtype=np.uint8)
+    return out
 
 
 def expected_token_counts(ds: datasets.Dataset) -> dict[str, np.ndarray]:
@@ -182,13 +208,20 @@ class ReferenceLogpsCache:
     def path(self, ds: datasets.Dataset) -> Path | None:
         return self.directory / f"{_sha256_json(self.key(ds))}.safetensors" if self.directory else None
 
+    def rows_dir(self) -> Path | None:
+        """The per-example files of this key (every dataset)."""
+        return self.directory / f"rows-{_sha256_json(self.key_fields)[:32]}" if self.directory else None
+
     def load(self, ds: datasets.Dataset) -> dict[str, np.ndarray] | None:
-        """The cached values for ``ds``, or None when absent or unusable (the reason is logged)."""
+        """The cached values for ``ds``, or None when absent or unusable (the reason is logged):
+        its own whole-dataset file, else every pair found among the per-example files."""
         path = self.path(ds)
         if path is not None:
             remove_stale_temp_files(self.directory)
-        if path is None or not path.exists():
+        if path is None:
             return None
+        if not path.exists():
+            return self._load_rows(ds)
         problem = None
         try:
             with safe_open(path, framework="np") as handle:
@@ -203,6 +236,44 @@ class ReferenceLogpsCache:
             return None
         logger.info("reference log-probs for %d pairs read from %s", len(ds), path)
         return tensors
+
+    def _load_rows(self, ds: datasets.Dataset) -> dict[str, np.ndarray] | None:
+        rows_dir = self.rows_dir()
+        if rows_dir is None or not rows_dir.is_dir() or len(ds) == 0:
+            return None
+        remove_stale_temp_files(rows_dir)
+        wanted = [h.tobytes() for h in row_hashes(ds)]
+        need = set(wanted)
+        found: dict[bytes, tuple[dict[str, np.ndarray], int]] = {}
+        key = json.dumps(self.key_fields, sort_keys=True)
+        for file in sorted(rows_dir.glob("*.safetensors")):
+            try:
+                with safe_open(file, framework="np") as handle:
+                    metadata = handle.metadata() or {}
+                    tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+            except (SafetensorError, OSError, ValueError) as err:
+                logger.warning("per-example reference log-prob file %s is unreadable (%s); not read", file, err)
+                continue
+            if metadata.get("key") != key or metadata.get("checksum") != _checksum(tensors) or \
+                    set(tensors) != {"row_hash", *REFERENCE_COLUMNS, *COUNT_COLUMNS}:
+                logger.warning("per-example reference log-prob file %s is for another key or corrupt; not read", file)
+                continue
+            for i, h in enumerate(tensors["row_hash"]):
+                b = h.tobytes()
+                if b in need and b not in found:
+                    found[b] = (tensors, i)
+            if len(found) == len(need):
+                break
+        if len(found) < len(need):
+            return None
+        values = {c: np.array([found[b][0][c][found[b][1]] for b in wanted]) for c in REFERENCE_COLUMNS + COUNT_COLUMNS}
+        counts = expected_token_counts(ds)
+        if not all(np.isfinite(values[c]).all() for c in REFERENCE_COLUMNS) or \
+                not all(np.array_equal(values[c], counts[c]) for c in COUNT_COLUMNS):
+            logger.warning("per-example reference log-probs in %s are inconsistent with the dataset; recomputed", rows_dir)
+            return None
+        logger.info("reference log-probs for %d pairs read per example from %s", len(ds), rows_dir)
+        return values
 
     def _check(self, ds: datasets.Dataset, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str | None:
         if metadata.get("key") != json.dumps(self.key(ds), sort_keys=True):
@@ -228,7 +299,13 @@ class ReferenceLogpsCache:
         metadata = {"key": json.dumps(self.key(ds), sort_keys=True), "checksum": _checksum(tensors)}
         with atomic_path(path) as tmp:  # also removes the leftovers of killed writes
             save_file(tensors, tmp, metadata=metadata)
-        logger.info("reference log-probs for %d pairs written to %s", len(ds), path)
+        rows = {"row_hash": row_hashes(ds), **tensors}
+        rows_dir = self.rows_dir()
+        rows_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(rows_dir / path.name) as tmp:  # one file per dataset: writers never share one
+            save_file(rows, tmp, metadata={"key": json.dumps(self.key_fields, sort_keys=True),
+                                           "checksum": _checksum(rows)})
+        logger.info("reference log-probs for %d pairs written to %s (and per example to %s)", len(ds), path, rows_dir)
         return path
 
 

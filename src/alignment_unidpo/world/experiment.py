@@ -1,6 +1,6 @@
 """One preference run in the world: data and SFT (cached), a recipe, held-out metrics.
 
-``python -m alignment_unidpo.world.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``
+``python -m alignment_unidpo.world.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--world_spec=FILE] [--dry_run] [--key=value ...]``
 is what ``make train`` runs when no RECIPE (or a ``toy-world-*`` recipe) is named. It
 generates the world for the seed (:mod:`~alignment_unidpo.world.task`), trains or reuses the
 SFT model (:mod:`~alignment_unidpo.world.sft`), trains the recipe through the normal recipe
@@ -185,23 +185,37 @@ def dry_run(recipe_name: str, seed: int, overrides: dict[str, Any], split: str,
     return out
 
 
+def read_spec(path: Any) -> WorldSpec:
+    """``--world_spec=FILE``: a JSON file ``{"root": DIR, "world": {...}, "sft": {...}}`` (a small
+    world for tests and quick sweeps; :class:`WorldSpec`); none: the default world."""
+    if path is None:
+        return WorldSpec()
+    try:
+        data = json.loads(Path(str(path)).read_text())
+        return WorldSpec(root=Path(data.get("root", WorldSpec().root)), world=dict(data.get("world", {})),
+                         sft=dict(data.get("sft", {})))
+    except (OSError, ValueError, AttributeError, TypeError) as err:
+        raise RecipeError(f"--world_spec={path}: not a JSON file of root, world and sft ({err})") from None
+
+
 @entry_point
 def main(argv: list[str]) -> int:
     """``python -m alignment_unidpo.world.experiment [RECIPE] [--world_seed=N] [--split=test|val] [--dry_run] [--key=value ...]``."""
     recipe = argv.pop(0) if argv and not argv[0].startswith("--") else DEFAULT_WORLD_RECIPE
     overrides = parse_overrides(argv)
     seed = check_seeds([overrides.pop("world_seed", 0)], "--world_seed")[0]
+    spec = read_spec(overrides.pop("world_spec", None))
     split = str(overrides.pop("split", "test"))
     if split not in ("test", "val"):
         raise RecipeError(f"split must be test or val, got {split!r}")
     if overrides.pop("dry_run", False):
-        print(json.dumps(dry_run(recipe, seed, overrides, split), indent=2))
+        print(json.dumps(dry_run(recipe, seed, overrides, split, spec), indent=2))
         return 0
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    record = run_in_world(recipe, seed, overrides, split)
+    record = run_in_world(recipe, seed, overrides, split, spec)
     print(format_comparison(record))
     return 0
 
