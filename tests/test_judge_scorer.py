@@ -440,7 +440,7 @@ def test_the_judge_needs_its_model_and_a_known_prompt(tmp_path, key, capsys):
 
 
 def test_the_judge_keys_leave_existing_score_folders_and_hash_only_what_changes_a_rating(tmp_path):
-    base = yaml.safe_load((REPO / "data_configs" / "paper" / "textual-external-judge.yaml").read_text())
+    base = yaml.safe_load((REPO / "tests" / "fixtures" / "datagen-configs-before-issue-22" / "textual-external-judge.yaml").read_text())
     path = tmp_path / "judge.yaml"
     path.write_text(yaml.safe_dump({**base, "score": {"scorer": "openai_judge", "model": "gpt-4o-2024-05-13"}}))
     keys = stage_keys(load_config(path))
