@@ -17,6 +17,7 @@ install_requires = [
     "matplotlib==3.11.2",  # the preference-world demo and training-dynamics plots (Agg backend)
     "scipy==1.17.1",  # Student-t intervals of the preference-world study (make study)
     "requests==2.34.2",  # make data's openai_judge scorer: HTTP to an OpenAI-compatible endpoint
+    "pillow==13.0.0",  # image pairs (training/data.py checks, training/multimodal.py); already matplotlib's
 ]
 
 # make eval SUITE=ifeval scores with lm-eval's own IFEval checkers (lm_eval.tasks.ifeval), which

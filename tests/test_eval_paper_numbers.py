@@ -13,7 +13,8 @@ import yaml
 
 from alignment_unidpo.evaluation import report
 from alignment_unidpo.evaluation.paper_numbers import (RECIPE_NOTES, RECIPE_ROWS, RELEASED_MODELS, TABLE1_COLUMNS,
-                                                       TABLE2_COLUMNS, TABLE_D9_COLUMNS, TABLES, paper_rows)
+                                                       TABLE2_COLUMNS, TABLE_D4_COLUMNS, TABLE_D9_COLUMNS, TABLES,
+                                                       paper_rows)
 from helpers import REPO_ROOT
 
 SEEDS = REPO_ROOT.parent / "shared" / "seeds"
@@ -27,6 +28,7 @@ SHAPES = {  # table: (rows, columns)
     "Table D.6": (10, TABLE1_COLUMNS),
     "Table D.7": (12, TABLE1_COLUMNS),
     "Table D.9": (10, TABLE_D9_COLUMNS),
+    "Table D.4": (4, TABLE_D4_COLUMNS),
 }
 
 
@@ -54,6 +56,18 @@ def test_every_table_has_its_rows_and_columns():
 ])
 def test_spot_values(table, row, column, value):
     assert TABLES[table][1][row][column] == value
+
+
+@pytest.mark.skipif(not PAPER.is_file(), reason=f"the paper's text is not at {PAPER}")
+def test_every_number_of_table_d4_is_the_papers():
+    """D.4 is printed as two five-column tables, the same four rows each."""
+    text = PAPER.read_text(encoding="utf-8")
+    start = text.index("Table D.4:")
+    rows = [line.split("\t") for line in text[start:start + 2000].splitlines() if "\t" in line]
+    numbers = [[float(v.strip("<u>/")) for v in cells[2:]] for cells in rows
+               if len(cells) == 7 and cells[1] in ("Baseline", "DPO", "SimPO", "Uni-DPO")]
+    assert len(numbers) == 8
+    assert [a + b for a, b in zip(numbers[:4], numbers[4:])] == ours("Table D.4")
 
 
 def test_rows_the_paper_repeats_agree():

@@ -87,7 +87,7 @@ def test_the_implicit_reward_is_the_one_the_loss_logs(name):
 def test_which_keys_each_loss_type_reads():
     uni_dpo = set(LOSS_TYPES["uni_dpo"].reads)
     assert {"beta", "qual_eta", "tau_good", "length_normalize", "nll_ref_gap_tolerance", *REFERENCE_KEYS} <= uni_dpo
-    assert set(LOSS_TYPES["dpo"].reads) == {"beta", "label_smoothing", *REFERENCE_KEYS}
+    assert set(LOSS_TYPES["dpo"].reads) == {"beta", "label_smoothing", "dpo_average_logps", *REFERENCE_KEYS}
     assert set(LOSS_TYPES["simpo"].reads) == {"beta", "simpo_gamma_beta_ratio", "label_smoothing"}
     assert LOSS_TYPES["simpo"].kwargs_from(resolve("default", {"loss_type": "simpo"}).training) == {
         "beta": 2.0, "gamma_beta_ratio": 0.5, "label_smoothing": 0.0}

@@ -12,7 +12,7 @@ from alignment_unidpo.resolve import resolve
 from helpers import REPO_ROOT
 
 RECIPES = sorted(p.stem for p in (REPO_ROOT / "recipes").glob("*.yaml"))
-PAPER_RECIPES = [r for r in RECIPES if r != "default" and not r.startswith("toy-world")]
+PAPER_RECIPES = [r for r in RECIPES if r != "default" and not r.startswith("toy-")]
 
 LB, LI = "princeton-nlp/Llama-3-Base-8B-SFT", "meta-llama/Meta-Llama-3-8B-Instruct"
 TEXTUAL = dict(qual_eta=0.7, perf_gamma=3.0, nll_lambda=0.001, tau_good=3.2, warmup_steps=0.1, num_train_epochs=1.0)
@@ -46,6 +46,15 @@ BASELINES = {
     "dpo-llama3-8b-instruct-v0.2": ("dpo", 3e-7, 0.01, None),
     "dpo-gemma2-9b-it": ("dpo", 5e-7, 0.01, None),
 }
+# Qwen2-VL-2B on MM-RLHF (Table D.4): Table C.3's third column; baselines from the authors'
+# Multimodal/LlamaFactory/examples/uni_dpo/Qwen2_vl_2B_{dpo,simpo}.sh
+MULTIMODAL = dict(learning_rate=6e-6, nll_lambda=0.001, tau_good=2.5, beta=2.0, tau_ref=2.0, qual_eta=0.7, perf_gamma=3.0,
+                  label_smoothing=0.0, warmup_steps=0.0, seed=42, global_batch_size=128, num_train_epochs=1.0)
+MULTIMODAL_RECIPES = {  # recipe: (loss_type, lr, beta, label smoothing, simpo ratio)
+    "qwen2-vl-2b": ("uni_dpo", 6e-6, 2.0, 0.0, None),
+    "dpo-qwen2-vl-2b": ("dpo", 5e-7, 0.1, 0.1, None),
+    "simpo-qwen2-vl-2b": ("simpo", 5e-7, 2.0, 0.0, 0.5),  # simpo_gamma 1.0 / beta 2.0
+}
 ABLATIONS = {
     "wo-qual": {"use_quality_weight": False},
     "wo-perf": {"perf_weight": "none"},
@@ -59,7 +68,7 @@ ABLATIONS = {
 
 
 def test_the_catalogue_is_complete():
-    expected = set(UNI_DPO) | set(MATH_RECIPES) | set(BASELINES) | {f"llama3-8b-base-v0.1-{a}" for a in ABLATIONS}
+    expected = set(UNI_DPO) | set(MATH_RECIPES) | set(BASELINES) | set(MULTIMODAL_RECIPES) | {f"llama3-8b-base-v0.1-{a}" for a in ABLATIONS}
     assert expected == set(PAPER_RECIPES)
 
 
@@ -127,6 +136,29 @@ def test_baselines_carry_their_authors_values_on_the_same_data(name):
     assert (r.training.warmup_steps, r.training.num_train_epochs) == (0.1, 1.0)
     assert (r.training.max_length, r.training.max_prompt_length, r.training.label_smoothing) == (2048, 1800, 0.0)
     assert (r.training.global_batch_size, r.training.lr_scheduler_type.value) == (128, "cosine")
+
+
+@pytest.mark.parametrize("name", sorted(MULTIMODAL_RECIPES))
+def test_multimodal_recipes_carry_table_c3_and_the_authors_baselines(name):
+    loss_type, lr, beta, smoothing, ratio = MULTIMODAL_RECIPES[name]
+    r = resolve(name, num_processes=8)
+    t = r.training
+    assert r.model.model_name_or_path == "Qwen/Qwen2-VL-2B"
+    assert r.data.dataset_mixture == [{"path": "psp-dada/Uni-DPO", "split": "train", "fraction": 1.0,
+                                       "data_files": "Multimodal/uni_dpo_image_only_mcq_short_long_50k.json",
+                                       "image_root": "data/MM-RLHF"}]
+    assert (t.loss_type, t.learning_rate, t.beta, t.label_smoothing) == (loss_type, lr, beta, smoothing)
+    if ratio is not None:
+        assert t.simpo_gamma_beta_ratio == ratio
+    for key, value in MULTIMODAL.items():
+        if key not in ("learning_rate", "beta", "label_smoothing"):
+            assert getattr(t, key) == pytest.approx(value), key
+    assert (t.bf16, t.lr_scheduler_type.value, t.max_length, t.per_device_train_batch_size) == (True, "cosine", 4096, 1)
+    assert t.gradient_accumulation_steps == 16 and r.launch.num_processes == 8
+    assert r.launch.accelerate_config == "zero3"
+    # image batches: live reference, plain log-probs, no padding-free path
+    assert not t.precompute_ref_log_probs and not t.lean_logps and not t.padding_free
+    assert t.dpo_average_logps == (loss_type == "dpo")  # the authors' --dpo_average_log_prob
 
 
 @pytest.mark.parametrize("suffix", sorted(ABLATIONS))

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .configs import loss_of
-from .training.data import is_local_source, load_mixture
+from .training.data import is_local_source, load_mixture, resolve_image_root
 from .base.errors import RecipeError
 from .resolve import ResolvedRecipe
 from .training.reference import precomputes_reference
@@ -206,9 +206,23 @@ def _dataset_cached(spec: dict[str, Any]) -> bool:
     return in_hub_cache(str(spec.get("path")), "dataset", spec.get("revision"), files)
 
 
+def image_root_problems(recipe: ResolvedRecipe) -> list[str]:
+    """Mixture entries whose ``image_root`` folder is not on this machine (image data)."""
+    problems = []
+    for key in ("dataset_mixture", "eval_dataset_mixture"):
+        for i, spec in enumerate(getattr(recipe.data, key) or []):
+            root = spec.get("image_root") if isinstance(spec, dict) else None
+            if root is not None and not (folder := resolve_image_root(root)).is_dir():
+                problems.append(f"{key}[{i}].image_root: no such folder {folder} (the images of {spec.get('path')}; "
+                                "see docs/multimodal.md)")
+    return problems
+
+
 def environment_problems(recipe: ResolvedRecipe) -> list[str]:
-    """What this machine lacks for the run: trackers, writable folders, the hub cache offline."""
-    return tracker_problems(recipe.training.report_to or []) + output_problems(recipe) + hub_problems(recipe)
+    """What this machine lacks for the run: trackers, writable folders, the hub cache offline,
+    image folders."""
+    return (tracker_problems(recipe.training.report_to or []) + output_problems(recipe) + hub_problems(recipe)
+            + image_root_problems(recipe))
 
 
 # --- the data, counted by the run's own code ------------------------------------------
@@ -256,10 +270,12 @@ def check_data(recipe: ResolvedRecipe) -> None:
         # imported only here: they bring the trainer's modules, which `make data` (a user of
         # this module's hub checks) never needs
         from .training.models import load_tokenizer
-        from .training.run import build_datasets
+        from .training.run import build_datasets, image_collator
 
+        tokenizer = load_tokenizer(recipe.model)
         with quiet_datasets():
-            build_datasets(recipe, load_tokenizer(recipe.model))  # raises when a split it needs is empty
+            train, _ = build_datasets(recipe, tokenizer)  # raises when a split it needs is empty
+        image_collator(recipe, tokenizer, train)  # image pairs: refuses what image batches do not support
 
 
 def preflight(recipe: ResolvedRecipe, dry_run: bool = False) -> list[str]:

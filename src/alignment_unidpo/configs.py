@@ -109,7 +109,7 @@ LOSS_TYPES: dict[str, LossType] = {
     ),
     "dpo": LossType(
         name="dpo", title="DPO (Eq. 1)", function="dpo_loss", arguments=_same_names("beta", "label_smoothing"),
-        needs_reference=True, needs_scores=False, averaged=False, reward_margin=reference_ratio_margin,
+        needs_reference=True, needs_scores=False, averaged="dpo_average_logps", reward_margin=reference_ratio_margin,
     ),
     "simpo": LossType(
         name="simpo", title="SimPO (Meng et al., 2024)", function="simpo_loss",
@@ -317,6 +317,10 @@ class UniDPOConfig(TrainingArguments):
     )
     length_normalize: bool = field(
         default=True, metadata={"help": "Uni-DPO on per-token averaged log-probs (off: the 'w/o LN' ablation)."}
+    )
+    dpo_average_logps: bool = field(
+        default=False, metadata={"help": "DPO on per-token averaged log-probs (LLaMA-Factory's dpo_average_log_prob, "
+                                         "the authors' multimodal DPO baseline); off: summed, paper Eq. (1)."}
     )
     use_quality_weight: bool = field(default=True, metadata={"help": "Off: the 'w/o w_qual' ablation."})
     perf_weight: str = field(

@@ -6,7 +6,7 @@ reasoning): pass@1 in percent, greedy decoding, zero-shot CoT with the Tab. C.2 
 per benchmark. Appendix tables with Table 1's columns: D.6 (Qwen2.5 0.5B to 14B, SimPO
 and Uni-DPO), D.7 (the c-NLL ablations on Llama3-8B Base and Instruct) and D.9 (the
 expert model that scores the data: GPT-4 / GPT-4o, Qwen2.5-72B, ArmoRM; Arena-Hard and
-IFEval only). ``None`` is the paper's "-"; a column a table does not have is absent.
+IFEval only), and D.4 (multimodal, Qwen2-VL-2B, ten VLMEvalKit benchmarks). ``None`` is the paper's "-"; a column a table does not have is absent.
 Models and methods are spelled as each table spells them.
 
 :data:`RECIPE_ROWS` maps each recipe of ``recipes/`` to its rows (the first is the row it
@@ -106,6 +106,19 @@ _D9 = {
 }
 
 
+# Table D.4 (multimodal, Qwen2-VL-2B, VLMEvalKit): ChartQA test, InfoVQA val, TextVQA, POPE, MMBench
+# dev-en, SEEDBench image, ScienceQA val, RealWorldQA in percent; OCRBench its final score (of 1000);
+# MME perception + reasoning. No suite computes them yet (docs/multimodal.md).
+TABLE_D4_COLUMNS = ("chartqa_test", "infovqa_val", "ocrbench", "textvqa", "pope", "mme", "mmbench_dev_en",
+                    "seedbench_image", "scienceqa_val", "realworldqa")
+_D4 = {
+    ("Qwen2-VL-2B", "Baseline"): (5.04, 37.77, 669, 50.21, 79.55, 1744.7, 50.09, 53.98, 65.57, 53.86),
+    ("Qwen2-VL-2B", "DPO"): (6.40, 39.73, 677, 52.73, 80.84, 1799.9, 43.73, 50.65, 63.00, 54.77),
+    ("Qwen2-VL-2B", "SimPO"): (11.68, 41.51, 635, 60.63, 78.71, 1813.2, 54.38, 59.57, 66.81, 53.99),
+    ("Qwen2-VL-2B", "Uni-DPO"): (13.84, 45.28, 709, 73.23, 86.03, 1905.1, 63.75, 70.83, 68.10, 55.29),
+}
+
+
 def _table(columns: tuple[str, ...], rows: dict) -> dict[tuple[str, str], dict[str, float | None]]:
     assert all(len(values) == len(columns) for values in rows.values())
     return {row: dict(zip(columns, values)) for row, values in rows.items()}
@@ -120,6 +133,7 @@ TABLES = {
     "Table D.6": (TABLE1_COLUMNS, _table(TABLE1_COLUMNS, _D6)),
     "Table D.7": (TABLE1_COLUMNS, _table(TABLE1_COLUMNS, _D7)),
     "Table D.9": (TABLE_D9_COLUMNS, _table(TABLE_D9_COLUMNS, _D9)),
+    "Table D.4": (TABLE_D4_COLUMNS, _table(TABLE_D4_COLUMNS, _D4)),
 }
 
 # recipe name -> its rows (table, model, method); the first is the row the recipe reproduces
@@ -149,6 +163,9 @@ RECIPE_ROWS = {
     "llama3-8b-base-v0.1-wo-cnll": [("Table D.7", "Llama3-8B-Base", "w/o L_c-NLL")],
     "qwen2.5-math-1.5b": [("Table 2", "Qwen2.5-Math 1.5B", "Uni-DPO")],
     "qwen2.5-math-7b": [("Table 2", "Qwen2.5-Math 7B", "Uni-DPO")],
+    "qwen2-vl-2b": [("Table D.4", "Qwen2-VL-2B", "Uni-DPO"), ("Table D.4", "Qwen2-VL-2B", "Baseline")],
+    "dpo-qwen2-vl-2b": [("Table D.4", "Qwen2-VL-2B", "DPO"), ("Table D.4", "Qwen2-VL-2B", "Baseline")],
+    "simpo-qwen2-vl-2b": [("Table D.4", "Qwen2-VL-2B", "SimPO"), ("Table D.4", "Qwen2-VL-2B", "Baseline")],
 }
 
 # recipe name -> what its results.md says about its data beside the paper's rows

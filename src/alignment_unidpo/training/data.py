@@ -5,6 +5,14 @@ A record has ``prompt``, ``chosen``, ``rejected``, ``score_chosen``, ``score_rej
 message lists whose last turn is the assistant's answer (earlier turns, when present,
 are the conversation and replace ``prompt``, as in ``ultrafeedback_binarized``).
 
+Image rows (vision-language preference data, e.g. the authors' MM-RLHF pairs) add
+``images``: a list of image file paths, resolved against the mixture entry's ``image_root``
+(or the working directory, then the repository); the prompt holds one ``<image>``
+placeholder per image. The authors' pairs format names the prompt ``instruction``; it is
+read as ``prompt``. Before launch every image must exist and open, and the placeholders
+must match the images; a source may not mix text rows with image rows, nor may a mixture
+mix text sources with image sources (see :func:`image_paths`).
+
 Rows are normalised to ``messages`` (the conversation up to the answer), ``chosen`` and
 ``rejected`` (answer strings) and float scores. Rule violations that make the data
 unusable raise :class:`DataValidationError` naming source, row and field; rows that are
@@ -30,6 +38,9 @@ from ..base.paths import REPO_ROOT
 logger = logging.getLogger(__name__)
 
 REQUIRED_TEXT_FIELDS = ("prompt", "chosen", "rejected")
+PROMPT_ALIASES = ("prompt", "instruction")  # the authors' multimodal pairs name the prompt `instruction`
+IMAGE_FIELD = "images"
+IMAGE_PLACEHOLDER = "<image>"
 SCORE_FIELDS = ("score_chosen", "score_rejected")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 MAX_REPORTED_ERRORS = 10
@@ -69,6 +80,7 @@ def load_source(spec: dict[str, Any]) -> datasets.Dataset | list[dict[str, Any]]
         raise DataValidationError(f"dataset entry {spec} has no 'path'")
     split = spec.pop("split", "train")
     spec.pop("fraction", None)
+    spec.pop("image_root", None)
     local = Path(path)
     if not local.exists() and not local.is_absolute() and (REPO_ROOT / local).exists():
         local = REPO_ROOT / local
@@ -123,8 +135,69 @@ def _score(value: Any, where: str) -> float:
     return float(value)
 
 
-def normalize_row(row: dict[str, Any], where: str, system_prompt: str | None, require_scores: bool) -> dict[str, Any]:
+def resolve_image_root(image_root: str | Path | None) -> Path | None:
+    """``image_root`` as a folder: as given, or relative to the repository when only that exists."""
+    if image_root is None:
+        return None
+    root = Path(image_root)
+    if not root.exists() and not root.is_absolute() and (REPO_ROOT / root).exists():
+        root = REPO_ROOT / root
+    return root
+
+
+def _resolve_image(path: str, image_root: Path | None) -> Path:
+    local = Path(path)
+    if local.is_absolute():
+        return local
+    if image_root is not None:
+        return image_root / local
+    if not local.exists() and (REPO_ROOT / local).exists():
+        return REPO_ROOT / local
+    return local
+
+
+def image_paths(value: Any, messages: list[dict[str, str]], where: str, image_root: Path | None) -> list[str]:
+    """Check a row's ``images`` and return them as resolved path strings.
+
+    Each entry must name an image file that exists and that Pillow can open and verify; the
+    ``<image>`` placeholders of the prompt must number exactly the images (one per image, in
+    order, as the chat template places them). Raises :class:`DataValidationError` naming
+    ``where`` and the field."""
+    field_ = f"{where}, field '{IMAGE_FIELD}'"
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise DataValidationError(f"{field_}: expected a non-empty list of image paths, got {value!r:.80}")
+    placeholders = sum(m["content"].count(IMAGE_PLACEHOLDER) for m in messages)
+    if placeholders != len(value):
+        raise DataValidationError(
+            f"{field_}: {len(value)} image(s) but {placeholders} '{IMAGE_PLACEHOLDER}' placeholder(s) in the prompt"
+        )
+    from PIL import Image  # Pillow: a dependency of matplotlib and transformers' image processors
+
+    resolved = []
+    for j, entry in enumerate(value):
+        if not isinstance(entry, str) or not entry.strip():
+            raise DataValidationError(f"{field_}[{j}]: expected an image file path, got {entry!r:.80}")
+        path = _resolve_image(entry, image_root)
+        if not path.is_file():
+            root = f" (image_root {image_root})" if image_root is not None else " (no image_root set)"
+            raise DataValidationError(f"{field_}[{j}]: no such image file {path}{root}")
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as err:  # noqa: BLE001 - Pillow raises many types for a bad file
+            raise DataValidationError(f"{field_}[{j}]: unreadable image {path}: {err}") from None
+        resolved.append(str(path))
+    return resolved
+
+
+def normalize_row(
+    row: dict[str, Any], where: str, system_prompt: str | None, require_scores: bool, image_root: Path | None = None
+) -> dict[str, Any]:
     """Validate one record and bring it to the canonical form (see module docstring)."""
+    if row.get("prompt") is None and row.get("instruction") is not None:  # the authors' multimodal pairs
+        row = {**row, "prompt": row["instruction"]}
     for name in REQUIRED_TEXT_FIELDS + (SCORE_FIELDS if require_scores else ()):
         if row.get(name) is None:
             raise DataValidationError(f"{where}, field '{name}': missing")
@@ -138,6 +211,8 @@ def normalize_row(row: dict[str, Any], where: str, system_prompt: str | None, re
             )
         if not msgs[-1]["content"].strip():
             raise DataValidationError(f"{where}, field '{name}': empty completion")
+        if IMAGE_PLACEHOLDER in msgs[-1]["content"]:
+            raise DataValidationError(f"{where}, field '{name}': '{IMAGE_PLACEHOLDER}' belongs in the prompt, not the answer")
         if len(msgs) > 1:
             if context is not None and context != msgs[:-1]:
                 raise DataValidationError(f"{where}, field '{name}': its conversation differs from the chosen one's")
@@ -150,15 +225,26 @@ def normalize_row(row: dict[str, Any], where: str, system_prompt: str | None, re
         name: _score(row[name], f"{where}, field '{name}'") if row.get(name) is not None else 0.0
         for name in SCORE_FIELDS
     }
-    return {"messages": context, "chosen": answers["chosen"], "rejected": answers["rejected"], **scores}
+    out = {"messages": context, "chosen": answers["chosen"], "rejected": answers["rejected"], **scores}
+    if row.get(IMAGE_FIELD) is not None:
+        out[IMAGE_FIELD] = image_paths(row[IMAGE_FIELD], context, where, image_root)
+    elif any(IMAGE_PLACEHOLDER in m["content"] for m in context):
+        raise DataValidationError(f"{where}, field '{IMAGE_FIELD}': missing, but the prompt has '{IMAGE_PLACEHOLDER}'")
+    return out
 
 
 def validate_and_normalize(
-    ds: datasets.Dataset | list[dict[str, Any]], source: str, system_prompt: str | None, require_scores: bool, report: DropReport
+    ds: datasets.Dataset | list[dict[str, Any]], source: str, system_prompt: str | None, require_scores: bool, report: DropReport,
+    image_root: str | Path | None = None,
 ) -> datasets.Dataset:
     """Check every row of one source; raise on the first ``MAX_REPORTED_ERRORS`` problems."""
+    root = resolve_image_root(image_root)
+    if root is not None and not root.is_dir():
+        raise DataValidationError(f"{source}, key 'image_root': no such folder {image_root}")
     if isinstance(ds, datasets.Dataset):
         columns = ds.column_names
+        if "prompt" not in columns and "instruction" in columns:
+            columns = columns + ["prompt"]
         missing = [c for c in REQUIRED_TEXT_FIELDS + (SCORE_FIELDS if require_scores else ()) if c not in columns]
         if missing:
             raise DataValidationError(
@@ -170,7 +256,7 @@ def validate_and_normalize(
     for i, row in zip(numbers, ds):
         where = f"{source}, row {i}"
         try:
-            norm = normalize_row(row, where, system_prompt, require_scores)
+            norm = normalize_row(row, where, system_prompt, require_scores, root)
         except DataValidationError as err:
             errors.append(str(err))
             if len(errors) >= MAX_REPORTED_ERRORS:
@@ -181,6 +267,12 @@ def validate_and_normalize(
             report.add("chosen identical to rejected")
             continue
         rows.append({**norm, "source": source, "row": i})
+    with_images = [r for r in rows if IMAGE_FIELD in r]
+    if with_images and len(with_images) != len(rows):
+        first = next(r for r in rows if IMAGE_FIELD not in r)
+        errors.append(f"{source}, row {first['row']}, field '{IMAGE_FIELD}': missing, while {len(with_images)} other "
+                      "row(s) of this source have images; text and image rows cannot share a source (every rank must "
+                      "run the vision tower at every step)")
     if errors:
         more = " (stopped at the first %d)" % MAX_REPORTED_ERRORS if len(errors) >= MAX_REPORTED_ERRORS else ""
         raise DataValidationError(f"{len(errors)} bad row(s){more}:\n  " + "\n  ".join(errors))
@@ -210,11 +302,20 @@ def load_mixture(
         if not 0 < fraction <= 1:
             raise DataValidationError(f"{_describe(spec)}: fraction must be in (0, 1], got {fraction}")
         source = _describe(spec)
-        ds = validate_and_normalize(load_source(spec), source, system_prompt, require_scores, report)
+        ds = validate_and_normalize(load_source(spec), source, system_prompt, require_scores, report,
+                                    image_root=spec.get("image_root"))
         if fraction < 1:
             ds = ds.shuffle(seed=seed).select(range(max(1, int(fraction * len(ds)))))
         logger.info("%s: %d pairs", source, len(ds))
         parts.append(ds)
+    kinds = {IMAGE_FIELD in part.column_names for part in parts}
+    if len(kinds) > 1:
+        raise DataValidationError(
+            "dataset_mixture mixes text sources with image sources: "
+            + ", ".join(f"{_describe(spec)} ({'images' if IMAGE_FIELD in part.column_names else 'text'})"
+                        for spec, part in zip(mixture, parts))
+            + "; train them separately (every rank must run the vision tower at every step under ZeRO-3)"
+        )
     return datasets.concatenate_datasets(parts).shuffle(seed=seed)
 
 

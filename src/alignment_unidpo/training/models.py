@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import packed_attention  # noqa: F401  (registers attn_implementation: packed_varlen)
 from ..configs import ModelArguments
-from .toy import TOY_ATTENTION, build_toy_model, build_toy_tokenizer, is_toy
+from .toy import TOY_ATTENTION, TOY_PREFIX, TOY_VL, build_toy_model, build_toy_tokenizer, build_toy_vl_processor, is_toy
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +18,9 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 
 def load_tokenizer(args: ModelArguments):
     name = args.tokenizer_name_or_path or args.model_name_or_path
-    if is_toy(name):
+    if name == TOY_PREFIX + TOY_VL:
+        tokenizer = build_toy_vl_processor().tokenizer
+    elif is_toy(name):
         tokenizer = build_toy_tokenizer()
     else:
         tokenizer = AutoTokenizer.from_pretrained(
@@ -31,6 +33,35 @@ def load_tokenizer(args: ModelArguments):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def load_image_text_processor(args: ModelArguments, tokenizer):
+    """The tokenizer (as :func:`load_tokenizer` made it) with the model's image processor, for image
+    data (:class:`~.multimodal.ImageTextProcessor`). Loaded apart from the tokenizer, not as
+    transformers' composite processor, which also wants a video processor (torchvision)."""
+    from .multimodal import ImageTextProcessor
+
+    name = args.model_name_or_path
+    if is_toy(name):
+        if name != TOY_PREFIX + TOY_VL:
+            raise ValueError(f"image data needs a vision-language model; {name!r} has no vision tower "
+                             f"(the toy one is {TOY_PREFIX + TOY_VL})")
+        return ImageTextProcessor(tokenizer=tokenizer, image_processor=build_toy_vl_processor().image_processor)
+    from transformers import AutoImageProcessor
+
+    image_processor = AutoImageProcessor.from_pretrained(name, revision=args.model_revision,
+                                                         trust_remote_code=args.trust_remote_code)
+    return ImageTextProcessor(tokenizer=tokenizer, image_processor=image_processor)
+
+
+def _is_vision_language(name: str, args: ModelArguments) -> bool:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name, revision=args.model_revision, trust_remote_code=args.trust_remote_code)
+    except (OSError, ValueError):  # from_pretrained below reports the problem in its own words
+        return False
+    return getattr(config, "vision_config", None) is not None
 
 
 def load_model(name: str, args: ModelArguments, tokenizer, *, gradient_checkpointing: bool = False):
@@ -46,7 +77,10 @@ def load_model(name: str, args: ModelArguments, tokenizer, *, gradient_checkpoin
                                 attn_implementation=attn)
     else:
         kwargs = {"attn_implementation": args.attn_implementation} if args.attn_implementation else {}
-        model = AutoModelForCausalLM.from_pretrained(
+        auto = AutoModelForCausalLM
+        if _is_vision_language(name, args):  # Qwen2-VL and the like: the model with its vision tower
+            from transformers import AutoModelForImageTextToText as auto
+        model = auto.from_pretrained(
             name, revision=args.model_revision, dtype=dtype, trust_remote_code=args.trust_remote_code, **kwargs
         )
     model.config.use_cache = not gradient_checkpointing

@@ -20,10 +20,11 @@ from transformers import set_seed
 from .checkpoints import check_output_dir, prepare_output_dir
 from ..base.cli import entry_point
 from ..configs import TAU_GOOD_MEDIAN, loss_of
-from ..base.errors import DataValidationError
-from .data import DropReport, load_mixture, median_chosen_score, split_eval
+from ..base.errors import DataValidationError, RecipeError
+from .data import IMAGE_FIELD, DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
-from .models import load_policy_and_reference, load_tokenizer
+from .models import load_image_text_processor, load_policy_and_reference, load_tokenizer
+from .multimodal import ImagePreferenceCollator, tokenize_image_row
 from ..resolve import ResolvedRecipe, resolve
 from .ref_cache import ReferenceLogpsCache, reference_identity, tokenizer_fingerprint
 from .reference import ReferencePlan, precomputes_reference
@@ -33,14 +34,30 @@ from .trainer import UniDPOTrainer
 logger = logging.getLogger("alignment_unidpo")
 
 
+def is_image_data(ds: datasets.Dataset | None) -> bool:
+    """Whether these pairs have images (:mod:`.data`: a mixture is all text or all images)."""
+    return ds is not None and IMAGE_FIELD in ds.column_names
+
+
 def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, split: str, report: DropReport):
-    """Chat-template, tokenise and truncate; drop prompts longer than max_length (counted)."""
+    """Chat-template, tokenise and truncate; drop prompts longer than max_length (counted).
+    Image pairs go through the model's processor (:mod:`.multimodal`); rows whose cut would
+    reach an image are dropped (counted)."""
     args = recipe.training
+    rules = TokenizationRules.from_args(recipe.data)
+    common = {"max_length": args.max_length, "max_prompt_length": args.max_prompt_length, "rules": rules}
+    images = is_image_data(ds)
+    if images:
+        if not recipe.data.apply_chat_template:
+            raise DataValidationError("image pairs need apply_chat_template: true (the template places the images)")
+        function, fn_kwargs = tokenize_image_row, {**common, "processor": load_image_text_processor(recipe.model,
+                                                                                                     tokenizer)}
+    else:
+        function, fn_kwargs = tokenize_row, {**common, "tokenizer": tokenizer,
+                                             "apply_chat_template": recipe.data.apply_chat_template}
     ds = ds.map(
-        tokenize_row,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": args.max_length, "max_prompt_length": args.max_prompt_length,
-                   "apply_chat_template": recipe.data.apply_chat_template,
-                   "rules": TokenizationRules.from_args(recipe.data)},
+        function,
+        fn_kwargs=fn_kwargs,
         num_proc=recipe.data.preprocessing_num_workers if len(ds) > 1000 else None,
         desc=f"Tokenizing {split}",
     )
@@ -48,11 +65,15 @@ def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, sp
     if too_long:
         report.add(f"{split}: prompt longer than max_length={args.max_length}", too_long)
         ds = ds.filter(lambda row: not row["prompt_too_long"], desc="Dropping over-long prompts")
+    if images and (image_cut := sum(ds["image_cut"])):
+        report.add(f"{split}: prompt cut would reach an image (max_prompt_length={args.max_prompt_length})", image_cut)
+        ds = ds.filter(lambda row: not row["image_cut"], desc="Dropping rows cut inside an image")
     truncated = sum(ds["truncated"])
     if truncated:
         logger.info("%s: %d of %d pairs truncated to max_length=%d", split, truncated, len(ds), args.max_length)
     keep = ["prompt_input_ids", "chosen_input_ids", "rejected_input_ids", *UNLABELLED_COLUMNS, "score_chosen",
             "score_rejected"]
+    keep += [IMAGE_FIELD, "image_grid_thw"] if images else []
     return ds.remove_columns([c for c in ds.column_names if c not in keep])
 
 
@@ -143,6 +164,20 @@ def plan_reference(recipe: ResolvedRecipe, tokenizer, train_ds, eval_ds) -> Refe
     return ReferencePlan.decide(recipe.training, train_ds, eval_ds, cache)
 
 
+def image_collator(recipe: ResolvedRecipe, tokenizer, train_ds: datasets.Dataset) -> ImagePreferenceCollator | None:
+    """The collator of image pairs (None for text: the trainer's default), after refusing what
+    image batches do not support yet: the reference cache (its key holds no image contents) and
+    padding-free batches (Qwen2-VL's multimodal rotary positions are computed per padded row)."""
+    if not is_image_data(train_ds):
+        return None
+    args = recipe.training
+    if precomputes_reference(args):
+        raise RecipeError("precompute_ref_log_probs is not supported for image pairs yet (the reference cache does not "
+                         "key on image contents); set precompute_ref_log_probs: false (the reference runs live)")
+    return ImagePreferenceCollator(pad_token_id=tokenizer.pad_token_id, padding_free=args.padding_free,
+                                   processor=load_image_text_processor(recipe.model, tokenizer))
+
+
 def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrainer) -> dict:
     """Train and save; ``trainer_cls`` lets a caller record more (e.g. per-pair weights)."""
     args = recipe.training
@@ -156,6 +191,7 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     with PartialState().main_process_first():
         recipe, train_ds, eval_ds = prepare_data(recipe, tokenizer)
     args = recipe.training  # with tau_good: median, built with the number now
+    collator = image_collator(recipe, tokenizer, train_ds)
 
     plan = plan_reference(recipe, tokenizer, train_ds, eval_ds)
     policy, reference = load_policy_and_reference(
@@ -167,7 +203,7 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
         plan = plan.with_cache(reference_logps_cache(recipe, tokenizer, reference))  # a hub model is pinned now
     trainer = trainer_cls(
         model=policy, ref_model=reference, args=args, train_dataset=plan.train, eval_dataset=plan.eval,
-        processing_class=tokenizer, reference_plan=plan,
+        processing_class=tokenizer, reference_plan=plan, data_collator=collator,
     )
     del reference  # with precomputed log-probs the trainer has released it; free it here too
     if trainer.accelerator.num_processes != recipe.launch.num_processes:

@@ -37,6 +37,7 @@ from transformers import Trainer
 from ..base.stats import spearman_rho
 from ..configs import UniDPOConfig, loss_of
 from .checkpoints import CheckpointingMixin
+from .multimodal import MODEL_IMAGE_KEYS
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import function_of
 from .merge import relativize_base_model
@@ -107,6 +108,11 @@ def model_sequence_logps(
     Works on padded and packed batches; ``lean`` uses the chunked output layer.
     """
     inputs = {"input_ids": batch["input_ids"], "use_cache": False}
+    for key in MODEL_IMAGE_KEYS:  # image batches (.multimodal): chosen and rejected rows each carry the images
+        if key in batch:
+            inputs[key] = batch[key]
+    if "position_ids" in batch and "pixel_values" in batch:
+        raise ValueError("padding_free is not supported for image batches; set padding_free: false")
     if "position_ids" in batch:  # packed: no attention mask, positions restart per sequence
         inputs["position_ids"] = batch["position_ids"]
     else:
