@@ -36,7 +36,7 @@ import torch
 from ..base.errors import ChatTemplateError, RecipeError
 from .data import IMAGE_PLACEHOLDER
 from .tokenization import (
-    DEFAULT_RULES, PreferenceCollator, TokenizationRules, encode_pair, render_pair, truncate_pair,
+    DEFAULT_RULES, UNLABELLED_COLUMNS, PreferenceCollator, TokenizationRules, encode_pair, render_pair, truncate_pair,
 )
 
 IMAGE_INPUT_KEYS = ("pixel_values", "image_grid_thw")
@@ -121,16 +121,18 @@ def tokenize_image_row(
     grids = processor.image_inputs(row["images"])["image_grid_thw"].tolist()
     counts = [processor.tokens_per_image(grid) for grid in grids]
     prompt = expand_image_tokens(prompt, processor.image_token, counts)
-    prompt_ids, chosen_ids, rejected_ids = encode_pair(tokenizer, prompt, chosen, rejected)
-    if rules.append_eos and tokenizer.eos_token_id is not None:
-        chosen_ids, rejected_ids = (ids if ids[-1:] == [tokenizer.eos_token_id] else ids + [tokenizer.eos_token_id]
-                                    for ids in (chosen_ids, rejected_ids))
+    prompt_ids, chosen_ids, rejected_ids, unlabelled = encode_pair(tokenizer, prompt, chosen, rejected)
+    eos = tokenizer.eos_token_id
+    if rules.append_eos and eos is not None:  # as tokenize_row: an answer all prompt still gets its EOS
+        chosen_ids, rejected_ids = (ids if len(ids) > k and ids[-1] == eos else ids + [eos]
+                                    for ids, k in zip((chosen_ids, rejected_ids), unlabelled))
     image_id = processor.image_token_id
     if prompt_ids.count(image_id) != sum(counts):
         raise ChatTemplateError(f"the prompt tokenises to {prompt_ids.count(image_id)} image tokens, expected "
                                 f"{sum(counts)}: the tokenizer must keep {processor.image_token!r} one token")
-    too_long = rules.truncation_rule == "fit" and len(prompt_ids) > max_length
-    cut = truncate_pair(prompt_ids, chosen_ids, rejected_ids, max_length, max_prompt_length, rules.truncation_rule)
+    too_long = rules.truncation_rule == "fit" and len(prompt_ids) + max(unlabelled) > max_length
+    cut = truncate_pair(prompt_ids, chosen_ids, rejected_ids, max_length, max_prompt_length, rules.truncation_rule,
+                        unlabelled)
     kept = cut[0]
     # a left cut that reaches any image's tokens (its start marker included) would leave a partial
     # image, or none: drop the row
@@ -143,6 +145,8 @@ def tokenize_image_row(
         "prompt_input_ids": kept,
         "chosen_input_ids": cut[1],
         "rejected_input_ids": cut[2],
+        UNLABELLED_COLUMNS[0]: unlabelled[0],
+        UNLABELLED_COLUMNS[1]: unlabelled[1],
         "image_grid_thw": grids,
         "prompt_too_long": too_long,
         "image_cut": image_cut,
