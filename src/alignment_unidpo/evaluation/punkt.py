@@ -29,24 +29,18 @@ internet).
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 from ..base.paths import REPO_ROOT
+from ..base.pinned_files import (FetchError, download_or_record, extract_member, install, read_status, run_fetch_cli,
+                                 staging_dir, write_status)
+from ..base.pinned_files import missing_files as _missing
 
 CACHE_ENV = "ALIGNMENT_UNIDPO_NLTK_DATA"
 COMMAND = "make punkt"
 ONLINE_COMMAND = "python -m nltk.downloader punkt_tab"
-STATUS_FILE = "fetch-status.json"
 WHEEL = "llama-index-core==0.14.25"
 PIP_ARGS = ["--no-deps", "--only-binary", ":all:"]
 ZIP_IN_WHEEL = "llama_index/core/_static/nltk_cache/tokenizers/punkt_tab.zip"
@@ -65,46 +59,15 @@ FILES = {
     "tokenizers/punkt_tab/README": (
         "punkt_tab/README", "d3251cae66a9359bd68c039e3a46172a05ca9df0b27dcdfa23ae594d68d27ec4"),
 }
-NETWORK_ERRORS = re.compile(
-    r"NewConnectionError|ConnectTimeout|ReadTimeout|Max retries exceeded|Temporary failure in name resolution|"
-    r"Name or service not known|Network is unreachable|Connection refused|ProxyError|timed out|"
-    r"No matching distribution found|Could not find a version", re.IGNORECASE)
-
-
-class FetchError(RuntimeError):
-    pass
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(override or os.environ.get(CACHE_ENV) or REPO_ROOT / ".cache" / "nltk_data")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def missing_files(cache: Path) -> list[str]:
     """The cache paths that are absent or whose hash does not match."""
-    return [name for name, (_, digest) in FILES.items()
-            if not (cache / name).is_file() or sha256(cache / name) != digest]
-
-
-def read_status(cache: Path) -> dict:
-    try:
-        return json.loads((cache / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_status(cache: Path, **status) -> None:
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps(status, indent=1))
-    tmp.replace(cache / STATUS_FILE)
+    return _missing(cache, {name: digest for name, (_, digest) in FILES.items()})
 
 
 def fetch(cache: Path) -> str:
@@ -115,49 +78,17 @@ def fetch(cache: Path) -> str:
     todo = missing_files(cache)
     if not todo:
         return "present"
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".fetch-") as tmp:
-        tmp = Path(tmp)
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", *PIP_ARGS,
-               "-d", str(tmp / "wheel"), WHEEL]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip()[-600:]
-            unreachable = bool(NETWORK_ERRORS.search(tail))
-            _write_status(cache, ok=False, unreachable=unreachable, download=f"pip download {WHEEL}", error=tail)
-            if unreachable:
-                return "unreachable"
-            raise FetchError(f"pip download {WHEEL} failed:\n{tail}")
-        wheel = next((tmp / "wheel").glob("*.whl"))
-        inner_zip = tmp / "punkt_tab.zip"
-        with zipfile.ZipFile(wheel) as zf:
-            try:
-                with zf.open(ZIP_IN_WHEEL) as src, open(inner_zip, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except KeyError:
-                raise FetchError(f"{wheel.name} has no {ZIP_IN_WHEEL}") from None
-        got = sha256(inner_zip)
-        if got != ZIP_SHA256:
-            _write_status(cache, ok=False, unreachable=False, download=f"pip download {WHEEL}",
-                          error=f"{ZIP_IN_WHEEL}: sha256 {got}, expected {ZIP_SHA256}")
-            raise FetchError(f"{wheel.name}:{ZIP_IN_WHEEL} has sha256 {got}, expected {ZIP_SHA256} (NLTK's "
-                             "punkt_tab.zip): check it and update evaluation/punkt.py")
-        with zipfile.ZipFile(inner_zip) as zf:
-            for name in todo:
-                inner, digest = FILES[name]
-                staged = tmp / "files" / name
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with zf.open(inner) as src, open(staged, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                except KeyError:
-                    raise FetchError(f"punkt_tab.zip has no {inner}") from None
-                got = sha256(staged)
-                if got != digest:
-                    raise FetchError(f"punkt_tab.zip:{inner} has sha256 {got}, expected {digest}")
-                (cache / name).parent.mkdir(parents=True, exist_ok=True)
-                staged.replace(cache / name)  # atomic on one file system: a killed run leaves no half file
-    _write_status(cache, ok=True, unreachable=False, download=f"pip download {WHEEL}")
+    with staging_dir(cache) as tmp:
+        wheel = download_or_record(cache, WHEEL, tmp / "wheel", PIP_ARGS)
+        if wheel is None:
+            return "unreachable"
+        inner_zip = extract_member(wheel, ZIP_IN_WHEEL, tmp / "punkt_tab.zip", ZIP_SHA256,
+                                   hint=" (NLTK's punkt_tab.zip): check it and update evaluation/punkt.py",
+                                   record=(cache, f"pip download {WHEEL}"))
+        for name in todo:
+            inner, digest = FILES[name]
+            install(extract_member(inner_zip, inner, tmp / "files" / name, digest), cache / name)
+    write_status(cache, ok=True, unreachable=False, download=f"pip download {WHEEL}")
     return "fetched"
 
 
@@ -196,22 +127,12 @@ def punkt_problem(cache: Path | None = None) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", help=f"cache folder (default ${CACHE_ENV} or .cache/nltk_data)")
-    cache = cache_dir(parser.parse_args(argv).cache)
-    try:
-        result = fetch(cache)
-    except FetchError as err:
-        print(f"punkt: error: {err}", file=sys.stderr)
-        return 1
-    if result == "unreachable":
-        print(f"punkt: the package index is unreachable ({read_status(cache).get('error', '')[-200:]}); "
-              "SUITE=ifeval and its scoring tests need this data", file=sys.stderr)
-    elif result == "fetched":
-        print(f"punkt: NLTK's punkt_tab (English) cached in {cache}", file=sys.stderr)
-    else:
-        print(f"punkt: {cache} present, hashes match", file=sys.stderr)
-    return 0
+    return run_fetch_cli("punkt", __doc__.splitlines()[0], CACHE_ENV, ".cache/nltk_data", cache_dir, fetch,
+                         FetchError, {
+                             "unreachable": "the package index is unreachable ({error}); SUITE=ifeval and its "
+                                            "scoring tests need this data",
+                             "fetched": "NLTK's punkt_tab (English) cached in {cache}",
+                             "present": "{cache} present, hashes match"}, argv)
 
 
 if __name__ == "__main__":
