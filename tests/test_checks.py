@@ -69,7 +69,7 @@ def test_label_smoothing_range_and_boundary_values_are_accepted():
 def test_the_rules_and_the_loss_table_live_in_configs():
     assert {"beta", "nll_lambda", "label_smoothing", "per_device_train_batch_size", "learning_rate"} <= set(VALUE_RULE_OF)
     assert "beta" not in USED_BY_LOSS  # every loss reads beta
-    assert ignored_by_loss_type("uni_dpo") == ["simpo_gamma_beta_ratio", "label_smoothing"]
+    assert ignored_by_loss_type("uni_dpo") == ["dpo_average_logps", "simpo_gamma_beta_ratio", "label_smoothing"]
 
 
 def launch(monkeypatch, argv):
@@ -180,7 +180,7 @@ def test_a_sweep_checks_every_key_and_point_before_launching(monkeypatch):
     monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: pytest.fail("launched a point"))
     with pytest.raises(RecipeError, match=r"grid key 'bta' is not a recipe key \(did you mean 'beta'\?\)"):
         sweep.check_grid("default", sweep.parse_grid("bta=1,2"))
-    with pytest.raises(RecipeError, match=r"grid point perf_gamma=1 tau_ref=nan: .*tau_ref=nan is out of range"):
+    with pytest.raises(RecipeError, match=r"grid point perf_gamma=1_tau_ref=nan: .*tau_ref=nan is out of range"):
         sweep.check_grid("toy-world-uni-dpo", sweep.parse_grid("perf_gamma=1,3 tau_ref=0.5,.nan"))
     with pytest.raises(RecipeError, match="grid point perf_weight=bogus: .*perf_weight must be one of"):
         sweep.check_grid("default", sweep.parse_grid("perf_weight=stabilized,bogus"))

@@ -45,10 +45,12 @@ class RewardSpec:
     loss_type: str  # a loss type of the table (configs.LOSS_TYPES), or "sft" for the likelihood ranking of the start model
     beta: float = 1.0
     length_normalize: bool = True
+    dpo_average_logps: bool = False
 
     @classmethod
     def of(cls, training_args) -> "RewardSpec":
-        return cls(training_args.loss_type, training_args.beta, training_args.length_normalize)
+        return cls(training_args.loss_type, training_args.beta, training_args.length_normalize,
+                   getattr(training_args, "dpo_average_logps", False))
 
     def margins(self, policy: SequenceLogps, reference: SequenceLogps, n: int) -> torch.Tensor:
         """Chosen minus rejected implicit reward of each pair (the loss table's ``reward_margin``)."""
@@ -56,7 +58,7 @@ class RewardSpec:
             mean, margin = True, policy_margin
         else:
             loss = LOSS_TYPES[self.loss_type]
-            mean, margin = loss.averages(self), loss.reward_margin  # reads length_normalize from this spec
+            mean, margin = loss.averages(self), loss.reward_margin  # reads length_normalize / dpo_average_logps
         pol = policy.mean if mean else policy.sum
         ref = reference.mean if mean else reference.sum
         return margin(pol[:n], pol[n:], ref[:n], ref[n:], self.beta)
