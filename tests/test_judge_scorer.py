@@ -308,7 +308,9 @@ def test_retries_exhausted_stop_with_one_line_and_keep_what_was_rated(tmp_path, 
     lines = out.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: score: the judge at ") and "429" in lines[0]
     assert "after 2 retries" in lines[0] and "rerun to go on" in lines[0]
-    assert server.requests == 5  # 2 rated, then one request and its 2 retries
+    # 2 rated, then one request and its 2 retries; the pool's one worker may have picked up the next
+    # queued answer (one more 429) before the failure reached the main thread and cancelled the rest
+    assert server.requests in (5, 6)
     assert len((tmp_path / "out" / "judge-cache" / "ratings.jsonl").read_text().splitlines()) == 2
 
 
