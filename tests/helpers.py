@@ -27,6 +27,17 @@ SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.2},
               {"path": "data/toy_preferences_chat.jsonl", "fraction": 0.2}]
 
 
+def save_toy_model(folder: Path, name: str = "toy:tiny-llama") -> Path:
+    """A toy model and the toy tokenizer (with its chat template) saved in ``folder``, as a
+    training run leaves them; returns ``folder``."""
+    from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
+
+    tokenizer = build_toy_tokenizer()
+    build_toy_model(name, tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def make_trainer(tmp_path, callbacks=None, **overrides):
     """A ``UniDPOTrainer`` of the ``default`` recipe (toy model, :data:`SMALL_DATA`, 2 steps,
     no eval, no checkpoints, CPU) with ``overrides``, built as ``training.run`` builds it."""

@@ -11,7 +11,7 @@ from alignment_unidpo import eval_cli  # make eval: the evaluation with the worl
 from alignment_unidpo.evaluation import answers, judges, math_suite
 from alignment_unidpo.generation.decoding import Decoding, generate, load_model_and_tokenizer, render
 from alignment_unidpo.generation.prompts import math_conversation
-from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
+from helpers import save_toy_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 
@@ -19,11 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A saved toy:tiny-llama folder, as a training run leaves it (model + tokenizer + chat template)."""
-    folder = tmp_path_factory.mktemp("run") / "qwen2.5-math-7b"  # named like a recipe: the paper row applies
-    tokenizer = build_toy_tokenizer()
-    build_toy_model("toy:tiny-llama", tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_toy_model(tmp_path_factory.mktemp("run") / "qwen2.5-math-7b")  # named like a recipe: its paper row
 
 
 def test_greedy_generation_is_batched_deterministic_and_uses_the_chat_template(tiny_run):

@@ -13,7 +13,7 @@ import pytest
 
 from alignment_unidpo import eval_cli
 from alignment_unidpo.evaluation import ifeval_suite, punkt, report
-from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
+from helpers import save_toy_model
 
 
 def item(key, ids, kwargs, prompt="A hand-made IFEval prompt."):
@@ -117,11 +117,7 @@ def test_the_punkt_cache_is_nltks_own_english_model(punkt_data):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A saved toy model folder named like a Table 1 recipe (its paper row applies)."""
-    folder = tmp_path_factory.mktemp("run") / "llama3-8b-instruct-v0.2"
-    tokenizer = build_toy_tokenizer()
-    build_toy_model("toy:tiny-llama", tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_toy_model(tmp_path_factory.mktemp("run") / "llama3-8b-instruct-v0.2")
 
 
 def write_prompts(path, rows):

@@ -18,8 +18,7 @@ from huggingface_hub import constants as hub_constants
 
 from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
 from alignment_unidpo.evaluation import math_suite, models, textual_suite
-from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
-from helpers import FAKE_COMMIT, REPO_ROOT, hub_snapshot
+from helpers import FAKE_COMMIT, REPO_ROOT, hub_snapshot, save_toy_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 REPO = "org/tiny-math"
@@ -30,11 +29,7 @@ MATH = ["--suite=math", f"--data_dir={FIXTURES}", "--benchmarks=gsm8k", "--max_n
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A saved toy:tiny-llama (model + tokenizer with its chat template), copied into caches below."""
-    folder = tmp_path_factory.mktemp("tiny") / "model"
-    tokenizer = build_toy_tokenizer()
-    build_toy_model("toy:tiny-llama", tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_toy_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import torch
 from alignment_unidpo.generation.backends import (Engine, TransformersGenerator, VllmGenerator, vllm_available,
                                                    vllm_python)
 from alignment_unidpo.generation.decoding import Decoding, render
-from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
+from helpers import save_toy_model
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +31,7 @@ SAMPLING = Decoding(max_new_tokens=16, temperature=1.0, top_p=0.9)
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gen-llama")
-    tokenizer = build_toy_tokenizer()
-    build_toy_model("toy:gen-llama", tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_toy_model(tmp_path_factory.mktemp("gen-llama"), "toy:gen-llama")
 
 
 @pytest.fixture(scope="module")
