@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alignment_unidpo.base.pinned_files import sha256_file
 from alignment_unidpo.evaluation import answers, judges, textual_suite
 from alignment_unidpo.evaluation.eval_data import EVAL_SETS
 
@@ -226,7 +227,7 @@ def fake_checkout(tmp_path: Path, monkeypatch) -> Path:
     for path in judges.ARENA_HARD_FILES:
         (checkout / path).parent.mkdir(parents=True, exist_ok=True)
         (checkout / path).write_text(contents.get(path, f"stand-in for {path}\n"))
-        pinned[path] = judges.sha256_of(checkout / path)
+        pinned[path] = sha256_file(checkout / path)
     monkeypatch.setattr(judges, "ARENA_HARD_FILES", pinned)
     return checkout
 

@@ -53,6 +53,7 @@ from ..base.cli import entry_point
 from ..base.errors import DataValidationError
 from ..base.files import write_text_atomic
 from ..base.paths import REPO_ROOT
+from ..base.pinned_files import sha256_file
 from . import answers
 from .eval_data import ARENA_HARD, SEDAREVAL
 
@@ -118,10 +119,6 @@ ARENA_HARD_ENCODING = "cl100k_base"
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"  # tiktoken's source
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"  # tiktoken's expected_hash
 TOKENIZER_CACHE_ENV = "ALIGNMENT_UNIDPO_TOKENIZER_CACHE"  # as scripts/fetch_tokenizers.py
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --- token lengths ----------------------------------------------------------------------------
@@ -292,7 +289,7 @@ def alpaca_eval_layout(out: Path, configs_dir: Path | None = None) -> Path:
     prompt = configs_dir / ALPACA_EVAL_PROMPT
     if not prompt.is_file():
         raise DataValidationError(f"{prompt}: no such file; alpaca-eval=={ALPACA_EVAL_VERSION} ships it")
-    got = sha256_of(prompt)
+    got = sha256_file(prompt)
     if got != ALPACA_EVAL_PROMPT_SHA256:
         raise DataValidationError(f"{prompt}: sha256 {got}, expected {ALPACA_EVAL_PROMPT_SHA256}: not the ranking "
                                   f"prompt of alpaca-eval=={ALPACA_EVAL_VERSION}")
@@ -316,7 +313,7 @@ def check_arena_checkout(checkout: Path) -> None:
         raise DataValidationError(f"{checkout}: no such folder (git clone https://github.com/{ARENA_HARD_REPO} "
                                   f"{checkout} && git -C {checkout} checkout {ARENA_HARD_COMMIT})")
     wrong = [path for path, digest in ARENA_HARD_FILES.items()
-             if not (checkout / path).is_file() or sha256_of(checkout / path) != digest]
+             if not (checkout / path).is_file() or sha256_file(checkout / path) != digest]
     if wrong:
         raise DataValidationError(f"{checkout}: {', '.join(wrong)} missing or not as at {ARENA_HARD_REPO}@"
                                   f"{ARENA_HARD_COMMIT}: git -C {checkout} checkout {ARENA_HARD_COMMIT}")
