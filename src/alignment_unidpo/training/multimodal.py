@@ -34,11 +34,13 @@ from typing import Any
 import torch
 
 from ..base.errors import ChatTemplateError, RecipeError
-from .data import IMAGE_PLACEHOLDER
+from .data import IMAGE_FIELD, IMAGE_PLACEHOLDER
 from .tokenization import (
     DEFAULT_RULES, UNLABELLED_COLUMNS, PreferenceCollator, TokenizationRules, encode_pair, render_pair, truncate_pair,
 )
 
+# the tokenised dataset's columns the collator reads the images from (the files, and their grids)
+IMAGE_COLUMNS = (IMAGE_FIELD, "image_grid_thw")
 IMAGE_INPUT_KEYS = ("pixel_values", "image_grid_thw")
 # what an image batch adds to the model's inputs: the image inputs, and each token's type (0 text,
 # 1 image), from which Qwen2-VL computes its multimodal rotary positions

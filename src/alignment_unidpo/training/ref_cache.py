@@ -16,11 +16,17 @@ of a key made of
   the unlabelled-id counts where any is not 0, which also pins the data files, mixture,
   seed and split), ``max_length``,
   ``max_prompt_length``, ``apply_chat_template`` and the truncation rule;
+* for image pairs only (:mod:`.multimodal`), what the forward sees beyond the token ids: the
+  SHA-256 of each pair's image files, in order (their bytes, not their paths: the same images
+  under another ``image_root`` are the same pairs; each distinct file read once, in blocks), and
+  the image processor's settings (its class and whole config: resizing bounds, patch and merge
+  size, resampling, rescaling, normalisation). Text keys hold neither, so they are what they
+  were before image pairs could be cached;
 * this file format's version.
 
 Beside each such file, the same values are kept *per example*: a file in
 ``rows-<key without the dataset>/`` holding each pair's content hash (its prompt, chosen and
-rejected token ids) with its values. A dataset with no whole-dataset file of its own is served
+rejected token ids, and the hashes of its images) with its values. A dataset with no whole-dataset file of its own is served
 from these when every one of its pairs is found there, whatever their order, split or subset:
 another seed's shuffle and split of the same data, or another point of a sweep, pays no
 reference pass.
@@ -47,6 +53,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from ..base.files import atomic_path, remove_stale_temp_files, write_text_atomic
+from ..base.pinned_files import sha256_file
+from .data import IMAGE_FIELD
 from .tokenization import REFERENCE_COLUMNS, UNLABELLED_COLUMNS
 from .toy import TOY_SEED, is_toy
 
@@ -80,9 +88,27 @@ def _unlabelled(table, column: str) -> np.ndarray:
     return np.asarray(table.column(column).fill_null(0)).astype(np.int64)
 
 
-def dataset_fingerprint(ds: datasets.Dataset) -> str:
+def image_digests(ds: datasets.Dataset) -> list[list[str]] | None:
+    """The SHA-256 of each pair's image files, in its order (None for text pairs). Each distinct
+    file is read once, in blocks; the bytes are hashed, not the path."""
+    if IMAGE_FIELD not in ds.column_names:
+        return None
+    known: dict[str, str] = {}
+    return [[known[p] if p in known else known.setdefault(p, sha256_file(p)) for p in paths]
+            for paths in ds[IMAGE_FIELD]]
+
+
+def image_processor_settings(image_processor) -> dict[str, Any]:
+    """What turns an image file into pixel values, for the key: the processor's class (its
+    resizing backend) and its whole config (JSON, as saved with a model)."""
+    return {"class": type(image_processor).__name__, "config": json.loads(image_processor.to_json_string())}
+
+
+def dataset_fingerprint(ds: datasets.Dataset, images: list[list[str]] | None = None) -> str:
     """SHA-256 of every prompt/chosen/rejected token id, row by row, and of the unlabelled-id
-    counts when any is not 0 (so datasets whose splits all agree keep their fingerprint)."""
+    counts when any is not 0 (so datasets whose splits all agree keep their fingerprint); for
+    image pairs also of their image hashes (``images``: :func:`image_digests`, computed when not given)."""
+    images = image_digests(ds) if images is None else images
     digest = hashlib.sha256()
     table = _token_table(ds)
     for name in TOKEN_COLUMNS:
@@ -95,11 +121,16 @@ def dataset_fingerprint(ds: datasets.Dataset) -> str:
         if counts.any():
             digest.update(name.encode())
             digest.update(counts.tobytes())
+    if images is not None:
+        digest.update(IMAGE_FIELD.encode())
+        digest.update(json.dumps(images).encode())
     return digest.hexdigest()
 
 
-def row_hashes(ds: datasets.Dataset) -> np.ndarray:
-    """SHA-256 of each pair's prompt/chosen/rejected token ids and unlabelled-id counts: ``[rows, 32]`` uint8."""
+def row_hashes(ds: datasets.Dataset, images: list[list[str]] | None = None) -> np.ndarray:
+    """SHA-256 of each pair's prompt/chosen/rejected token ids and unlabelled-id counts, and of
+    its image hashes for image pairs (as in :func:`dataset_fingerprint`): ``[rows, 32]`` uint8."""
+    images = image_digests(ds) if images is None else images
     table = _token_table(ds)
     columns = []
     for name in TOKEN_COLUMNS:
@@ -113,6 +144,8 @@ def row_hashes(ds: datasets.Dataset) -> np.ndarray:
             digest.update(values[offsets[i]:offsets[i + 1]].tobytes())
             digest.update(b"|")
         digest.update(unlabelled[i].tobytes())
+        if images is not None:
+            digest.update(json.dumps(images[i]).encode())
         out[i] = np.frombuffer(digest.digest(), dtype=np.uint8)
     return out
 
@@ -194,19 +227,24 @@ def reference_identity(name: str, revision: str | None, dtype: str, memo_dir: Pa
 class ReferenceLogpsCache:
     """Reads and writes precomputed reference log-probs for tokenised datasets.
 
-    ``key_fields`` are everything but the dataset (see the module docstring); each
-    dataset adds its own fingerprint. ``directory=None`` keeps nothing on disk.
+    ``key_fields`` are everything but the dataset (see the module docstring), with the image
+    processor's settings (``image_processor``: :func:`image_processor_settings`) for image pairs;
+    each dataset adds its own fingerprint. ``directory=None`` keeps nothing on disk.
     """
 
     def __init__(self, directory: str | Path | None, key_fields: dict[str, Any]):
         self.directory = Path(directory).expanduser() if directory else None
         self.key_fields = {"format": CACHE_FORMAT, "truncation": TRUNCATION_RULE, **key_fields}
 
-    def key(self, ds: datasets.Dataset) -> dict[str, Any]:
-        return {**self.key_fields, "dataset": dataset_fingerprint(ds), "rows": len(ds)}
+    def key(self, ds: datasets.Dataset, images: list[list[str]] | None = None) -> dict[str, Any]:
+        """The whole key of ``ds`` (``images``: its :func:`image_digests`, computed when not given)."""
+        images = image_digests(ds) if images is None else images
+        if images is not None and "image_processor" not in self.key_fields:
+            raise ValueError("image pairs need the image processor's settings in the reference cache key")
+        return {**self.key_fields, "dataset": dataset_fingerprint(ds, images), "rows": len(ds)}
 
-    def path(self, ds: datasets.Dataset) -> Path | None:
-        return self.directory / f"{_sha256_json(self.key(ds))}.safetensors" if self.directory else None
+    def path(self, ds: datasets.Dataset, images: list[list[str]] | None = None) -> Path | None:
+        return self.directory / f"{_sha256_json(self.key(ds, images))}.safetensors" if self.directory else None
 
     def rows_dir(self) -> Path | None:
         """The per-example files of this key (every dataset)."""
@@ -215,13 +253,13 @@ class ReferenceLogpsCache:
     def load(self, ds: datasets.Dataset) -> dict[str, np.ndarray] | None:
         """The cached values for ``ds``, or None when absent or unusable (the reason is logged):
         its own whole-dataset file, else every pair found among the per-example files."""
-        path = self.path(ds)
-        if path is not None:
-            remove_stale_temp_files(self.directory)
-        if path is None:
+        if self.directory is None:
             return None
+        images = image_digests(ds)  # read the image files once for this look-up
+        path = self.path(ds, images)
+        remove_stale_temp_files(self.directory)
         if not path.exists():
-            return self._load_rows(ds)
+            return self._load_rows(ds, images)
         problem = None
         try:
             with safe_open(path, framework="np") as handle:
@@ -230,19 +268,19 @@ class ReferenceLogpsCache:
         except (SafetensorError, OSError, ValueError) as err:
             tensors, metadata, problem = {}, {}, f"unreadable ({err})"
         if problem is None:
-            problem = self._check(ds, tensors, metadata)
+            problem = self._check(ds, tensors, metadata, images)
         if problem:
             logger.warning("reference log-prob cache %s is %s; it will be rebuilt", path, problem)
             return None
         logger.info("reference log-probs for %d pairs read from %s", len(ds), path)
         return tensors
 
-    def _load_rows(self, ds: datasets.Dataset) -> dict[str, np.ndarray] | None:
+    def _load_rows(self, ds: datasets.Dataset, images: list[list[str]] | None) -> dict[str, np.ndarray] | None:
         rows_dir = self.rows_dir()
         if rows_dir is None or not rows_dir.is_dir() or len(ds) == 0:
             return None
         remove_stale_temp_files(rows_dir)
-        wanted = [h.tobytes() for h in row_hashes(ds)]
+        wanted = [h.tobytes() for h in row_hashes(ds, images)]
         need = set(wanted)
         found: dict[bytes, tuple[dict[str, np.ndarray], int]] = {}
         key = json.dumps(self.key_fields, sort_keys=True)
@@ -275,8 +313,9 @@ class ReferenceLogpsCache:
         logger.info("reference log-probs for %d pairs read per example from %s", len(ds), rows_dir)
         return values
 
-    def _check(self, ds: datasets.Dataset, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> str | None:
-        if metadata.get("key") != json.dumps(self.key(ds), sort_keys=True):
+    def _check(self, ds: datasets.Dataset, tensors: dict[str, np.ndarray], metadata: dict[str, str],
+               images: list[list[str]] | None) -> str | None:
+        if metadata.get("key") != json.dumps(self.key(ds, images), sort_keys=True):
             return "for a different key"
         if set(tensors) != set(REFERENCE_COLUMNS + COUNT_COLUMNS):
             return f"missing columns (has {sorted(tensors)})"
@@ -292,14 +331,15 @@ class ReferenceLogpsCache:
         return None
 
     def save(self, ds: datasets.Dataset, values: dict[str, np.ndarray]) -> Path | None:
-        path = self.path(ds)
-        if path is None:
+        if self.directory is None:
             return None
+        images = image_digests(ds)
+        path = self.path(ds, images)
         tensors = {k: np.ascontiguousarray(values[k]) for k in REFERENCE_COLUMNS + COUNT_COLUMNS}
-        metadata = {"key": json.dumps(self.key(ds), sort_keys=True), "checksum": _checksum(tensors)}
+        metadata = {"key": json.dumps(self.key(ds, images), sort_keys=True), "checksum": _checksum(tensors)}
         with atomic_path(path) as tmp:  # also removes the leftovers of killed writes
             save_file(tensors, tmp, metadata=metadata)
-        rows = {"row_hash": row_hashes(ds), **tensors}
+        rows = {"row_hash": row_hashes(ds, images), **tensors}
         rows_dir = self.rows_dir()
         rows_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(rows_dir / path.name) as tmp:  # one file per dataset: writers never share one

@@ -20,13 +20,13 @@ from transformers import set_seed
 from .checkpoints import check_output_dir, prepare_output_dir
 from ..base.cli import entry_point
 from ..configs import TAU_GOOD_MEDIAN, loss_of
-from ..base.errors import DataValidationError, RecipeError
+from ..base.errors import DataValidationError
 from .data import IMAGE_FIELD, DropReport, load_mixture, median_chosen_score, split_eval
 from .merge import merge_lora, record_base_model
 from .models import load_image_text_processor, load_policy_and_reference, load_tokenizer
-from .multimodal import ImagePreferenceCollator, tokenize_image_row
+from .multimodal import IMAGE_COLUMNS, ImagePreferenceCollator, tokenize_image_row
 from ..resolve import ResolvedRecipe, resolve
-from .ref_cache import ReferenceLogpsCache, reference_identity, tokenizer_fingerprint
+from .ref_cache import ReferenceLogpsCache, image_processor_settings, reference_identity, tokenizer_fingerprint
 from .reference import ReferencePlan, precomputes_reference
 from .tokenization import UNLABELLED_COLUMNS, TokenizationRules, tokenize_row
 from .trainer import UniDPOTrainer
@@ -73,7 +73,7 @@ def tokenize_dataset(ds: datasets.Dataset, tokenizer, recipe: ResolvedRecipe, sp
         logger.info("%s: %d of %d pairs truncated to max_length=%d", split, truncated, len(ds), args.max_length)
     keep = ["prompt_input_ids", "chosen_input_ids", "rejected_input_ids", *UNLABELLED_COLUMNS, "score_chosen",
             "score_rejected"]
-    keep += [IMAGE_FIELD, "image_grid_thw"] if images else []
+    keep += list(IMAGE_COLUMNS) if images else []
     return ds.remove_columns([c for c in ds.column_names if c not in keep])
 
 
@@ -129,8 +129,10 @@ def check_splits(args, train: datasets.Dataset, eval_: datasets.Dataset | None, 
             "eval_dataset_mixture, or --eval_strategy=no")
 
 
-def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> ReferenceLogpsCache | None:
-    """The on-disk cache for this recipe's reference log-probs (see :mod:`.ref_cache`).
+def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None,
+                          image_processor=None) -> ReferenceLogpsCache | None:
+    """The on-disk cache for this recipe's reference log-probs (see :mod:`.ref_cache`);
+    ``image_processor``: the collator's, for image pairs (its settings join the key).
 
     None when the reference model cannot be pinned before loading it (a hub model not in
     the local cache yet): then the log-probs are still precomputed, just not looked up.
@@ -143,38 +145,38 @@ def reference_logps_cache(recipe: ResolvedRecipe, tokenizer, reference=None) -> 
     identity = reference_identity(name, model.model_revision, model.torch_dtype, directory, reference)
     if identity is None:
         return None
-    return ReferenceLogpsCache(directory, {
+    fields = {
         "reference": identity,
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_length": args.max_length,
         "max_prompt_length": args.max_prompt_length,
         "apply_chat_template": recipe.data.apply_chat_template,
         "tokenization": TokenizationRules.from_args(recipe.data).as_dict(),
-    })
+    }
+    if image_processor is not None:  # image pairs only: text keys stay what they were
+        fields["image_processor"] = image_processor_settings(image_processor)
+    return ReferenceLogpsCache(directory, fields)
 
 
-def plan_reference(recipe: ResolvedRecipe, tokenizer, train_ds, eval_ds) -> ReferencePlan:
+def plan_reference(recipe: ResolvedRecipe, tokenizer, train_ds, eval_ds, image_processor=None) -> ReferencePlan:
     """Where this run's reference log-probs come from, decided before any model loads
     (:class:`~.reference.ReferencePlan`): with ``precompute_ref_log_probs``, the splits found
-    in the cache get their columns, and when all are found no reference model is loaded."""
+    in the cache get their columns, and when all are found no reference model is loaded.
+    ``image_processor``: the image collator's, for image pairs."""
     cache = None
     if precomputes_reference(recipe.training):
         with PartialState().local_main_process_first():  # the others reuse its folder hash
-            cache = reference_logps_cache(recipe, tokenizer)
+            cache = reference_logps_cache(recipe, tokenizer, image_processor=image_processor)
     return ReferencePlan.decide(recipe.training, train_ds, eval_ds, cache)
 
 
 def image_collator(recipe: ResolvedRecipe, tokenizer, train_ds: datasets.Dataset) -> ImagePreferenceCollator | None:
-    """The collator of image pairs (None for text: the trainer's default), after refusing what
-    image batches do not support yet: the reference cache (its key holds no image contents) and
-    padding-free batches (Qwen2-VL's multimodal rotary positions are computed per padded row)."""
+    """The collator of image pairs (None for text: the trainer's default); it refuses padding-free
+    batches (Qwen2-VL's multimodal rotary positions are computed per padded row). The reference
+    cache works for image pairs: its key holds their images' contents (:mod:`.ref_cache`)."""
     if not is_image_data(train_ds):
         return None
-    args = recipe.training
-    if precomputes_reference(args):
-        raise RecipeError("precompute_ref_log_probs is not supported for image pairs yet (the reference cache does not "
-                         "key on image contents); set precompute_ref_log_probs: false (the reference runs live)")
-    return ImagePreferenceCollator(pad_token_id=tokenizer.pad_token_id, padding_free=args.padding_free,
+    return ImagePreferenceCollator(pad_token_id=tokenizer.pad_token_id, padding_free=recipe.training.padding_free,
                                    processor=load_image_text_processor(recipe.model, tokenizer))
 
 
@@ -192,15 +194,16 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
         recipe, train_ds, eval_ds = prepare_data(recipe, tokenizer)
     args = recipe.training  # with tau_good: median, built with the number now
     collator = image_collator(recipe, tokenizer, train_ds)
+    image_processor = collator.processor.image_processor if collator is not None else None
 
-    plan = plan_reference(recipe, tokenizer, train_ds, eval_ds)
+    plan = plan_reference(recipe, tokenizer, train_ds, eval_ds, image_processor)
     policy, reference = load_policy_and_reference(
         recipe.model, tokenizer, gradient_checkpointing=args.gradient_checkpointing, need_reference=plan.needs_model,
     )
     if recipe.model.use_peft:  # the adapter then loads on its own (a toy base is saved beside it)
         record_base_model(policy, recipe.model.model_name_or_path, args.output_dir, state.is_main_process)
     if plan.precompute and plan.cache is None and reference is not None:
-        plan = plan.with_cache(reference_logps_cache(recipe, tokenizer, reference))  # a hub model is pinned now
+        plan = plan.with_cache(reference_logps_cache(recipe, tokenizer, reference, image_processor))  # pinned now
     trainer = trainer_cls(
         model=policy, ref_model=reference, args=args, train_dataset=plan.train, eval_dataset=plan.eval,
         processing_class=tokenizer, reference_plan=plan, data_collator=collator,

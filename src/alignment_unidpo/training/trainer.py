@@ -37,7 +37,7 @@ from transformers import Trainer
 from ..base.stats import spearman_rho
 from ..configs import UniDPOConfig, loss_of
 from .checkpoints import CheckpointingMixin
-from .multimodal import MODEL_IMAGE_KEYS
+from .multimodal import IMAGE_COLUMNS, MODEL_IMAGE_KEYS
 from .logprobs import SequenceLogps, capture_head_input, lean_sequence_logps, sequence_logps
 from .losses import function_of
 from .merge import relativize_base_model
@@ -269,7 +269,8 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
         """Reference log-prob sums and token counts for every pair of ``ds``, split over all processes.
 
         Every process runs the same number of batches (the last ones padded with repeats),
-        as ZeRO-3's parameter gathering needs; each result is placed by its pair index.
+        as ZeRO-3's parameter gathering needs; each result is placed by its pair index. The
+        batches are the trainer's collator's, so image pairs carry their images as in training.
         """
         if self.ref_model is None and self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
             raise NotImplementedError(
@@ -277,7 +278,8 @@ class UniDPOTrainer(CheckpointingMixin, Trainer):
                 "cannot run before training starts); set precompute_ref_log_probs: false, since the adapter-disabled "
                 "reference costs no extra memory"
             )
-        indexed = ds.select_columns(feature_columns(ds) + ["score_chosen", "score_rejected"]).add_column(
+        images = [c for c in IMAGE_COLUMNS if c in ds.column_names]
+        indexed = ds.select_columns(feature_columns(ds) + images + ["score_chosen", "score_rejected"]).add_column(
             "pair_index", list(range(len(ds)))
         )
 
