@@ -35,6 +35,28 @@ def write_jsonl(tmp_path):
     return write
 
 
+@pytest.fixture
+def count_reference_work(monkeypatch):
+    """Counts reference forwards over whole datasets and reference-model loads (training.run.train)."""
+    import alignment_unidpo.training.run as run
+    from alignment_unidpo.training.trainer import UniDPOTrainer
+
+    calls = {"computed": 0, "loaded_reference": []}
+    compute, load = UniDPOTrainer.compute_reference_logps, run.load_policy_and_reference
+
+    def counting_compute(self, ds, split):
+        calls["computed"] += 1
+        return compute(self, ds, split)
+
+    def counting_load(*args, need_reference, **kwargs):
+        calls["loaded_reference"].append(need_reference)
+        return load(*args, need_reference=need_reference, **kwargs)
+
+    monkeypatch.setattr(UniDPOTrainer, "compute_reference_logps", counting_compute)
+    monkeypatch.setattr(run, "load_policy_and_reference", counting_load)
+    return calls
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: multi-process launches and long end-to-end runs; `pytest -m 'not slow'` skips them")

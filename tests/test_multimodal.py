@@ -277,18 +277,185 @@ def test_the_toy_multimodal_recipe_trains_end_to_end_offline(tmp_path):
     assert (tmp_path / "out" / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--precompute_ref_log_probs=true", "precompute_ref_log_probs is not supported for image pairs"),
-    ("--padding_free=true", "padding_free is not supported for image batches"),
-])
-def test_the_launcher_refuses_what_image_batches_do_not_support(override, message):
+def test_the_launcher_refuses_padding_free_image_batches_and_admits_the_reference_cache():
     from alignment_unidpo.base.errors import RecipeError
     from alignment_unidpo.checks import preflight
     from alignment_unidpo.resolve import resolve
 
     preflight(resolve("toy-multimodal"), dry_run=True)
-    with pytest.raises(RecipeError, match=message):
-        preflight(resolve("toy-multimodal", [override]), dry_run=True)
+    preflight(resolve("toy-multimodal", ["--precompute_ref_log_probs=true"]), dry_run=True)
+    with pytest.raises(RecipeError, match="padding_free is not supported for image batches"):
+        preflight(resolve("toy-multimodal", ["--padding_free=true"]), dry_run=True)
+
+
+# --- the reference log-prob cache for image pairs (precompute_ref_log_probs) ---------------------
+def tokenised(rows, processor):
+    """The rows with their features, as training.run.tokenize_dataset keeps them."""
+    import datasets
+
+    from alignment_unidpo.training.multimodal import tokenize_image_row
+
+    return datasets.Dataset.from_list([{**r, **tokenize_image_row(r, processor, 200, 150)} for r in rows])
+
+
+def image_cache(folder, processor):
+    from alignment_unidpo.training.ref_cache import ReferenceLogpsCache, image_processor_settings
+
+    return ReferenceLogpsCache(folder, {"reference": "tiny-qwen2-vl",
+                                        "image_processor": image_processor_settings(processor.image_processor)})
+
+
+def reference_pass(tmp_path, vl, ds, cache):
+    """``ds`` as a trainer with ``precompute_ref_log_probs`` trains on it: its reference columns read
+    from ``cache``, or computed (in batches of 2, through the image collator) and written there."""
+    import copy
+
+    from alignment_unidpo.configs import UniDPOConfig
+    from alignment_unidpo.training.multimodal import ImagePreferenceCollator
+    from alignment_unidpo.training.reference import ReferencePlan
+    from alignment_unidpo.training.trainer import UniDPOTrainer
+
+    processor, model = vl
+    args = UniDPOConfig(output_dir=str(tmp_path / "o"), loss_type="dpo", precompute_ref_log_probs=True,
+                        precompute_ref_batch_size=2, use_cpu=True, report_to="none", disable_tqdm=True)
+    plan = ReferencePlan.decide(args, ds, None, cache)
+    trainer = UniDPOTrainer(model=copy.deepcopy(model), ref_model=model, args=args, reference_plan=plan,
+                            data_collator=ImagePreferenceCollator(pad_token_id=processor.pad_token_id,
+                                                                  processor=processor),
+                            train_dataset=plan.train, processing_class=processor.tokenizer)
+    return trainer.train_dataset
+
+
+def live_reference(vl, ds):
+    """Each pair's chosen and rejected log-prob sums from its own forward of the reference."""
+    from alignment_unidpo.training.multimodal import ImagePreferenceCollator
+    from alignment_unidpo.training.trainer import model_sequence_logps
+
+    processor, model = vl
+    collate = ImagePreferenceCollator(pad_token_id=processor.pad_token_id, processor=processor)
+    with torch.no_grad():
+        sums = torch.stack([model_sequence_logps(model, collate([f])).sum for f in ds]).double()
+    return sums[:, 0], sums[:, 1]
+
+
+def two_image_pairs(folder):
+    """:func:`image_pairs` and a pair with two of their images (the authors' data has such pairs)."""
+    rows = image_pairs(folder)
+    return rows + [{**rows[0], "messages": [{"role": "user", "content": "<image> and <image>: the same colour?"}],
+                    "chosen": "No.", "images": [rows[0]["images"][0], rows[2]["images"][0]]}]
+
+
+def cached_logps(ds):
+    return torch.tensor(ds["ref_chosen_logps"], dtype=torch.float64), torch.tensor(ds["ref_rejected_logps"],
+                                                                                  dtype=torch.float64)
+
+
+# The cached values come from padded batches of 2, the live ones from one pair at a time: in float32
+# they differ by reduction order only, at most about 2e-7 relative (trainer.REF_GAP_TOLERANCE's
+# measurements), so 1e-5 has 50x room; a changed image moves these sums by about 5e-3 relative.
+SAME_LOGPS = dict(rtol=1e-5, atol=1e-6)
+
+
+def test_cached_reference_logps_of_image_pairs_equal_the_live_reference(tmp_path, vl, count_reference_work):
+    processor, _ = vl
+    ds = tokenised(two_image_pairs(tmp_path / "img"), processor)
+    cache = image_cache(tmp_path / "cache", processor)
+    computed = reference_pass(tmp_path, vl, ds, cache)
+    assert count_reference_work["computed"] == 1 and cache.path(ds).exists()
+    for got, want in zip(cached_logps(computed), live_reference(vl, ds)):
+        torch.testing.assert_close(got, want, **SAME_LOGPS)
+    read = reference_pass(tmp_path, vl, ds, cache)  # a second run: read back, nothing computed
+    assert count_reference_work["computed"] == 1
+    assert read["ref_chosen_logps"] == computed["ref_chosen_logps"]
+    assert read["ref_rejected_logps"] == computed["ref_rejected_logps"]
+
+
+def test_the_image_cache_key_follows_image_bytes_and_processor_settings_not_paths(tmp_path, vl, count_reference_work):
+    import copy
+    import shutil
+
+    from PIL import Image
+
+    from alignment_unidpo.training.ref_cache import ReferenceLogpsCache, image_processor_settings
+
+    processor, _ = vl
+    rows = two_image_pairs(tmp_path / "a")
+    ds = tokenised(rows, processor)
+    cache = image_cache(tmp_path / "cache", processor)
+    first = reference_pass(tmp_path, vl, ds, cache)
+    # the same images under another folder (another image_root), in any row order: served
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    moved = tokenised([{**r, "images": [p.replace(str(tmp_path / "a"), str(tmp_path / "b")) for p in r["images"]]}
+                       for r in rows], processor)
+    assert moved[0]["images"][0].startswith(str(tmp_path / "b")) and cache.path(moved) == cache.path(ds)
+    assert reference_pass(tmp_path, vl, moved, cache)["ref_chosen_logps"] == first["ref_chosen_logps"]
+    order = [3, 1, 0, 2]
+    got = cache.load(moved.select(order))  # per example: another order has no whole-dataset file of its own
+    assert got is not None and not cache.path(moved.select(order)).exists()
+    assert got["ref_rejected_logps"].tolist() == [first["ref_rejected_logps"][i] for i in order]
+    assert count_reference_work["computed"] == 1
+    # image 1 rewritten in place, same size, other colour: the same token ids, another key; recomputed
+    before = cache.path(ds)
+    Image.new("RGB", (28, 56), (200, 10, 30)).save(rows[1]["images"][0])
+    rewritten = tokenised(rows, processor)
+    for column in ("prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "image_grid_thw"):
+        assert rewritten[column] == ds[column], column
+    assert cache.path(rewritten) != before and cache.load(rewritten) is None
+    assert cache.path(ds) == cache.path(rewritten)  # the key reads the files as they are now, never remembered
+    assert cache.load(rewritten.select([0, 2, 3])) is not None  # the untouched pairs are still served
+    again = reference_pass(tmp_path, vl, rewritten, cache)
+    assert count_reference_work["computed"] == 2
+    got, want = cached_logps(again), live_reference(vl, rewritten)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **SAME_LOGPS)
+    old = cached_logps(first)
+    assert (got[0][1] - old[0][1]).abs() > 1e-3 * old[0][1].abs()  # the new image's values, not the stale ones
+    # another image processor setting (normalisation, resizing bounds, resampling) is another key
+    for name, value in (("image_mean", [0.5, 0.5, 0.5]), ("size", {"shortest_edge": 784, "longest_edge": 1568}),
+                        ("resample", 2)):
+        changed = copy.deepcopy(processor.image_processor)
+        setattr(changed, name, value)
+        other = ReferenceLogpsCache(cache.directory, {**cache.key_fields,
+                                                      "image_processor": image_processor_settings(changed)})
+        assert other.load(ds) is None and other.rows_dir() != cache.rows_dir(), name
+    with pytest.raises(ValueError, match="image processor's settings"):  # image pairs never keyed without them
+        ReferenceLogpsCache(cache.directory, {"reference": "tiny-qwen2-vl"}).load(ds)
+
+
+def test_the_toy_multimodal_recipe_trains_the_same_with_the_reference_cache(tmp_path, count_reference_work):
+    """Live reference, then the cache computed, then read with no reference model loaded: the same
+    losses and metrics at every step (SGD: equal gradients give equal steps)."""
+    from alignment_unidpo.resolve import resolve
+    from alignment_unidpo.training.run import train
+
+    names = make_images(tmp_path / "root", n=4)
+    data = write_json(tmp_path / "pairs.json", [authors_row(names[i % 4], i) for i in range(12)])
+    common = {"dataset_mixture": [{"path": data, "image_root": str(tmp_path / "root")}], "test_split_size": 4,
+              "max_steps": 2, "eval_strategy": "no", "per_device_train_batch_size": 4, "global_batch_size": 4,
+              "per_device_eval_batch_size": 4, "optim": "sgd", "learning_rate": 1.0, "lr_scheduler_type": "constant",
+              "use_cpu": True, "ref_logps_cache_dir": str(tmp_path / "cache")}
+
+    def run(name, **overrides):
+        recipe = resolve("toy-multimodal", {**common, "output_dir": str(tmp_path / name), **overrides},
+                         num_processes=1)
+        metrics = train(recipe)
+        history = json.loads((tmp_path / name / "trainer_state.json").read_text())["log_history"]
+        return metrics, [h for h in history if "loss" in h]
+
+    live_metrics, live_steps = run("live")
+    assert count_reference_work == {"computed": 0, "loaded_reference": [True]}
+    cached = [run("cached", precompute_ref_log_probs=True), run("again", precompute_ref_log_probs=True)]
+    assert count_reference_work == {"computed": 2, "loaded_reference": [True, True, False]}  # train, eval; then none
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+    for metrics, steps in cached:
+        assert len(steps) == len(live_steps) == 2
+        for step, (got, want) in enumerate(zip(steps, live_steps)):
+            for key in ("loss", "rewards/margins", "rewards/chosen", "logps/chosen", "w_perf", "grad_norm"):
+                assert key in want and key in got, key
+                # abs: at step 0 the policy is the reference, every reward 0 up to rounding
+                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), (step, key)
+        for key in ("eval_loss", "eval_rewards/margins", "eval_rewards/chosen", "eval_logps/rejected"):
+            assert metrics[key] == pytest.approx(live_metrics[key], rel=1e-4, abs=1e-6), key
 
 
 def test_toy_pairs_on_disk_are_the_generators(tmp_path):

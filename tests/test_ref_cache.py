@@ -14,9 +14,10 @@ import alignment_unidpo.training.ref_cache as ref_cache
 from alignment_unidpo.base import files
 import alignment_unidpo.training.run as run
 from alignment_unidpo.resolve import resolve
-from alignment_unidpo.training.ref_cache import ReferenceLogpsCache, dataset_fingerprint, expected_token_counts
+from alignment_unidpo.training.ref_cache import (
+    ReferenceLogpsCache, dataset_fingerprint, expected_token_counts, row_hashes,
+)
 from alignment_unidpo.training.tokenization import IGNORE_INDEX, UNLABELLED_COLUMNS, PreferenceCollator
-from alignment_unidpo.training.trainer import UniDPOTrainer
 
 SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.15},
               {"path": "data/toy_preferences_chat.jsonl", "fraction": 0.15}]
@@ -37,25 +38,6 @@ def train(tmp_path, name, **overrides):
 
 def cache_files(tmp_path):
     return sorted((tmp_path / "cache").glob("*.safetensors"))
-
-
-@pytest.fixture
-def count_reference_work(monkeypatch):
-    """Counts reference forwards over whole datasets and reference-model loads."""
-    calls = {"computed": 0, "loaded_reference": []}
-    compute, load = UniDPOTrainer.compute_reference_logps, run.load_policy_and_reference
-
-    def counting_compute(self, ds, split):
-        calls["computed"] += 1
-        return compute(self, ds, split)
-
-    def counting_load(*args, need_reference, **kwargs):
-        calls["loaded_reference"].append(need_reference)
-        return load(*args, need_reference=need_reference, **kwargs)
-
-    monkeypatch.setattr(UniDPOTrainer, "compute_reference_logps", counting_compute)
-    monkeypatch.setattr(run, "load_policy_and_reference", counting_load)
-    return calls
 
 
 @pytest.mark.parametrize("loss_type", ["uni_dpo", "dpo"])
@@ -126,6 +108,27 @@ def test_key_covers_the_token_ids(small_cache):
     assert cache.load(changed) is None
     assert not cache.path(ds.select([1, 0, 2, 3, 4, 5])).exists()  # the whole-dataset file is per row order
     assert ReferenceLogpsCache(cache.directory, {"reference": "other"}).load(ds) is None
+
+
+def test_text_keys_are_pinned(small_cache):
+    """The keys of text datasets, whole-dataset and per pair, as computed before image pairs could
+    be cached (a text key has no image terms): caches written before keep being read."""
+    import hashlib
+
+    cache, ds, _ = small_cache
+    shifted = ds.map(lambda r, i: {"rejected_unlabelled": int(i == 2)}, with_indices=True)
+    pinned = {  # dataset fingerprint, whole-dataset file, sha256 of the per-pair hashes
+        "plain": ("def8740a1c93c477fca8e442919c13bc4f8f87b8cb02dcd30eb3e7e3ab0431ce",
+                  "59357f2b4dda03e8a1aa72c899522bfd95193b921ccabd86c69548b83f0f78ab.safetensors",
+                  "8993e62ea34bcc737745d5808a014a65df57da6cd61b1aa99b98648199cffa47"),
+        "unlabelled": ("aada18f78c28b30648f04b811a9b8781c4a9b98df17ada8e016cbd801743c33b",
+                       "e14975e8abca9931a318c65017086365d4fd9e8fb8575daecdff79414108a3df.safetensors",
+                       "bb955a3bf9ef4ba1045aae101ade3ffd83a8d875ba4c0898c32880d454787ef3"),
+    }
+    for name, data in (("plain", ds), ("unlabelled", shifted)):
+        got = (dataset_fingerprint(data), cache.path(data).name, hashlib.sha256(row_hashes(data).tobytes()).hexdigest())
+        assert got == pinned[name], name
+    assert cache.rows_dir().name == "rows-e42620b0a4218289a2ecb3b357bf7b79"
 
 
 def test_any_order_split_or_subset_of_cached_pairs_is_served_per_example(small_cache):
