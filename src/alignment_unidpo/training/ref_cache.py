@@ -26,10 +26,10 @@ of a key made of
 
 Beside each such file, the same values are kept *per example*: a file in
 ``rows-<key without the dataset>/`` holding each pair's content hash (its prompt, chosen and
-rejected token ids, and the hashes of its images) with its values. A dataset with no whole-dataset file of its own is served
-from these when every one of its pairs is found there, whatever their order, split or subset:
-another seed's shuffle and split of the same data, or another point of a sweep, pays no
-reference pass.
+rejected token ids, and the hashes of its images) with its values. A dataset with no
+whole-dataset file of its own is served from these when every one of its pairs is found there,
+whatever their order, split or subset: another seed's shuffle and split of the same data, or
+another point of a sweep, pays no reference pass.
 
 The key is also stored inside the file and compared on load. A file that cannot be
 parsed, whose checksum or key does not match, or whose contents do not fit the dataset

@@ -203,7 +203,8 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
     if recipe.model.use_peft:  # the adapter then loads on its own (a toy base is saved beside it)
         record_base_model(policy, recipe.model.model_name_or_path, args.output_dir, state.is_main_process)
     if plan.precompute and plan.cache is None and reference is not None:
-        plan = plan.with_cache(reference_logps_cache(recipe, tokenizer, reference, image_processor))  # pinned now
+        # a hub model is pinned now
+        plan = plan.with_cache(reference_logps_cache(recipe, tokenizer, reference, image_processor))
     trainer = trainer_cls(
         model=policy, ref_model=reference, args=args, train_dataset=plan.train, eval_dataset=plan.eval,
         processing_class=tokenizer, reference_plan=plan, data_collator=collator,
