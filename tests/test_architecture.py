@@ -124,7 +124,7 @@ def test_without_the_world_its_names_are_one_clear_error_line():
     assert proc.stderr.splitlines() == [
         f"error: {REPO_ROOT / 'data_configs' / 'toy-world-on-policy.yaml'}: prompts.source must be one of "
         "jsonl, got 'world'",
-        "error: unknown suite 'world'; choose one of math, alpacaeval, arenahard, sedareval, ifeval (SUITE=...)"]
+        "error: unknown suite 'world'; choose one of math, alpacaeval, arenahard, sedareval, ifeval, vlm (SUITE=...)"]
 
 
 def test_importing_the_world_registers_its_plugins_after_the_stages_own():
@@ -136,4 +136,4 @@ def test_importing_the_world_registers_its_plugins_after_the_stages_own():
     assert list(PROMPT_SOURCES) == ["jsonl", "world"] and "world:sft" in PROMPT_SOURCES["world"].models
     assert list(SCORERS) == ["reward_model", "external", "prm", "none", "openai_judge", "world_judge"]
     assert SCORERS["world_judge"].needs_source == "world"
-    assert list(SUITES) == ["math", "alpacaeval", "arenahard", "sedareval", "ifeval", "world"]
+    assert list(SUITES) == ["math", "alpacaeval", "arenahard", "sedareval", "ifeval", "vlm", "world"]

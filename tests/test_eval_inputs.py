@@ -87,7 +87,7 @@ def setup(tmp_path):
 
 
 KNOWN = "gsm8k, math500, minerva_math, olympiadbench, aime24, amc23, gaokao2023en, college_math"
-SUITE_LIST = "SUITE=math|alpacaeval|arenahard|sedareval|ifeval|world"
+SUITE_LIST = "SUITE=math|alpacaeval|arenahard|sedareval|ifeval|vlm|world"
 BAD_INPUTS = [
     # item 1: a RUN that is not a folder is named, whatever else is (not) given
     (["{t}/nope"], "error: no such folder {t}/nope (RUN=... names a trained model's folder)"),

@@ -182,10 +182,10 @@ BAD_MODELS = [
     (["--model=toy:tiny-llama", "--suite=math"],
      lambda t: "error: MODEL: 'toy:tiny-llama' is neither a local folder nor a hub id (org/name)"),
     ([f"--model={REPO}"], lambda t: f"error: no suite given for MODEL={REPO}: choose a suite, "
-                                    "SUITE=math|alpacaeval|arenahard|sedareval|ifeval"),
+                                    "SUITE=math|alpacaeval|arenahard|sedareval|ifeval|vlm"),
     ([f"--model={REPO}", "--suite=world"],
      lambda t: f"error: SUITE=world evaluates no hub model: MODEL={REPO} takes "
-               "SUITE=math|alpacaeval|arenahard|sedareval|ifeval"),
+               "SUITE=math|alpacaeval|arenahard|sedareval|ifeval|vlm"),
     ([f"--model={REPO}", "--suite=math", "--predictions=p.jsonl"],
      lambda t: f"error: PREDICTIONS grades given outputs, no model: leave MODEL={REPO} out"),
     (["outputs", f"--model={REPO}", "--suite=math"],

@@ -8,6 +8,7 @@
 * :mod:`.models`: ``MODEL=...``, a hub id at a revision (its commit recorded) or a local folder.
 * :mod:`.paper_numbers`: the paper's Tables 1, 2, D.6, D.7 and D.9, keyed by recipe.
 * :mod:`.run_eval`: the ``make eval`` pipeline.
+* :mod:`.vlm_suite`: ``SUITE=vlm``, Table D.4 through VLMEvalKit (its config, command and results).
 
 Generation and the math grader live in :mod:`alignment_unidpo.generation`, shared with ``make data``.
 """

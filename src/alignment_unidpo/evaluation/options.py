@@ -43,7 +43,8 @@ class Options:
     """Every option of ``make eval`` at its default; the parser sets those given."""
 
     suite: str = option("", help="Which evaluation (SUITE=...): math (Table 2), alpacaeval / arenahard / sedareval "
-                                 "(Table 1 answer files), ifeval (Table 1's IFEval, scored offline), or one registered "
+                                 "(Table 1 answer files), ifeval (Table 1's IFEval, scored offline), vlm (Table D.4: "
+                                 "VLMEvalKit's config and command, its results read back), or one registered "
                                  "by a package above evaluation (world: a preference-world run's held-out table); "
                                  "default: the suite that claims RUN (a world run's).")
     predictions: str = option("", help="math without a RUN (PREDICTIONS=...): grade the outputs in this jsonl, "
@@ -66,7 +67,10 @@ class Options:
     recipe: str = option("", help="The recipe whose paper rows to compare with; default: the run folder's name "
                                   "(a hub MODEL: none).")
     model_id: str = option("", help="alpacaeval / arenahard / sedareval: the generator / model_id in the answer "
-                                    "files; default: the run folder's name (a hub MODEL: its name).")
+                                    "files; vlm: the model's name in VLMEvalKit's config and result files; default: "
+                                    "the run folder's name (a hub MODEL: its name).")
+    vlm_results: str = option("", help="vlm: VLMEvalKit's --work-dir to read results from; default "
+                                       "<out>/vlmevalkit, where the printed command writes them.")
     limit: int = option(0, rule=integer("an integer >= 0 (0: every item)", lambda v: v >= 0),
                         help="The first N items per benchmark (smoke tests).")
     batch_size: int = option(8, rule=integer("an integer >= 1", lambda v: v >= 1),

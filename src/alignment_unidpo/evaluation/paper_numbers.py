@@ -108,7 +108,7 @@ _D9 = {
 
 # Table D.4 (multimodal, Qwen2-VL-2B, VLMEvalKit): ChartQA test, InfoVQA val, TextVQA, POPE, MMBench
 # dev-en, SEEDBench image, ScienceQA val, RealWorldQA in percent; OCRBench its final score (of 1000);
-# MME perception + reasoning. No suite computes them yet (docs/multimodal.md).
+# MME perception + reasoning. SUITE=vlm reads VLMEvalKit's results beside them (evaluation/vlm_suite.py).
 TABLE_D4_COLUMNS = ("chartqa_test", "infovqa_val", "ocrbench", "textvqa", "pope", "mme", "mmbench_dev_en",
                     "seedbench_image", "scienceqa_val", "realworldqa")
 _D4 = {

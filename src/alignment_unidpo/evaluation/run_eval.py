@@ -1,6 +1,6 @@
 """``make eval``: from a trained model (or given outputs) to a table beside the paper's.
 
-``python -m alignment_unidpo.eval_cli [RUN] --suite=math|alpacaeval|arenahard|ifeval|world [--key=value ...]``
+``python -m alignment_unidpo.eval_cli [RUN] --suite=math|alpacaeval|arenahard|ifeval|vlm|world [--key=value ...]``
 (:mod:`alignment_unidpo.eval_cli`: this module's :func:`main` with the preference world's
 suite registered)
 
@@ -15,6 +15,8 @@ beside them.
   commands (:mod:`.textual_suite`); judging itself needs API keys.
 * ``--suite=ifeval``: answers to IFEval's prompts scored offline by lm-eval's own checkers,
   prompt- and instruction-level, strict and loose (:mod:`.ifeval_suite`).
+* ``--suite=vlm``: a Qwen2-VL model's VLMEvalKit config and command, and VLMEvalKit's results
+  read back beside Table D.4 (:mod:`.vlm_suite`).
 * a suite registered by a package above evaluation (:mod:`.suites`): ``--suite=world``, the
   default for a preference-world run, its held-out metrics.
 

@@ -2,7 +2,8 @@
 
 Evaluation's own: ``math`` (Table 2; with ``PREDICTIONS=...`` and no model, the grade-only
 :data:`GRADE_ONLY`), ``alpacaeval``, ``arenahard`` and ``sedareval`` (Table 1 answer files),
-``ifeval`` (Table 1's IFEval columns, scored offline). A package above
+``ifeval`` (Table 1's IFEval columns, scored offline), ``vlm`` (Table D.4: VLMEvalKit's
+config and command, its results read back). A package above
 evaluation adds a suite of its own with :func:`register_suite`: the preference world
 registers ``world`` (:mod:`alignment_unidpo.world.plugins`), the default for a run folder
 it recognises (:attr:`Suite.run_problem`).
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import ifeval_suite, math_suite, textual_suite
+from . import ifeval_suite, math_suite, textual_suite, vlm_suite
 from .options import Options
 
 COMMON_OPTIONS = frozenset({"suite", "out", "progress"})  # read by every suite
@@ -62,6 +63,8 @@ register_suite("arenahard", TEXTUAL)
 register_suite("sedareval", TEXTUAL)
 register_suite("ifeval", Suite(MODEL_OPTIONS | DECODING_OPTIONS | {"questions", "recipe"}, ifeval_suite.prompt_items,
                                ifeval_suite.eval_ifeval))
+register_suite("vlm", Suite(MODEL_OPTIONS | {"recipe", "model_id", "vlm_results"}, vlm_suite.vlm_inputs,
+                            vlm_suite.eval_vlm))
 
 
 def suite_of(opts: Options) -> Suite:
