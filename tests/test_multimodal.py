@@ -275,6 +275,13 @@ def test_the_toy_multimodal_recipe_trains_end_to_end_offline(tmp_path):
     assert metrics["train_samples"] == 56 and "eval_loss" in metrics
     assert all(torch.isfinite(torch.tensor(v)) for k, v in metrics.items() if isinstance(v, float))
     assert (tmp_path / "out" / "model.safetensors").exists()
+    # the folder loads as a whole VLM: the image processor is saved beside the tokenizer, as trained with
+    from transformers import AutoImageProcessor
+
+    from alignment_unidpo.training.toy import build_toy_vl_processor
+    saved = AutoImageProcessor.from_pretrained(tmp_path / "out").to_dict()
+    trained = build_toy_vl_processor().image_processor.to_dict()
+    assert saved == trained and saved["size"] == trained["size"]
 
 
 def test_the_launcher_refuses_padding_free_image_batches_and_admits_the_reference_cache():

@@ -213,7 +213,8 @@ def model_problem(folder: Path) -> str | None:
         return f"{folder} is not a Qwen2-VL model (config.json model_type {model_type!r}; SUITE=vlm needs qwen2_vl)"
     if not (folder / "preprocessor_config.json").is_file():
         return (f"{folder} has no preprocessor_config.json (Qwen2VLChat loads Qwen2VLProcessor from the model "
-                "folder): copy the base model's (Qwen/Qwen2-VL-2B) preprocessor_config.json into it")
+                "folder; training saves it with image runs, runs from before it did lack it): copy the base model's "
+                "(Qwen/Qwen2-VL-2B) preprocessor_config.json into it")
     return None
 
 
