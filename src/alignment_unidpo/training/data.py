@@ -10,10 +10,11 @@ Image rows (vision-language preference data, e.g. the authors' MM-RLHF pairs) ad
 (or the working directory, then the repository), or of embedded images (``{"bytes": <base64>}``
 in JSON records; a ``datasets`` ``Image`` column, read undecoded), which are written once into
 a content-addressed image store and replaced by their path there (:func:`store_image_bytes`);
-the prompt holds one ``<image>`` placeholder per image. The authors' pairs format names the prompt ``instruction``; it is
-read as ``prompt``. Before launch every image must exist and open, and the placeholders
-must match the images; a source may not mix text rows with image rows, nor may a mixture
-mix text sources with image sources (see :func:`image_paths`).
+the prompt holds one ``<image>`` placeholder per image. The authors' pairs format names the
+prompt ``instruction``; it is read as ``prompt``. Before launch every image must exist (or its
+bytes decode) and open, and the placeholders must match the images; a source may not mix text
+rows with image rows, nor may a mixture mix text sources with image sources (see
+:func:`image_paths`).
 
 Rows are normalised to ``messages`` (the conversation up to the answer), ``chosen`` and
 ``rejected`` (answer strings) and float scores. Rule violations that make the data
