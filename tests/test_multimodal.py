@@ -4,6 +4,7 @@ checks before launch. Tiny generated PNGs only."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -472,6 +473,152 @@ def test_toy_pairs_on_disk_are_the_generators(tmp_path):
     rows = write_toy_image_pairs(tmp_path)
     assert (tmp_path / "pairs.jsonl").read_text() == (REPO_ROOT / "data/toy_multimodal/pairs.jsonl").read_text()
     assert len(rows) == 64 and sum(len(r["images"]) == 2 for r in rows) == 16
+
+
+# --- embedded image bytes: the content-addressed image store ------------------------------------
+@pytest.fixture
+def image_store(tmp_path, monkeypatch):
+    """The image store, in a folder of its own for the test (never the repository's .cache)."""
+    from alignment_unidpo.training.data import IMAGE_STORE_ENV
+
+    store = tmp_path / "store"
+    monkeypatch.setenv(IMAGE_STORE_ENV, str(store))
+    return store
+
+
+def embedded(path):
+    """An ``images`` entry holding the file's bytes as base64 (its name only as ``path``)."""
+    import base64
+    from pathlib import Path
+
+    return {"bytes": base64.b64encode(Path(path).read_bytes()).decode(), "path": Path(path).name}
+
+
+def record_pairs(folder):
+    """:func:`two_image_pairs` as records (prompt, answers, scores, image paths), the last one with
+    image 0 twice: four pairs, three distinct images."""
+    rows = two_image_pairs(folder)
+    rows[-1] = {**rows[-1], "images": [rows[0]["images"][0], rows[0]["images"][0]]}
+    return [{"prompt": r["messages"][0]["content"], "chosen": r["chosen"], "rejected": r["rejected"],
+             "score_chosen": r["score_chosen"], "score_rejected": r["score_rejected"], "images": r["images"]}
+            for r in rows]
+
+
+def write_jsonl_records(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def assert_same_image_data(got, want, processor):
+    """Two loaded image datasets that train the same: row for row the same token ids, image grids and
+    pixel values, and the same reference cache file (keyed by image bytes)."""
+    got, want = tokenised(list(got), processor), tokenised(list(want), processor)
+    for column in ("row", "prompt_input_ids", "chosen_input_ids", "rejected_input_ids", "image_grid_thw"):
+        assert got[column] == want[column], column
+    for g, w in zip(got["images"], want["images"]):
+        for key, value in processor.image_inputs(g).items():
+            assert torch.equal(value, processor.image_inputs(w)[key]), key
+    cache = image_cache("unused", processor)
+    assert cache.path(got) == cache.path(want)
+
+
+def store_state(store):
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in store.iterdir()}
+
+
+def test_embedded_images_train_like_their_files_and_are_stored_once(tmp_path, vl, image_store):
+    import hashlib
+
+    processor, _ = vl
+    rows = record_pairs(tmp_path / "img")
+    paths = load(write_jsonl_records(tmp_path / "paths.jsonl", rows), None)
+    assert not image_store.exists()  # paths only: no store
+    inline = write_jsonl_records(tmp_path / "inline.jsonl",
+                                 [{**r, "images": [embedded(p) for p in r["images"]]} for r in rows])
+    got = load(inline, None)
+    assert_same_image_data(got, paths, processor)
+    distinct = {Path(p).read_bytes() for r in rows for p in r["images"]}
+    assert len(distinct) == 3 and {p.name for p in image_store.iterdir()} == {
+        f"{hashlib.sha256(data).hexdigest()}.png" for data in distinct}
+    assert all(p.startswith(str(image_store)) for r in got["images"] for p in r)
+    before = store_state(image_store)
+    assert_same_image_data(load(inline, None), paths, processor)  # a second load: the files reused, not rewritten
+    assert store_state(image_store) == before
+
+
+def test_an_image_feature_of_a_datasets_parquet_file_is_read_as_bytes(tmp_path, vl, image_store):
+    import datasets
+
+    processor, _ = vl
+    rows = record_pairs(tmp_path / "img")
+    paths = load(write_jsonl_records(tmp_path / "paths.jsonl", rows), None)
+    features = datasets.Features({"prompt": datasets.Value("string"), "chosen": datasets.Value("string"),
+                                  "rejected": datasets.Value("string"), "score_chosen": datasets.Value("float64"),
+                                  "score_rejected": datasets.Value("float64"),
+                                  "images": datasets.List(datasets.Image())})
+    table = datasets.Dataset.from_list(
+        [{**r, "images": [{"bytes": Path(p).read_bytes(), "path": None} for p in r["images"]]} for r in rows],
+        features=features)
+    assert type(table[0]["images"][0]).__name__ == "PngImageFile"  # decoded by default
+    table.to_parquet(tmp_path / "pairs.parquet")
+    assert_same_image_data(load(str(tmp_path / "pairs.parquet"), None), paths, processor)
+    assert len(list(image_store.iterdir())) == 3
+
+
+def test_text_data_opens_no_image_store(tmp_path, image_store):
+    from helpers import good_row
+
+    path = write_json(tmp_path / "text.json", [good_row(i) for i in range(3)])
+    assert "images" not in load_mixture([{"path": path}], seed=0).column_names
+    assert not image_store.exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not base64", "'bytes' is not valid base64"),
+    ("not an image", "embedded bytes are not a readable image"),
+    ("bytes not text", "'bytes' must be base64 text, got int"),
+    ("neither path nor bytes", "expected an image file path or {\"bytes\": <base64>}, got 42"),
+    ("no bytes, no path", "expected an image file path or {\"bytes\": <base64>}, got {'path': None}"),
+])
+def test_bad_embedded_images_fail_naming_file_row_and_field(tmp_path, image_store, case, message):
+    import base64
+
+    images = make_images(tmp_path)
+    entry = {"not base64": {"bytes": "@@not base64@@"},
+             "not an image": {"bytes": base64.b64encode(b"not a png at all").decode()},
+             "bytes not text": {"bytes": 7},
+             "neither path nor bytes": 42,
+             "no bytes, no path": {"path": None}}[case]
+    path = write_jsonl_records(tmp_path / "pairs.jsonl", [
+        authors_row(images[0]), authors_row(images[0], instruction="<image> <image>", images=[images[1], entry])])
+    with pytest.raises(DataValidationError) as err:
+        load(path, tmp_path)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "1 bad row(s):" and len(lines) == 2, lines
+    assert f"{path} (train), row 2, field 'images'[1]: " in lines[1] and message in lines[1], lines
+    assert not image_store.exists()
+
+
+def test_embedded_images_count_against_the_placeholders_and_the_launcher_checks_them(tmp_path, image_store):
+    import base64
+
+    from alignment_unidpo.checks import preflight
+    from alignment_unidpo.resolve import resolve
+
+    images = make_images(tmp_path)
+    good = embedded(tmp_path / images[0])
+    path = write_jsonl_records(tmp_path / "pairs.jsonl", [
+        authors_row(good), authors_row(good, images=[good, good]),
+        authors_row(images[1], images=[{"bytes": base64.b64encode(b"GIF89a nonsense").decode()}])])
+    recipe = resolve("qwen2-vl-2b", {"dataset_mixture": [{"path": path, "image_root": str(tmp_path)}],
+                                     "report_to": "none", "output_dir": str(tmp_path / "out")})
+    with pytest.raises(DataValidationError) as err:
+        preflight(recipe, dry_run=True)
+    assert str(err.value).splitlines()[1:] == [
+        f"  {path} (train), row 2, field 'images': 2 image(s) but 1 '<image>' placeholder(s) in the prompt",
+        f"  {path} (train), row 3, field 'images'[0]: embedded bytes are not a readable image: "
+        "cannot identify image file"]
+    assert [p.suffix for p in image_store.iterdir()] == [".png"]  # row 1's image, checked and stored
 
 
 @pytest.mark.slow  # two-process launch

@@ -7,11 +7,14 @@ are the conversation and replace ``prompt``, as in ``ultrafeedback_binarized``).
 
 Image rows (vision-language preference data, e.g. the authors' MM-RLHF pairs) add
 ``images``: a list of image file paths, resolved against the mixture entry's ``image_root``
-(or the working directory, then the repository); the prompt holds one ``<image>``
-placeholder per image. The authors' pairs format names the prompt ``instruction``; it is
-read as ``prompt``. Before launch every image must exist and open, and the placeholders
-must match the images; a source may not mix text rows with image rows, nor may a mixture
-mix text sources with image sources (see :func:`image_paths`).
+(or the working directory, then the repository), or of embedded images (``{"bytes": <base64>}``
+in JSON records; a ``datasets`` ``Image`` column, read undecoded), which are written once into
+a content-addressed image store and replaced by their path there (:func:`store_image_bytes`);
+the prompt holds one ``<image>`` placeholder per image. The authors' pairs format names the
+prompt ``instruction``; it is read as ``prompt``. Before launch every image must exist (or its
+bytes decode) and open, and the placeholders must match the images; a source may not mix text
+rows with image rows, nor may a mixture mix text sources with image sources (see
+:func:`image_paths`).
 
 Rows are normalised to ``messages`` (the conversation up to the answer), ``chosen`` and
 ``rejected`` (answer strings) and float scores. Rule violations that make the data
@@ -21,8 +24,13 @@ merely useless (chosen identical to rejected) are dropped with a warning and a c
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import io
 import logging
 import math
+import os
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +40,7 @@ from typing import Any
 import datasets
 
 from ..base.errors import DataValidationError
+from ..base.files import atomic_path
 from ..base.jsonio import read_json_records
 from ..base.paths import REPO_ROOT
 
@@ -41,6 +50,7 @@ REQUIRED_TEXT_FIELDS = ("prompt", "chosen", "rejected")
 PROMPT_ALIASES = ("prompt", "instruction")  # the authors' multimodal pairs name the prompt `instruction`
 IMAGE_FIELD = "images"
 IMAGE_PLACEHOLDER = "<image>"
+IMAGE_STORE_ENV = "ALIGNMENT_UNIDPO_IMAGE_CACHE"  # the folder embedded images are written to
 SCORE_FIELDS = ("score_chosen", "score_rejected")
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 MAX_REPORTED_ERRORS = 10
@@ -90,12 +100,38 @@ def load_source(spec: dict[str, Any]) -> datasets.Dataset | list[dict[str, Any]]
         fmt = LOCAL_FORMATS.get(local.suffix)
         if fmt is None:
             raise DataValidationError(f"{path}: unsupported file type {local.suffix!r}; use json, jsonl, parquet or csv")
-        return datasets.load_dataset(fmt, data_files=str(local), split="train")
+        return undecoded_images(datasets.load_dataset(fmt, data_files=str(local), split="train"))
     if local.is_dir():
-        return datasets.load_dataset(str(local), split=split, **spec)
+        return undecoded_images(datasets.load_dataset(str(local), split=split, **spec))
     if path.startswith((".", "/")) or local.suffix in LOCAL_FORMATS:
         raise DataValidationError(f"{path}: no such file or folder")
-    return datasets.load_dataset(path, split=split, **spec)
+    return undecoded_images(datasets.load_dataset(path, split=split, **spec))
+
+
+def _undecoded(feature: Any) -> Any:
+    """``feature`` with every ``Image`` in it set to ``decode=False``."""
+    if isinstance(feature, datasets.Image):
+        return datasets.Image(mode=feature.mode, decode=False)
+    if isinstance(feature, datasets.List):
+        return datasets.List(_undecoded(feature.feature), length=feature.length)
+    if isinstance(feature, datasets.LargeList):
+        return datasets.LargeList(_undecoded(feature.feature))
+    if isinstance(feature, dict):
+        return {name: _undecoded(sub) for name, sub in feature.items()}
+    return feature
+
+
+def undecoded_images(ds: datasets.Dataset) -> datasets.Dataset:
+    """``ds`` (as ``load_dataset`` returns it) with its ``Image`` columns read undecoded: each image
+    a ``{"bytes", "path"}`` mapping rather than a PIL image, so its bytes reach the image store as
+    they are. Only the features change (an undecoded ``Image`` has the same Arrow type): the data
+    is not copied. A dataset without images is returned as it is."""
+    features = datasets.Features({name: _undecoded(f) for name, f in ds.features.items()})
+    if features == ds.features:
+        return ds
+    info = ds.info.copy()
+    info.features = features
+    return datasets.Dataset(ds.data, info=info, split=ds.split)
 
 
 def as_messages(value: Any, where: str, role: str) -> list[dict[str, str]]:
@@ -156,15 +192,71 @@ def _resolve_image(path: str, image_root: Path | None) -> Path:
     return local
 
 
+def image_store_dir() -> Path:
+    """The content-addressed image store: ``$ALIGNMENT_UNIDPO_IMAGE_CACHE``, else ``.cache/images/``
+    of the repository. Created by the first embedded image written to it, never before."""
+    return Path(os.environ.get(IMAGE_STORE_ENV) or REPO_ROOT / ".cache" / "images")
+
+
+def _verified_image(source: Path | bytes, what: str) -> str:
+    """Open the image file at ``source`` (or its ``bytes``) with Pillow and verify it; its format in
+    lower case (``png``, ``jpeg``...). Anything Pillow refuses raises :class:`DataValidationError`:
+    ``what`` names the row, field and image."""
+    from PIL import Image  # Pillow: a dependency of matplotlib and transformers' image processors
+
+    opened = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with Image.open(opened) as image:
+            image.verify()
+            return (image.format or "img").lower()
+    except Exception as err:  # noqa: BLE001 - Pillow raises many types for a bad file
+        raise DataValidationError(f"{what}: {str(err).replace(f' {opened!r}', '')}") from None
+
+
+def store_image_bytes(data: bytes, where: str) -> Path:
+    """Verify one embedded image and return its file in the image store (:func:`image_store_dir`):
+    ``<sha256 of the bytes>.<format>``, written atomically the first time and reused, never
+    rewritten, after; the same image embedded or on disk is then the same bytes for the
+    reference cache's key. ``where`` names the row, field and image in errors."""
+    fmt = _verified_image(data, f"{where}: embedded bytes are not a readable image")
+    path = image_store_dir() / f"{hashlib.sha256(data).hexdigest()}.{fmt}"
+    if path.is_file():
+        return path
+    try:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
+    except OSError as err:
+        raise DataValidationError(f"{where}: cannot write the embedded image to the image store {path.parent} "
+                                  f"({err}); set {IMAGE_STORE_ENV} to a writable folder") from None
+    return path
+
+
+def _embedded_bytes(entry: dict[str, Any], where: str) -> bytes | None:
+    """An ``images`` object's bytes: raw (a ``datasets`` ``Image`` read undecoded) or base64 text
+    (JSON); None when it has none (then its ``path`` is the image)."""
+    data = entry.get("bytes")
+    if data is None or isinstance(data, bytes):
+        return data
+    if not isinstance(data, str):
+        raise DataValidationError(f"{where}: 'bytes' must be base64 text, got {type(data).__name__}")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise DataValidationError(f"{where}: 'bytes' is not valid base64 ({err})") from None
+
+
 def image_paths(value: Any, messages: list[dict[str, str]], where: str, image_root: Path | None) -> list[str]:
     """Check a row's ``images`` and return them as resolved path strings.
 
-    Each entry must name an image file that exists and that Pillow can open and verify; the
-    ``<image>`` placeholders of the prompt must number exactly the images (one per image, in
-    order, as the chat template places them). Raises :class:`DataValidationError` naming
-    ``where`` and the field."""
+    Each entry is either a path naming an image file that exists and that Pillow can open and
+    verify, or an embedded image: ``{"bytes": ...}`` (base64 text, or raw bytes from a
+    ``datasets`` ``Image`` column; a ``path`` beside them is a name only) whose bytes Pillow
+    verifies, stored by :func:`store_image_bytes` and given as that file's path. An object with no
+    bytes is its ``path`` (``datasets``' form of an image on disk). The ``<image>`` placeholders of
+    the prompt must number exactly the images (one per image, in order, as the chat template
+    places them). Raises :class:`DataValidationError` naming ``where`` and the field."""
     field_ = f"{where}, field '{IMAGE_FIELD}'"
-    if isinstance(value, str):
+    if isinstance(value, (str, dict)):
         value = [value]
     if not isinstance(value, list) or not value:
         raise DataValidationError(f"{field_}: expected a non-empty list of image paths, got {value!r:.80}")
@@ -173,21 +265,21 @@ def image_paths(value: Any, messages: list[dict[str, str]], where: str, image_ro
         raise DataValidationError(
             f"{field_}: {len(value)} image(s) but {placeholders} '{IMAGE_PLACEHOLDER}' placeholder(s) in the prompt"
         )
-    from PIL import Image  # Pillow: a dependency of matplotlib and transformers' image processors
-
     resolved = []
     for j, entry in enumerate(value):
+        if isinstance(entry, dict) and (data := _embedded_bytes(entry, f"{field_}[{j}]")) is not None:
+            resolved.append(str(store_image_bytes(data, f"{field_}[{j}]")))
+            continue
+        if isinstance(entry, dict):
+            entry = entry.get("path")
         if not isinstance(entry, str) or not entry.strip():
-            raise DataValidationError(f"{field_}[{j}]: expected an image file path, got {entry!r:.80}")
+            raise DataValidationError(f"{field_}[{j}]: expected an image file path or {{\"bytes\": <base64>}}, "
+                                      f"got {value[j]!r:.80}")
         path = _resolve_image(entry, image_root)
         if not path.is_file():
             root = f" (image_root {image_root})" if image_root is not None else " (no image_root set)"
             raise DataValidationError(f"{field_}[{j}]: no such image file {path}{root}")
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except Exception as err:  # noqa: BLE001 - Pillow raises many types for a bad file
-            raise DataValidationError(f"{field_}[{j}]: unreadable image {path}: {err}") from None
+        _verified_image(path, f"{field_}[{j}]: unreadable image {path}")
         resolved.append(str(path))
     return resolved
 
