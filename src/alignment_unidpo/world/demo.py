@@ -218,8 +218,8 @@ def write_results(out: Path, seeds: list[int], elapsed: float, stats, methods: d
             word = "above" if diff > spread else "below" if diff < -spread else "within one std of"
             verdicts.append(f"{word} {m} ({diff:+.2f} points)")
         lines += ["## Reading", "", f"On greedy-answer quality, Uni-DPO is {', and '.join(verdicts)}.", ""]
-    lines += ["What these numbers do and do not show: see the README section "
-              "'Preference world / demo'. Hyper-parameters: demo/tuning.md.", ""]
+    lines += ["What these numbers do and do not show: [docs/world.md](../docs/world.md). Hyper-parameters: "
+              "[demo/tuning.md](tuning.md).", ""]
     lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     write_text_atomic(out / "results.md", "\n".join(lines) + "\n")
 
