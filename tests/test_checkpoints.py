@@ -89,8 +89,13 @@ def test_overwrite_output_dir_replaces_the_previous_run_and_its_checkpoints(tmp_
     train(out, max_steps=2, save_strategy="steps", save_steps=1)
     assert checkpoint_names(out) == ["checkpoint-1", "checkpoint-2"]
     (out / "notes.txt").write_text("mine")  # not a run file: kept
+    for stale in ("merged", "base_model"):  # what make merge and a LoRA run write beside the run's files
+        (out / stale).mkdir()
+        (out / stale / "config.json").write_text("{}")
+    (out / "preprocessor_config.json").write_text("{}")  # an image run's
     train(out, max_steps=1, overwrite_output_dir=True, learning_rate=0.0)
     assert checkpoint_names(out) == []
+    assert not any((out / name).exists() for name in ("merged", "base_model", "preprocessor_config.json"))
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1
     assert (out / "notes.txt").read_text() == "mine"
     assert resolve("toy-world-dpo").training.overwrite_output_dir  # world runs re-run into their folders

@@ -50,7 +50,10 @@ RUN_FILE_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "pyto
                      "generation_config.json", "training_args.bin", "trainer_state.json", "train_results.json",
                      "eval_results.json", "all_results.json", "pair_weights.json", "world_metrics.json",
                      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                     "README.md")
+                     "README.md", "preprocessor_config.json")
+# folders a run writes beside its files: a LoRA run's saved toy/local base, and `make merge`'s output
+BASE_MODEL_DIR, MERGED_DIR = "base_model", "merged"
+RUN_DIRS = (BASE_MODEL_DIR, MERGED_DIR)
 TRUE_STRINGS, FALSE_STRINGS = ("true", "yes", "1"), ("false", "no", "0", "none", "null", "")
 
 
@@ -222,20 +225,22 @@ def remove_stale_tmp_checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def clear_previous_run(output_dir: str | Path) -> list[Path]:
-    """Delete a previous run's ``checkpoint-*`` folders and final files (:data:`RUN_FILE_PATTERNS`).
+    """Delete a previous run's ``checkpoint-*`` folders, final files (:data:`RUN_FILE_PATTERNS`) and
+    the folders it wrote beside them (:data:`RUN_DIRS`: a stale ``merged/`` model would otherwise
+    be evaluated as the new run's).
 
     Other files in the folder (notes, a sweep's log, logging folders) are left alone.
     """
     folder = Path(output_dir)
     if not folder.is_dir():
         return []
-    removed = checkpoint_dirs(folder)
+    removed = checkpoint_dirs(folder) + [folder / name for name in RUN_DIRS if (folder / name).is_dir()]
     for pattern in RUN_FILE_PATTERNS:
         removed += [p for p in folder.glob(pattern) if p.is_file()]
     for path in removed:
         _remove(path)
     if removed:
-        logger.warning("overwrite_output_dir: removed %d checkpoint folder(s)/file(s) of the previous run in %s",
+        logger.warning("overwrite_output_dir: removed %d folder(s)/file(s) of the previous run in %s",
                        len(removed), folder)
     return removed
 

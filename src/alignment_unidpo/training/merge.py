@@ -33,13 +33,11 @@ from ..base.cli import entry_point
 from ..base.errors import RecipeError
 from ..base.files import write_text_atomic
 from .toy import is_toy
-from .checkpoints import CHECKPOINT_RE
+from .checkpoints import BASE_MODEL_DIR, CHECKPOINT_RE, MERGED_DIR
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
-BASE_MODEL_DIR = "base_model"
-MERGED_DIR = "merged"
 
 
 def record_base_model(model, model_name_or_path: str, output_dir: str | Path, is_main_process: bool) -> str:
