@@ -13,6 +13,7 @@ import pytest
 from alignment_unidpo import eval_cli  # make eval: the evaluation with the world's suite
 from alignment_unidpo.evaluation import math_suite, run_eval, textual_suite
 from alignment_unidpo.generation import math_grading
+from alignment_unidpo.base.errors import DataValidationError
 from alignment_unidpo.evaluation.item_log import digest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
@@ -202,6 +203,18 @@ def test_booleans_typed_follow_the_shared_rule():
     for word, value in [("no", False), ("OFF", False), ("0", False), ("false", False), ("yes", True), ("1", True)]:
         assert run_eval.parse_args(argv + [f"--progress={word}"])[1].progress is value
     assert run_eval.parse_args(argv + ["--progress"])[1].progress is True  # a bare flag
+
+
+def test_trust_remote_code_is_off_unless_asked_and_reaches_the_generation_engine(tmp_path):
+    from alignment_unidpo.evaluation.options import engine_of
+
+    (tmp_path / "config.json").write_text("{}")  # a model folder; nothing is loaded
+    argv = [str(tmp_path), "--suite=math"]
+    assert engine_of(run_eval.parse_args(argv)[1]).trust_remote_code is False
+    assert engine_of(run_eval.parse_args(argv + ["--trust_remote_code=no"])[1]).trust_remote_code is False
+    assert engine_of(run_eval.parse_args(argv + ["--trust_remote_code=yes"])[1]).trust_remote_code is True
+    with pytest.raises(DataValidationError, match="trust_remote_code must be true or false"):
+        run_eval.parse_args(argv + ["--trust_remote_code=maybe"])
 
 
 # --- --benchmarks in grade-only mode ----------------------------------------------------

@@ -79,6 +79,9 @@ class Options:
     backend: str = option("auto", rule=Choice(BACKENDS),
                           help="Generation back-end: auto (vllm where `make vllm-env` was run and a GPU is visible, "
                                "else transformers), transformers, or vllm (docs/vllm.md).")
+    trust_remote_code: bool = option(False, rule=BOOLEAN,
+                                     help="Run the model's own code from its folder or hub repository (its "
+                                          "config's auto_map) when loading it; only for models you trust.")
     dtype: str = option("auto", rule=Choice(("auto", "float32", "bfloat16", "float16")),
                         help="The dtype the model generates in; auto: the dtype it was saved in.")
     max_new_tokens: int = option(0, rule=integer("an integer >= 0 (0: the suite's default)", lambda v: v >= 0),
@@ -131,7 +134,8 @@ def generation_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_of(opts: Options) -> Engine:
-    return Engine(backend=opts.backend, dtype=opts.dtype, batch_size=opts.batch_size)
+    return Engine(backend=opts.backend, dtype=opts.dtype, batch_size=opts.batch_size,
+                  trust_remote_code=opts.trust_remote_code)
 
 
 def settings(run: str | None, opts: Options, extra: dict[str, Any]) -> dict[str, Any]:

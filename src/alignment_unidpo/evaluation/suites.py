@@ -19,7 +19,8 @@ from . import ifeval_suite, math_suite, textual_suite, vlm_suite
 from .options import Options
 
 COMMON_OPTIONS = frozenset({"suite", "out", "progress"})  # read by every suite
-DECODING_OPTIONS = frozenset({"limit", "batch_size", "max_new_tokens", "temperature", "top_p", "backend", "dtype"})
+DECODING_OPTIONS = frozenset({"limit", "batch_size", "max_new_tokens", "temperature", "top_p", "backend", "dtype",
+                              "trust_remote_code"})
 MODEL_OPTIONS = frozenset({"model", "revision"})  # read by the suites that evaluate a model (MODEL=...)
 
 
