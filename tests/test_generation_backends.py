@@ -92,3 +92,24 @@ def test_each_launched_process_starts_its_vllm_engine_on_its_own_gpus():
     assert backends.worker_devices({"LOCAL_RANK": "1"}, 2) == {"CUDA_VISIBLE_DEVICES": "2,3"}
     assert backends.worker_devices({"LOCAL_RANK": "1", "CUDA_VISIBLE_DEVICES": "5"}, 1) == {}  # set by the user
     assert backends.worker_devices({}, 1) == {}  # not launched: the engine sees what the process sees
+
+
+class _Recorder(backends.Generator):
+    """Answers each conversation with its own index; records the chunk sizes sample() saw."""
+
+    def __init__(self, min_chunk: int):
+        self.min_chunk, self.calls = min_chunk, []
+
+    def sample(self, conversations, decoding, n=1, seeds=None):
+        self.calls.append(len(conversations))
+        return [[{"output": c}] for c in conversations]
+
+
+@pytest.mark.parametrize("min_chunk, sizes", [(1, [3, 3, 3, 1]), (4, [4, 4, 2])])
+def test_stream_yields_every_answer_in_order_in_chunks_of_at_least_min_chunk(min_chunk, sizes):
+    generator = _Recorder(min_chunk)
+    chunks = list(generator.stream(list(range(10)), Decoding(), chunk_size=3))
+    assert generator.calls == sizes
+    assert [p for positions, _ in chunks for p in positions] == list(range(10))
+    assert [a["output"] for _, answers in chunks for a in answers] == list(range(10))
+    assert backends.VllmGenerator.min_chunk == 256 and TransformersGenerator.min_chunk == 1

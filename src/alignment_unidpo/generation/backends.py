@@ -99,6 +99,7 @@ class Generator:
     """``sample(conversations, decoding, n, seeds)`` -> n answers per conversation, in order."""
 
     backend = ""
+    min_chunk = 1  # the fewest conversations a stream() call hands to sample() (the last chunk aside)
 
     def sample(self, conversations: Sequence[Conversation], decoding: Decoding, n: int = 1,
                seeds: Sequence[int] | None = None) -> list[list[dict[str, Any]]]:
@@ -107,9 +108,8 @@ class Generator:
     def stream(self, conversations: Sequence[Conversation], decoding: "Decoding",
                chunk_size: int) -> "Iterator[tuple[range, list[dict[str, Any]]]]":
         """One answer per conversation, ``(positions, answers)`` a chunk at a time, so that a
-        caller can write them as they come (and resume). vLLM takes at least 256 conversations
-        a call: it schedules its own batches."""
-        size = max(chunk_size, 256) if self.backend == "vllm" else chunk_size
+        caller can write them as they come (and resume); at least :attr:`min_chunk` a call."""
+        size = max(chunk_size, self.min_chunk)
         for start in range(0, len(conversations), size):
             part = conversations[start:start + size]
             yield range(start, start + len(part)), [answers[0] for answers in self.sample(part, decoding)]
@@ -162,6 +162,7 @@ class VllmGenerator(Generator):
     ``SamplingParams(n, seed)``."""
 
     backend = "vllm"
+    min_chunk = 256  # vLLM schedules its own batches: hand it many conversations a call
 
     def __init__(self, model: str, engine: Engine = Engine()):
         problem = backend_problem("vllm", model)
