@@ -17,7 +17,7 @@ from pathlib import Path
 
 from alignment_unidpo.generation.backends import Engine, TransformersGenerator, VllmGenerator, vllm_available, vllm_python
 from alignment_unidpo.generation.decoding import Decoding
-from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
+from alignment_unidpo.training.toy import save_toy_model
 
 
 def timed_tokens(generator, conversations, decoding) -> tuple[int, float]:
@@ -34,9 +34,7 @@ def generation_throughput(prompts: int = 32, new_tokens: int = 64) -> dict:
     decoding = Decoding(max_new_tokens=new_tokens)
     result = {"prompts": prompts, "max_new_tokens": new_tokens, "model": "toy:gen-llama (float32, head size 64)"}
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = build_toy_tokenizer()
-        build_toy_model("toy:gen-llama", tokenizer).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_toy_model(tmp, "toy:gen-llama")
         hf = TransformersGenerator(tmp, Engine(batch_size=prompts))
         tokens, seconds = timed_tokens(hf, conversations, decoding)
         result["transformers"] = {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}

@@ -28,14 +28,10 @@ SMALL_DATA = [{"path": "data/toy_preferences_text.jsonl", "fraction": 0.2},
 
 
 def save_toy_model(folder: Path, name: str = "toy:tiny-llama") -> Path:
-    """A toy model and the toy tokenizer (with its chat template) saved in ``folder``, as a
-    training run leaves them; returns ``folder``."""
-    from alignment_unidpo.training.toy import build_toy_model, build_toy_tokenizer
+    """A toy model and the toy tokenizer saved in ``folder`` (:func:`alignment_unidpo.training.toy.save_toy_model`)."""
+    from alignment_unidpo.training.toy import save_toy_model as save
 
-    tokenizer = build_toy_tokenizer()
-    build_toy_model(name, tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save(folder, name)
 
 
 def make_trainer(tmp_path, callbacks=None, **overrides):

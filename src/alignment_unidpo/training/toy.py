@@ -97,6 +97,15 @@ def build_toy_model(
 
 # --- a tiny vision-language model (Qwen2-VL layout) for the multimodal tests -------------------
 VL_SPECIAL_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+def save_toy_model(folder, name: str = TOY_PREFIX + "tiny-llama"):
+    """A toy model and the toy tokenizer (with its chat template) saved in ``folder``, as a
+    training run leaves them (for generation tests and benchmarks); returns ``folder``."""
+    tokenizer = build_toy_tokenizer()
+    build_toy_model(name, tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 # Qwen2-VL's chat template, reduced: content is a string or a list of {type: image} / {type: text}
 # parts; an image becomes <|vision_start|><|image_pad|><|vision_end|> (the processor then repeats
 # <|image_pad|> once per merged patch). No default system turn, unlike the real template.
