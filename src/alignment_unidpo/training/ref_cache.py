@@ -243,8 +243,12 @@ class ReferenceLogpsCache:
             raise ValueError("image pairs need the image processor's settings in the reference cache key")
         return {**self.key_fields, "dataset": dataset_fingerprint(ds, images), "rows": len(ds)}
 
-    def path(self, ds: datasets.Dataset, images: list[list[str]] | None = None) -> Path | None:
-        return self.directory / f"{_sha256_json(self.key(ds, images))}.safetensors" if self.directory else None
+    def path(self, ds: datasets.Dataset) -> Path | None:
+        return self._file(self.key(ds))
+
+    def _file(self, key: dict[str, Any]) -> Path | None:
+        """The whole-dataset file of ``key`` (:meth:`key`)."""
+        return self.directory / f"{_sha256_json(key)}.safetensors" if self.directory else None
 
     def rows_dir(self) -> Path | None:
         """The per-example files of this key (every dataset)."""
@@ -256,7 +260,8 @@ class ReferenceLogpsCache:
         if self.directory is None:
             return None
         images = image_digests(ds)  # read the image files once for this look-up
-        path = self.path(ds, images)
+        key = self.key(ds, images)
+        path = self._file(key)
         remove_stale_temp_files(self.directory)
         if not path.exists():
             return self._load_rows(ds, images)
@@ -268,7 +273,7 @@ class ReferenceLogpsCache:
         except (SafetensorError, OSError, ValueError) as err:
             tensors, metadata, problem = {}, {}, f"unreadable ({err})"
         if problem is None:
-            problem = self._check(ds, tensors, metadata, images)
+            problem = self._check(ds, tensors, metadata, key)
         if problem:
             logger.warning("reference log-prob cache %s is %s; it will be rebuilt", path, problem)
             return None
@@ -314,8 +319,8 @@ class ReferenceLogpsCache:
         return values
 
     def _check(self, ds: datasets.Dataset, tensors: dict[str, np.ndarray], metadata: dict[str, str],
-               images: list[list[str]] | None) -> str | None:
-        if metadata.get("key") != json.dumps(self.key(ds, images), sort_keys=True):
+               key: dict[str, Any]) -> str | None:
+        if metadata.get("key") != json.dumps(key, sort_keys=True):
             return "for a different key"
         if set(tensors) != set(REFERENCE_COLUMNS + COUNT_COLUMNS):
             return f"missing columns (has {sorted(tensors)})"
@@ -333,10 +338,11 @@ class ReferenceLogpsCache:
     def save(self, ds: datasets.Dataset, values: dict[str, np.ndarray]) -> Path | None:
         if self.directory is None:
             return None
-        images = image_digests(ds)
-        path = self.path(ds, images)
+        images = image_digests(ds)  # read the image files once for this write
+        key = self.key(ds, images)
+        path = self._file(key)
         tensors = {k: np.ascontiguousarray(values[k]) for k in REFERENCE_COLUMNS + COUNT_COLUMNS}
-        metadata = {"key": json.dumps(self.key(ds, images), sort_keys=True), "checksum": _checksum(tensors)}
+        metadata = {"key": json.dumps(key, sort_keys=True), "checksum": _checksum(tensors)}
         with atomic_path(path) as tmp:  # also removes the leftovers of killed writes
             save_file(tensors, tmp, metadata=metadata)
         rows = {"row_hash": row_hashes(ds, images), **tensors}

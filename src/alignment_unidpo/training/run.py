@@ -227,10 +227,10 @@ def train(recipe: ResolvedRecipe, trainer_cls: type[UniDPOTrainer] = UniDPOTrain
         metrics.update(eval_metrics)
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
-        if collator is not None:  # image runs: the folder loads as a whole VLM (vLLM, VLMEvalKit, make eval SUITE=vlm)
-            collator.processor.image_processor.save_pretrained(args.output_dir)
+        if image_processor is not None:  # the folder then loads as a whole VLM (vLLM, VLMEvalKit: make eval SUITE=vlm)
+            image_processor.save_pretrained(args.output_dir)
         logger.info("model, tokenizer%s and chat template saved to %s",
-                    ", image processor" if collator is not None else "", args.output_dir)
+                    ", image processor" if image_processor is not None else "", args.output_dir)
         if recipe.model.merge_lora:
             merge_lora(args.output_dir)
     trainer.accelerator.wait_for_everyone()

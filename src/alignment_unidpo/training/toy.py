@@ -95,8 +95,6 @@ def build_toy_model(
     return model.to(dtype)
 
 
-# --- a tiny vision-language model (Qwen2-VL layout) for the multimodal tests -------------------
-VL_SPECIAL_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 def save_toy_model(folder, name: str = TOY_PREFIX + "tiny-llama"):
     """A toy model and the toy tokenizer (with its chat template) saved in ``folder``, as a
     training run leaves them (for generation tests and benchmarks); returns ``folder``."""
@@ -106,6 +104,8 @@ def save_toy_model(folder, name: str = TOY_PREFIX + "tiny-llama"):
     return folder
 
 
+# --- a tiny vision-language model (Qwen2-VL layout) for the multimodal tests -------------------
+VL_SPECIAL_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 # Qwen2-VL's chat template, reduced: content is a string or a list of {type: image} / {type: text}
 # parts; an image becomes <|vision_start|><|image_pad|><|vision_end|> (the processor then repeats
 # <|image_pad|> once per merged patch). No default system turn, unlike the real template.
