@@ -34,6 +34,19 @@ def save_toy_model(folder: Path, name: str = "toy:tiny-llama") -> Path:
     return save(folder, name)
 
 
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Each markdown table of ``text``: its rows (the header first, then the separator), as
+    lists of cells."""
+    found, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip()[1:-1].split("|")])
+        elif current:
+            found.append(current)
+            current = []
+    return found
+
+
 def make_trainer(tmp_path, callbacks=None, **overrides):
     """A ``UniDPOTrainer`` of the ``default`` recipe (toy model, :data:`SMALL_DATA`, 2 steps,
     no eval, no checkpoints, CPU) with ``overrides``, built as ``training.run`` builds it."""

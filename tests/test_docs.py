@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, markdown_tables
 
 README_MAX_LINES = 250
 
@@ -207,16 +207,9 @@ def test_an_undocumented_make_target_is_reported():
     assert undocumented_targets(targets, ["`make help`, make train", "make demo-tune"]) == ["demo"]
 
 
-def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
-    """Each pipe table outside code: its header cells and its rows' cells (separator skipped)."""
-    tables, block = [], []
-    for line in [*prose_lines(text), ""]:
-        if line.startswith("|"):
-            block.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-        elif block:
-            tables.append((block[0], [row for row in block[1:] if not set("".join(row)) <= set("-: ")]))
-            block = []
-    return tables
+def quoted_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Each table outside code: its header cells and its rows' cells (the separator skipped)."""
+    return [(table[0], table[2:]) for table in markdown_tables("\n".join(prose_lines(text)))]
 
 
 def test_the_demo_numbers_quoted_in_the_docs_are_those_of_demo_results_md():
@@ -225,13 +218,13 @@ def test_the_demo_numbers_quoted_in_the_docs_are_those_of_demo_results_md():
     otherwise)."""
     plain = lambda cell: cell.replace("**", "")  # noqa: E731
     source = {}
-    for head, rows in markdown_tables((REPO_ROOT / "demo" / "results.md").read_text(encoding="utf-8")):
+    for head, rows in quoted_tables((REPO_ROOT / "demo" / "results.md").read_text(encoding="utf-8")):
         if head[0] == "method":
             source.update({(row[0], col): plain(cell) for row in rows for col, cell in zip(head[1:], row[1:])})
     assert len(source) >= 10 * 6, "demo/results.md lost its tables"
     checked = 0
     for doc in (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "world.md"):
-        for head, rows in markdown_tables(doc.read_text(encoding="utf-8")):
+        for head, rows in quoted_tables(doc.read_text(encoding="utf-8")):
             if head[0] != "method":
                 continue
             for row in rows:

@@ -15,6 +15,7 @@ from alignment_unidpo.evaluation import math_suite, run_eval, textual_suite
 from alignment_unidpo.generation import math_grading
 from alignment_unidpo.base.errors import DataValidationError
 from alignment_unidpo.evaluation.item_log import digest
+from helpers import markdown_tables
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 PREDICTIONS = [json.loads(line) for line in (FIXTURES / "predictions.jsonl").read_text().splitlines()]
@@ -312,18 +313,6 @@ def test_another_grader_grades_again(tmp_path, capsys, counted_grades, monkeypat
 
 
 # --- results.md: well-formed tables -------------------------------------------------------
-def tables(text):
-    """Each markdown table of ``text``: its rows (the header first), as lists of cells."""
-    found, current = [], []
-    for line in text.splitlines() + [""]:
-        if line.startswith("|"):
-            current.append([cell.strip() for cell in line.strip()[1:-1].split("|")])
-        elif current:
-            found.append(current)
-            current = []
-    return found
-
-
 @pytest.mark.parametrize("rows, recipe", [
     ([{"output": "\\boxed{1}", "answer": "1"}, {"output": "2", "answer": "3"}], ""),  # no benchmark field
     ([{"output": "\\boxed{1}", "answer": "1"}, {"output": "2", "answer": "3"}], "qwen2.5-math-7b"),
@@ -337,7 +326,7 @@ def test_results_md_tables_are_well_formed(tmp_path, capsys, rows, recipe):
     argv = ["--suite=math", f"--predictions={preds}", "--progress=false"] + [f"--recipe={recipe}"] * bool(recipe)
     code, out, _ = run_main(argv, capsys)
     assert code == 0
-    found = tables((tmp_path / "p-eval" / "results.md").read_text())
+    found = markdown_tables((tmp_path / "p-eval" / "results.md").read_text())
     assert len(found) == 2
     for table in found:
         assert set(table[1]) == {"---"}
